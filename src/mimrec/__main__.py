@@ -1,0 +1,3 @@
+from mimrec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Stage 3: CTR features, modules (target attention, ...), the CiUBM model and its training."""

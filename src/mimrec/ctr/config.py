@@ -1,0 +1,65 @@
+"""Configs of the CTR stage: the model's shape and switches, and how it is trained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the CiUBM model; ID-only DIN is this model with every content module off.
+
+    Args:
+        embedding_dim: size of every ID / categorical embedding.
+        attention_units: hidden sizes of the DIN attention MLP.
+        attention_softmax: normalise attention weights with a softmax (DIN's original is off).
+        mlp_units: hidden sizes of the prediction tower.
+        dropout: dropout in the tower.
+        batch_norm: batch norm in the tower.
+        use_user_id: embed the user id (off for the content-only model).
+        use_item_id: embed the item id of target and behaviour items (off for content-only).
+    """
+
+    embedding_dim: int = 16
+    attention_units: tuple[int, ...] = (64, 32)
+    attention_softmax: bool = False
+    mlp_units: tuple[int, ...] = (256, 128)
+    dropout: float = 0.2
+    batch_norm: bool = True
+    use_user_id: bool = True
+    use_item_id: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a CTR model is trained.
+
+    Args:
+        batch_size: samples per step.
+        lr: Adam learning rate.
+        embedding_l2: coefficient of the L2 penalty on every embedding table, added to the loss
+            each step as ``l2 / 2 * ||E||^2`` (the FuxiCTR ``embedding_regularizer`` convention).
+        max_epochs: upper bound on passes over train.
+        patience: stop after this many epochs without a better valid AUC; the best is restored.
+        seeds: one model is trained per seed; reports give mean and std.
+        device: ``auto`` takes a GPU when one is present.
+        threads: CPU threads for torch (0 = torch's default).
+    """
+
+    batch_size: int = 256
+    lr: float = 1e-3
+    embedding_l2: float = 0.0
+    max_epochs: int = 20
+    patience: int = 2
+    seeds: tuple[int, ...] = (0, 1, 2)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class CtrConfig:
+    """The CTR stage: a model and its training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,1 @@
+"""Data layer: standard tables, loaders, validation and the P1 CTR sample builder."""

@@ -1,0 +1,47 @@
+"""Config of the data stage: which dataset, and how CTR samples are cut from it (protocol P1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how samples are built.
+
+    Args:
+        dataset: ``movielens`` reads MovieLens-100K from the installed recbole package; ``files``
+            reads the documented tables (interactions/items/users as parquet or CSV) from ``path``.
+        path: folder of the tables when ``dataset = "files"``.
+        text_fields: item columns that make up the item's text, in order.
+        item_features: item columns used as categorical CTR features (a list value = multi-valued).
+        user_features: user columns used as categorical CTR features.
+        positive_rating: label = 1 if rating >= this, when the interactions carry ratings, not labels.
+        max_seq_len: behaviour sequence length (most recent kept).
+        train_fraction: share of time-sorted events in train; ``valid_fraction`` follows it.
+        new_item_fraction: share of the catalogue launched late (P1-cold); 0 is plain P1.
+        new_item_seed: seed of the numpy generator that draws the new items.
+    """
+
+    dataset: Literal["movielens", "files"] = "movielens"
+    path: str = ""
+    text_fields: tuple[str, ...] = ("title", "year", "genres")
+    item_features: tuple[str, ...] = ("genres", "year")
+    user_features: tuple[str, ...] = ("age", "gender", "occupation")
+    positive_rating: float = 4.0
+    max_seq_len: int = 50
+    train_fraction: float = 0.8
+    valid_fraction: float = 0.1
+    new_item_fraction: float = 0.0
+    new_item_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset == "files" and not self.path:
+            raise ValueError("data.path must name the folder of the tables when data.dataset = 'files'")
+        if self.max_seq_len < 1:
+            raise ValueError(f"data.max_seq_len must be >= 1, got {self.max_seq_len}")
+        if not 0 < self.train_fraction < 1 or not 0 < self.valid_fraction < 1 - self.train_fraction:
+            raise ValueError("data.train_fraction and data.valid_fraction must leave a test share > 0")
+        if not 0 <= self.new_item_fraction < 1:
+            raise ValueError(f"data.new_item_fraction must be in [0, 1), got {self.new_item_fraction}")

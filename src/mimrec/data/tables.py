@@ -1,0 +1,171 @@
+"""The standard tables every loader produces, and their validation.
+
+* interactions: ``user_id``, ``item_id``, ``timestamp`` (int seconds, or a parseable date-time), and
+  ``label`` (0/1) and/or ``rating`` (number).
+* items: ``item_id`` plus content: text columns, optional ``image`` (encoded PNG/JPEG bytes or a file
+  path), optional ``attributes`` (a list of tokens, or one string of space-separated tokens), and
+  any categorical columns (a list value is a multi-valued feature).
+* users (optional): ``user_id`` plus side features.
+
+Ids are normalised to strings, so ``42`` and ``"42"`` name the same item everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mimrec.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """One dataset in standard form.
+
+    Args:
+        name: a short name for reports.
+        interactions: one row per impression (see module docstring).
+        items: one row per catalogue item, unique ``item_id``.
+        users: one row per user, unique ``user_id``; None when the data has no user table.
+        sources: the files read, for the artifact manifest.
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame | None
+    sources: tuple[Path, ...] = ()
+
+
+def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> str:
+    idx = np.flatnonzero(np.asarray(mask))[0]
+    row = df.iloc[idx].to_dict()
+    return f"row {idx + 1}: {row}"
+
+
+def require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], source: str) -> None:
+    """Raise a DataError naming the file and the first missing column."""
+    for col in columns:
+        if col not in df.columns:
+            have = ", ".join(map(str, df.columns))
+            raise DataError(f"{source}: missing column {col!r} (columns present: {have})")
+
+
+def _check_not_empty(df: pd.DataFrame, source: str) -> None:
+    if len(df) == 0:
+        raise DataError(f"{source}: the table is empty")
+
+
+def normalise_ids(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Ids as strings; nulls are an error naming the row."""
+    ids = df[column]
+    null = ids.isna().to_numpy()
+    if null.any():
+        raise DataError(f"{source}: column {column!r} has a null id at {_example(df, null)}")
+    if pd.api.types.is_float_dtype(ids) and (ids % 1 == 0).all():
+        ids = ids.astype(np.int64)
+    return ids.astype(str).str.strip()
+
+
+def parse_timestamps(df: pd.DataFrame, source: str) -> np.ndarray:
+    """Timestamps as int64 seconds: numbers are taken as Unix seconds, strings are parsed as dates."""
+    ts = df["timestamp"]
+    if pd.api.types.is_numeric_dtype(ts):
+        bad = ts.isna().to_numpy() | ~np.isfinite(ts.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            raise DataError(f"{source}: column 'timestamp' has a missing value at {_example(df, bad)}")
+        return ts.to_numpy().astype(np.int64)
+    parsed = pd.to_datetime(ts, errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        raise DataError(
+            f"{source}: column 'timestamp' does not parse as a date-time or Unix seconds at "
+            f"{_example(df, bad)}"
+        )
+    return (parsed.astype("int64") // 10**9).to_numpy()
+
+
+def validate_interactions(df: pd.DataFrame, source: str, positive_rating: float) -> pd.DataFrame:
+    """Check and normalise an interactions table; returns user_id, item_id, timestamp, label[, rating]."""
+    _check_not_empty(df, source)
+    require_columns(df, ["user_id", "item_id", "timestamp"], source)
+    if "label" not in df.columns and "rating" not in df.columns:
+        raise DataError(f"{source}: needs a 'label' (0/1) or a 'rating' column; found neither")
+    out = pd.DataFrame(
+        {
+            "user_id": normalise_ids(df, "user_id", source),
+            "item_id": normalise_ids(df, "item_id", source),
+            "timestamp": parse_timestamps(df, source),
+        }
+    )
+    if "rating" in df.columns:
+        rating = pd.to_numeric(df["rating"], errors="coerce")
+        bad = rating.isna().to_numpy()
+        if bad.any():
+            raise DataError(f"{source}: column 'rating' is not a number at {_example(df, bad)}")
+        out["rating"] = rating.to_numpy(dtype=np.float32)
+    if "label" in df.columns:
+        label = pd.to_numeric(df["label"], errors="coerce")
+        bad = ~label.isin([0, 1]).to_numpy()
+        if bad.any():
+            raise DataError(f"{source}: column 'label' must be 0 or 1, at {_example(df, bad)}")
+        out["label"] = label.to_numpy().astype(np.int8)
+    else:
+        out["label"] = (out["rating"] >= positive_rating).astype(np.int8)
+    return out
+
+
+def validate_items(df: pd.DataFrame, source: str, text_fields: tuple[str, ...]) -> pd.DataFrame:
+    """Check an items table: unique non-null ids, the configured text columns present."""
+    _check_not_empty(df, source)
+    require_columns(df, ["item_id", *text_fields], source)
+    out = df.copy()
+    out["item_id"] = normalise_ids(df, "item_id", source)
+    dup = out["item_id"].duplicated().to_numpy()
+    if dup.any():
+        raise DataError(f"{source}: duplicate item_id {out['item_id'][dup].iloc[0]!r} at "
+                        f"{_example(df, dup)}")
+    if "attributes" in out.columns:
+        out["attributes"] = [_tokens(v) for v in out["attributes"]]
+    return out.reset_index(drop=True)
+
+
+def _tokens(value: object) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, str):
+        return value.split()
+    return [str(v) for v in value]
+
+
+def validate_users(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check a users table: unique non-null ids."""
+    _check_not_empty(df, source)
+    require_columns(df, ["user_id"], source)
+    out = df.copy()
+    out["user_id"] = normalise_ids(df, "user_id", source)
+    dup = out["user_id"].duplicated().to_numpy()
+    if dup.any():
+        raise DataError(f"{source}: duplicate user_id at {_example(df, dup)}")
+    return out.reset_index(drop=True)
+
+
+def check_references(ds: Dataset) -> None:
+    """Every interaction's item must be in the catalogue (and its user in the users table, if any)."""
+    known = pd.Index(ds.items["item_id"])
+    missing = ~ds.interactions["item_id"].isin(known).to_numpy()
+    if missing.any():
+        raise DataError(
+            f"{ds.name}: interactions name an item_id that is not in the items table, at "
+            f"{_example(ds.interactions, missing)}"
+        )
+    if ds.users is not None:
+        missing = ~ds.interactions["user_id"].isin(pd.Index(ds.users["user_id"])).to_numpy()
+        if missing.any():
+            raise DataError(
+                f"{ds.name}: interactions name a user_id that is not in the users table, at "
+                f"{_example(ds.interactions, missing)}"
+            )

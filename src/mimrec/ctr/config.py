@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The named models a report can compare; each is resolved in mimrec.ctr.variants.
+Variant = Literal["din"]
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -59,7 +62,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class CtrConfig:
-    """The CTR stage: a model and its training."""
+    """The CTR stage: the base model, the named variants trained from it, and their training.
+
+    Args:
+        model: shape shared by every variant.
+        variants: which named models to train (see :mod:`mimrec.ctr.variants`).
+        train: optimisation and early stopping.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    variants: tuple[Variant, ...] = ("din",)
     train: TrainConfig = field(default_factory=TrainConfig)

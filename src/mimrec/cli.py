@@ -1,0 +1,62 @@
+"""The ``mimrec`` command line: one subcommand per stage, plus ``run`` for the whole pipeline.
+
+User mistakes (bad config key, missing file or column, ...) print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from mimrec import __version__
+from mimrec.config import PipelineConfig, load_config
+from mimrec.errors import MimrecError
+from mimrec.pipeline import run_all, stage_data, stage_eval, stage_train
+
+Stage = Callable[[PipelineConfig, Path, Console], object]
+
+STAGES: tuple[tuple[str, Stage, str], ...] = (
+    ("run", run_all, "Run the whole pipeline (data, CTR training, report) into --out."),
+    ("data", stage_data, "Load and validate the dataset, build P1 samples into OUT/data."),
+    ("train", stage_train, "Train the CTR models (ID-only DIN, ...) on OUT/data into OUT/ctr."),
+    ("eval", stage_eval, "Compute test metrics of OUT/ctr and write OUT/report.{json,md,png}."),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per stage."""
+    parser = argparse.ArgumentParser(
+        prog="mimrec",
+        description="Multi-modal content interest modelling for CTR prediction. Each stage reads "
+                    "the previous stage's artifact under --out and writes its own next to it.",
+    )
+    parser.add_argument("--version", action="version", version=f"mimrec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, _fn, help_text in STAGES:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("config", type=Path, help="pipeline config (TOML), e.g. configs/movielens.toml")
+        p.add_argument("--out", type=Path, required=True, help="run folder holding stage artifacts")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set ctr.train.seeds=[0] (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    stages = {name: fn for name, fn, _ in STAGES}
+    try:
+        cfg = load_config(args.config, args.overrides)
+        stages[args.command](cfg, args.out, console)
+    except MimrecError as exc:
+        print(f"mimrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mimrec: interrupted", file=sys.stderr)
+        return 130
+    return 0

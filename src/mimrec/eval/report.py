@@ -1,0 +1,106 @@
+"""The run report: metrics of every model over seeds (mean and std), RelaImpr against the
+baseline, AUC per popularity bucket; written as ``report.json``, ``report.md`` and a PNG plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mimrec.artifacts import read_manifest, require_stage, write_json_atomic
+from mimrec.data.samples import BUCKETS, TEST
+from mimrec.data.stage import read_data
+from mimrec.eval.config import EvalConfig
+from mimrec.eval.metrics import ctr_metrics, rela_impr
+from mimrec.eval.plot import plot_bucket_auc
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(np.nanmean(arr)), float(np.nanstd(arr)) if len(arr) > 1 else 0.0
+
+
+def aggregate(per_seed: list[dict]) -> dict:
+    """Mean (and std) over seeds of every metric of :func:`ctr_metrics`."""
+    out: dict = {"seeds": len(per_seed)}
+    for key in ("auc", "gauc", "logloss"):
+        out[key], out[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
+    out["buckets"] = {}
+    for b in BUCKETS:
+        mean, std = _mean_std([m["buckets"][b]["auc"] for m in per_seed])
+        out["buckets"][b] = {"auc": mean, "auc_std": std, "n": per_seed[0]["buckets"][b]["n"]}
+    return out
+
+
+def model_metrics(ctr_dir: Path) -> dict[str, dict]:
+    """Test metrics per model, recomputed from the saved predictions and the data artifact."""
+    manifest = require_stage(ctr_dir, "ctr")
+    data = read_data(Path(manifest["parents"]["data"]["path"]))
+    test = data.samples.subset(TEST)
+    with np.load(ctr_dir / "predictions.npz", allow_pickle=False) as preds:
+        keys = [k for k in preds.files if k.endswith("/test")]
+        per_model: dict[str, list[dict]] = {}
+        for key in keys:
+            variant = key.split("-seed")[0]
+            per_model.setdefault(variant, []).append(
+                ctr_metrics(test["user"], test["label"], preds[key], test["bucket"]))
+    return {name: aggregate(seeds) for name, seeds in per_model.items()}
+
+
+def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
+    """Write report.json / report.md / report_buckets.png into ``out``; returns the report."""
+    models = model_metrics(ctr_dir)
+    base = models.get(cfg.baseline)
+    for m in models.values():
+        m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
+    data_manifest = read_manifest(Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"]))
+    new_frac = data_manifest["config"]["new_item_fraction"]
+    report = {"protocol": "P1-cold" if new_frac > 0 else "P1", "baseline": cfg.baseline,
+              "models": models, "data": data_manifest["metrics"], **(extra or {})}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "report.json", _finite(report))
+    if cfg.plot:
+        plot_bucket_auc(models, out / "report_buckets.png")
+    (out / "report.md").write_text(render_markdown(report, cfg.plot))
+    return report
+
+
+def _finite(obj):
+    """NaN -> None, so report.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _fmt(mean: float, std: float) -> str:
+    return "n/a" if not math.isfinite(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def ctr_table(report: dict) -> list[str]:
+    """The markdown table of CTR models: one row per model."""
+    head = ["model", "AUC", "gAUC", "LogLoss", "RelaImpr"] + [f"AUC {b}" for b in BUCKETS]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in report["models"].items():
+        cells = [name, _fmt(m["auc"], m["auc_std"]), _fmt(m["gauc"], m["gauc_std"]),
+                 _fmt(m["logloss"], m["logloss_std"]), f"{m['rela_impr']:+.2f}%"]
+        cells += [_fmt(m["buckets"][b]["auc"], m["buckets"][b]["auc_std"]) for b in BUCKETS]
+        rows.append("| " + " | ".join(cells) + " |")
+    sizes = next(iter(report["models"].values()))["buckets"] if report["models"] else {}
+    rows.append("")
+    rows.append("Test rows per bucket: " + ", ".join(f"{b} {sizes[b]['n']}" for b in sizes))
+    return rows
+
+
+def render_markdown(report: dict, with_plot: bool) -> str:
+    """The human-readable report."""
+    seeds = next(iter(report["models"].values()))["seeds"] if report["models"] else 0
+    lines = [f"# mimrec report ({report['protocol']}, test split, mean ± std over {seeds} seeds)",
+             "", f"RelaImpr is against `{report['baseline']}`.", "", *ctr_table(report), ""]
+    if with_plot:
+        lines += ["![AUC per popularity bucket](report_buckets.png)", ""]
+    return "\n".join(lines)

@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
-
 from mimrec import __version__
-from mimrec.config import PipelineConfig, load_config
 from mimrec.errors import MimrecError
-from mimrec.pipeline import run_all, stage_data, stage_eval, stage_train
 
-Stage = Callable[[PipelineConfig, Path, Console], object]
-
-STAGES: tuple[tuple[str, Stage, str], ...] = (
-    ("run", run_all, "Run the whole pipeline (data, CTR training, report) into --out."),
-    ("data", stage_data, "Load and validate the dataset, build P1 samples into OUT/data."),
-    ("train", stage_train, "Train the CTR models (ID-only DIN, ...) on OUT/data into OUT/ctr."),
-    ("eval", stage_eval, "Compute test metrics of OUT/ctr and write OUT/report.{json,md,png}."),
+STAGES: tuple[tuple[str, str], ...] = (
+    ("run", "Run the whole pipeline (data, CTR training, report) into --out."),
+    ("data", "Load and validate the dataset, build P1 samples into OUT/data."),
+    ("train", "Train the CTR models (ID-only DIN, ...) on OUT/data into OUT/ctr."),
+    ("eval", "Compute test metrics of OUT/ctr and write OUT/report.{json,md,png}."),
 )
 
 
@@ -36,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mimrec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, _fn, help_text in STAGES:
+    for name, help_text in STAGES:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("config", type=Path, help="pipeline config (TOML), e.g. configs/movielens.toml")
         p.add_argument("--out", type=Path, required=True, help="run folder holding stage artifacts")
@@ -48,11 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
-    stages = {name: fn for name, fn, _ in STAGES}
     try:
-        cfg = load_config(args.config, args.overrides)
-        stages[args.command](cfg, args.out, console)
+        dispatch(args.command, args.config, args.overrides, args.out)
     except MimrecError as exc:
         print(f"mimrec: error: {exc}", file=sys.stderr)
         return 2
@@ -60,3 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         print("mimrec: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def dispatch(command: str, config: Path, overrides: list[str], out: Path) -> None:
+    """Load the config and run one subcommand (heavy imports happen here, not at --help)."""
+    from rich.console import Console
+
+    from mimrec import pipeline
+    from mimrec.config import load_config
+
+    cfg = load_config(config, overrides)
+    console = Console()
+    match command:
+        case "run":
+            pipeline.run_all(cfg, out, console)
+        case "data":
+            pipeline.stage_data(cfg, out, console)
+        case "train":
+            pipeline.stage_train(cfg, out, console)
+        case "eval":
+            pipeline.stage_eval(cfg, out, console)

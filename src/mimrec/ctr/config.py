@@ -46,6 +46,7 @@ class TrainConfig:
         max_epochs: upper bound on passes over train.
         patience: stop after this many epochs without a better valid AUC; the best is restored.
         seeds: one model is trained per seed; reports give mean and std.
+        deterministic: use torch's deterministic kernels, so one seed gives one result.
         device: ``auto`` takes a GPU when one is present.
         threads: CPU threads for torch (0 = torch's default).
     """
@@ -56,6 +57,7 @@ class TrainConfig:
     max_epochs: int = 20
     patience: int = 2
     seeds: tuple[int, ...] = (0, 1, 2)
+    deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
 

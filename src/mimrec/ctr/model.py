@@ -58,6 +58,7 @@ class CiUBM(nn.Module):
         self.target_attention = TargetAttention(item_dim, cfg.attention_units, cfg.attention_softmax)
         self.tower = MLP(user_dim + 2 * item_dim, cfg.mlp_units, out_dim=1, dropout=cfg.dropout,
                          batch_norm=cfg.batch_norm)
+        self.register_buffer("all_items", torch.arange(tables.num_items + 1), persistent=False)
         self._reset_embeddings()
 
     def _reset_embeddings(self) -> None:
@@ -88,8 +89,23 @@ class CiUBM(nn.Module):
 
     def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor
                 ) -> torch.Tensor:
-        target = self.item_vectors(item)  # (B, item_dim)
-        behaviour = self.item_vectors(history)  # (B, L, item_dim)
-        interest, _ = self.target_attention(target, behaviour, history > 0)  # (B, item_dim)
+        history = trim_padding(history)
+        catalogue = self.item_vectors(self.all_items)  # (I + 1, item_dim), computed once per batch
+        catalogue_keys = self.target_attention.key_projection(catalogue)  # (I + 1, H)
+        target = catalogue[item]  # (B, item_dim)
+        behaviour = catalogue[history]  # (B, L, item_dim)
+        interest, _ = self.target_attention(target, behaviour, history > 0,
+                                            key_part=catalogue_keys[history])  # (B, item_dim)
         features = torch.cat([self.user_vectors(user), target, interest], dim=-1)
         return self.tower(features).squeeze(-1)  # (B,)
+
+
+def trim_padding(history: torch.Tensor) -> torch.Tensor:
+    """Drop leading columns that are padding in every row (histories are left-padded).
+
+    Shapes: (B, L) -> (B, L') with L' <= L, at least 1.
+    """
+    filled = (history > 0).any(0)
+    if not filled.any():
+        return history[:, -1:]
+    return history[:, int(filled.nonzero()[0]):]

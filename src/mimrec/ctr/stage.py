@@ -43,7 +43,7 @@ def feature_tables(data: DataArtifact, data_cfg: DataConfig) -> FeatureTables:
 def train_one(cfg: CtrConfig, variant: str, seed: int, tables: FeatureTables,
               splits: dict[str, Batchable], progress: Progress) -> tuple[CiUBM, dict]:
     """Train one variant with one seed; returns the model (best epoch) and its training record."""
-    seed_everything(seed)
+    seed_everything(seed, cfg.train.deterministic)
     model = CiUBM(variant_config(cfg.model, variant), tables).to(resolve_device(cfg.train.device))
     start = time.perf_counter()
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
 from dataclasses import dataclass
 
@@ -54,11 +55,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA)."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, numpy and torch; optionally make torch's kernels deterministic.
+
+    Deterministic mode matters on the CPU too: the multi-threaded scatter-add behind embedding
+    gradients otherwise sums in a varying order, and two runs with one seed drift apart.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 @torch.inference_mode()

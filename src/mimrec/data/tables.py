@@ -85,7 +85,8 @@ def parse_timestamps(df: pd.DataFrame, source: str) -> np.ndarray:
             f"{source}: column 'timestamp' does not parse as a date-time or Unix seconds at "
             f"{_example(df, bad)}"
         )
-    return (parsed.astype("int64") // 10**9).to_numpy()
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return seconds.to_numpy(dtype=np.int64)
 
 
 def validate_interactions(df: pd.DataFrame, source: str, positive_rating: float) -> pd.DataFrame:

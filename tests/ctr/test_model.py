@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mimrec.ctr.config import ModelConfig
+from mimrec.ctr.features import build_feature_tables
+from mimrec.ctr.model import CiUBM
+
+
+@pytest.fixture
+def tables():
+    rng = np.random.default_rng(0)
+    items = pd.DataFrame({"item_id": [str(i) for i in range(30)],
+                          "genres": [list(rng.choice(["a", "b", "c"], rng.integers(1, 3),
+                                                     replace=False)) for _ in range(30)],
+                          "year": [str(1990 + i % 5) for i in range(30)]})
+    users = pd.DataFrame({"user_id": [str(u) for u in range(8)], "gender": list("MFMFMFMF")})
+    return build_feature_tables(items, users, 8, ("genres", "year"), ("gender",))
+
+
+def _batch(b=6, L=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    user = torch.randint(1, 9, (b,), generator=g)
+    item = torch.randint(1, 31, (b,), generator=g)
+    history = torch.randint(1, 31, (b, L), generator=g)
+    history[:, :3] = 0  # left padding
+    return user, item, history
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_padding_does_not_change_the_logit(tables, softmax):
+    torch.manual_seed(0)
+    model = CiUBM(ModelConfig(attention_softmax=softmax), tables).eval()
+    for p in model.parameters():  # embeddings start near zero: make them matter
+        torch.nn.init.normal_(p, std=0.3)
+    user, item, history = _batch()
+    with torch.no_grad():
+        base = model(user, item, history)
+        longer = torch.cat([torch.zeros(len(user), 5, dtype=torch.long), history], dim=1)
+        assert torch.allclose(model(user, item, longer), base, atol=1e-5)
+        changed = history.clone()
+        changed[:, 3] = (changed[:, 3] % 30) + 1
+        assert not torch.allclose(model(user, item, changed), base, atol=1e-5)
+
+
+def test_permuting_the_batch_permutes_the_scores(tables):
+    torch.manual_seed(0)
+    model = CiUBM(ModelConfig(), tables).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    user, item, history = _batch(b=10)
+    perm = torch.randperm(10)
+    with torch.no_grad():
+        assert torch.allclose(model(user, item, history)[perm],
+                              model(user[perm], item[perm], history[perm]), atol=1e-5)
+
+
+def test_switching_off_ids_removes_their_tables(tables):
+    full = CiUBM(ModelConfig(), tables)
+    no_ids = CiUBM(ModelConfig(use_item_id=False, use_user_id=False), tables)
+    assert full.item_id_embedding is not None and no_ids.item_id_embedding is None
+    assert len(no_ids.embeddings()) == len(full.embeddings()) - 2

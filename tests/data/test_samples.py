@@ -1,0 +1,98 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimrec.data.config import DataConfig
+from mimrec.data.samples import TEST, TRAIN, VALID, build_samples, histories
+
+
+@pytest.fixture(scope="module")
+def p1(ml100k):
+    return build_samples(ml100k, DataConfig())
+
+
+@pytest.fixture(scope="module")
+def p1_cold(ml100k):
+    return build_samples(ml100k, DataConfig(new_item_fraction=0.2))
+
+
+def test_split_is_80_10_10_in_time_order(p1):
+    assert [(p1.split == s).sum() for s in (TRAIN, VALID, TEST)] == [80000, 10000, 10000]
+    assert np.all(np.diff(p1.timestamp) >= 0)
+    assert p1.timestamp[p1.split == TRAIN].max() <= p1.timestamp[p1.split == VALID].min()
+    assert p1.timestamp[p1.split == VALID].max() <= p1.timestamp[p1.split == TEST].min()
+
+
+def test_labels_are_rating_at_least_4(ml100k, p1):
+    assert p1.label.mean() == pytest.approx((ml100k.interactions["rating"] >= 4).mean())
+
+
+def test_history_holds_only_earlier_positives_of_the_same_user(ml100k, p1):
+    """No event's history contains a later (or same-time) event, a negative, or another user's."""
+    first_pos = {}
+    for u, i, t, y in zip(p1.user, p1.item, p1.timestamp, p1.label, strict=True):
+        if y > 0:
+            first_pos.setdefault((u, i), t)
+    rng = np.random.default_rng(0)
+    for n in rng.choice(len(p1.user), 3000, replace=False):
+        hist = p1.history[n][p1.history[n] >= 0]
+        for item in hist:
+            assert first_pos[(p1.user[n], item)] < p1.timestamp[n]
+
+
+def test_history_is_the_most_recent_positives_most_recent_last(ml100k, p1):
+    u = p1.user[p1.split == TEST][0]
+    mine = (p1.user == u)
+    t_last = p1.timestamp[mine].max()
+    n = np.flatnonzero(mine & (p1.timestamp == t_last))[0]
+    earlier = mine & (p1.label > 0) & (p1.timestamp < t_last)
+    expected = p1.item[earlier][-50:]
+    hist = p1.history[n][p1.history[n] >= 0]
+    assert list(hist) == list(expected)
+    assert p1.history.shape[1] == 50
+
+
+def test_histories_truncate_and_pad_left():
+    pool_user = np.array([0, 0, 0, 1])
+    pool_time = np.array([1, 2, 3, 1])
+    pool_item = np.array([10, 11, 12, 13])
+    out = histories(pool_user, pool_time, pool_item, np.array([0, 0, 1, 1]),
+                    np.array([3, 9, 1, 2]), max_len=2)
+    assert out.tolist() == [[10, 11], [11, 12], [-1, -1], [-1, 13]]
+
+
+def test_buckets_follow_train_counts(p1):
+    counts = p1.item_train_count[p1.item]
+    expected = np.select([counts == 0, counts < 10, counts < 100], [0, 1, 2], 3)
+    assert np.array_equal(p1.bucket, expected)
+    assert 100 < (p1.bucket[p1.split == TEST] == 0).sum() < 300  # ~1.5% cold under P1
+
+
+def test_p1_cold_hides_new_items_from_train_and_valid(ml100k, p1, p1_cold):
+    new = p1_cold.new_item
+    assert new.sum() == round(0.2 * len(ml100k.items))
+    warm = p1_cold.split != TEST
+    assert not new[p1_cold.item[warm]].any()
+    hist = p1_cold.history[warm]
+    assert not new[hist[hist >= 0]].any()
+    # test is unchanged: same events, same histories as P1
+    assert np.array_equal(p1_cold.item[~warm], p1.item[p1.split == TEST])
+    assert np.array_equal(p1_cold.history[~warm], p1.history[p1.split == TEST])
+    cold_share = (p1_cold.bucket[~warm] == 0).mean()
+    assert 0.15 < cold_share < 0.25
+
+
+def test_new_items_are_drawn_as_protocol_says(ml100k, p1_cold):
+    ids = np.sort(ml100k.items["item_id"].astype(int).to_numpy())
+    drawn = np.random.default_rng(0).choice(ids, size=round(0.2 * len(ids)), replace=False)
+    got = ml100k.items["item_id"][p1_cold.new_item].astype(int)
+    assert set(got) == set(drawn)
+
+
+def test_sample_builder_is_vectorised_enough(ml100k):
+    """Sanity: 4x the events builds without quadratic blow-up (no timing assert, just completes)."""
+    big = ml100k.interactions.copy()
+    reps = [big.assign(user_id=big["user_id"] + f"_{k}") for k in range(4)]
+    ds = type(ml100k)("x4", pd.concat(reps, ignore_index=True), ml100k.items, None)
+    s = build_samples(ds, DataConfig())
+    assert len(s.split) == 4 * len(big)

@@ -1,0 +1,93 @@
+import pandas as pd
+import pytest
+
+from mimrec.data.files import load_files
+from mimrec.errors import DataError
+from tests.conftest import write_slice
+
+
+def _write(folder, frames, fmt="csv"):
+    folder.mkdir(exist_ok=True)
+    for name, df in frames.items():
+        if fmt == "csv":
+            df.to_csv(folder / f"{name}.csv", index=False)
+        else:
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def test_generic_loader_reads_csv_and_parquet(ml100k, tmp_path):
+    for fmt in ("csv", "parquet"):
+        folder = write_slice(ml100k, tmp_path / fmt, n_users=30, fmt=fmt)
+        ds = load_files(folder, 4.0, ("title",))
+        assert len(ds.users) == 30
+        assert set(ds.interactions["user_id"]) == set(ds.users["user_id"])
+        assert ds.interactions["label"].isin([0, 1]).all()
+
+
+def test_small_dataset_labels_from_ratings(small_frames, tmp_path):
+    ds = load_files(_write(tmp_path / "d", small_frames), 4.0, ("title",))
+    assert ds.interactions["label"].tolist() == [1, 0, 1, 1]
+    assert ds.interactions["user_id"].tolist() == ["1", "1", "2", "2"]
+
+
+def test_dates_are_parsed(small_frames, tmp_path):
+    small_frames["interactions"]["timestamp"] = ["2020-01-01", "2020-01-02T10:00:00",
+                                                 "2020-01-03", "2020-01-04"]
+    ds = load_files(_write(tmp_path / "d", small_frames), 4.0, ("title",))
+    assert ds.interactions["timestamp"].iloc[0] == 1577836800
+
+
+@pytest.mark.parametrize(
+    "table, change, message",
+    [
+        ("interactions", lambda d: d.drop(columns=["item_id"]), "missing column 'item_id'"),
+        ("interactions", lambda d: d.drop(columns=["rating"]), "'label' (0/1) or a 'rating'"),
+        ("interactions", lambda d: d.assign(timestamp=["x", "2020-01-01", "1", "2"]),
+         "'timestamp' does not parse"),
+        ("interactions", lambda d: d.assign(user_id=[1, None, 2, 2]), "null id"),
+        ("interactions", lambda d: d.assign(item_id=["a", "b", "a", "zz"]),
+         "not in the items table"),
+        ("interactions", lambda d: d.iloc[:0], "the table is empty"),
+        ("interactions", lambda d: d.assign(rating=["5", "x", "4", "4"]), "'rating' is not a number"),
+        ("items", lambda d: d.assign(item_id=["a", "a", "c"]), "duplicate item_id 'a'"),
+        ("items", lambda d: d.drop(columns=["title"]), "missing column 'title'"),
+    ],
+)
+def test_bad_tables_name_file_column_and_row(small_frames, tmp_path, table, change, message):
+    small_frames[table] = change(small_frames[table])
+    folder = _write(tmp_path / "d", small_frames)
+    with pytest.raises(DataError) as err:
+        load_files(folder, 4.0, ("title",))
+    text = str(err.value)
+    assert message in text
+    assert "\n" not in text
+    if "empty" not in message and "missing column" not in message and "label" not in message:
+        assert "row" in text
+
+
+def test_missing_table_and_folder(small_frames, tmp_path):
+    with pytest.raises(DataError, match="data folder not found"):
+        load_files(tmp_path / "nope", 4.0, ())
+    folder = _write(tmp_path / "d", {"items": small_frames["items"]})
+    with pytest.raises(DataError, match="missing table 'interactions'"):
+        load_files(folder, 4.0, ())
+
+
+def test_malformed_parquet_is_a_clear_error(small_frames, tmp_path):
+    folder = _write(tmp_path / "d", small_frames)
+    (folder / "interactions.csv").unlink()
+    (folder / "interactions.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="interactions.parquet: cannot read"):
+        load_files(folder, 4.0, ())
+
+
+def test_movielens_items_carry_content(ml100k):
+    items = ml100k.items
+    assert len(items) == 1682 and items["item_id"].is_unique
+    toy = items[items["item_id"] == "1"].iloc[0]
+    assert toy["title"] == "Toy Story" and toy["year"] == "1995"
+    assert "Animation" in list(toy["genres"])
+    assert any(t.startswith("actor:") for t in toy["attributes"])
+    assert (items["attributes"].map(len) > 0).mean() > 0.9
+    assert isinstance(ml100k.users, pd.DataFrame) and len(ml100k.users) == 943

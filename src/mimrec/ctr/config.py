@@ -6,7 +6,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # The named models a report can compare; each is resolved in mimrec.ctr.variants.
-Variant = Literal["din"]
+Variant = Literal[
+    "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
+    "ciubm_no_content_attention", "ciubm_no_target_content", "ciubm_no_retrieval",
+    "ciubm_raw", "ciubm_pretrain",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,15 @@ class ModelConfig:
         batch_norm: batch norm in the tower.
         use_user_id: embed the user id (off for the content-only model).
         use_item_id: embed the item id of target and behaviour items (off for content-only).
+        id_attention: DIN target attention over the behaviour ID vectors.
+        sa_ta: similarity-aware target attention (ID scores fused with content cosines).
+        simtier: histogram of target-to-behaviour content similarities as a feature.
+        simtier_bins: number of SimTier bins over [-1, 1].
+        content_attention: target attention in content space.
+        target_content: the target's (projected) content vector as a feature.
+        content_proj_dim: size content vectors are projected to inside the CTR model.
+        retrieval_k: keep only the K behaviours most similar in content to the target (GSU);
+            0 = keep all. Applies when the sequence is longer than K.
     """
 
     embedding_dim: int = 16
@@ -32,6 +45,20 @@ class ModelConfig:
     batch_norm: bool = True
     use_user_id: bool = True
     use_item_id: bool = True
+    id_attention: bool = True
+    sa_ta: bool = False
+    simtier: bool = False
+    simtier_bins: int = 20
+    content_attention: bool = False
+    target_content: bool = False
+    content_proj_dim: int = 32
+    retrieval_k: int = 0
+
+    @property
+    def uses_content(self) -> bool:
+        """Whether any module reads content vectors."""
+        return (self.sa_ta or self.simtier or self.content_attention or self.target_content
+                or self.retrieval_k > 0)
 
 
 @dataclass(frozen=True)

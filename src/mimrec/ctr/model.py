@@ -13,6 +13,13 @@ import torch
 from torch import nn
 
 from mimrec.ctr.config import ModelConfig
+from mimrec.ctr.content import (
+    ContentAttention,
+    SimilarityAwareAttention,
+    SimTier,
+    content_similarities,
+    retrieve_top_k,
+)
 from mimrec.ctr.features import FeatureTables
 from mimrec.ctr.modules import MLP, BagEmbedding, TargetAttention
 
@@ -42,8 +49,12 @@ class CiUBM(nn.Module):
     Shapes: ``user`` (B,), ``item`` (B,), ``history`` (B, L) with 0 = padding -> logits (B,).
     """
 
-    def __init__(self, cfg: ModelConfig, tables: FeatureTables) -> None:
+    def __init__(self, cfg: ModelConfig, tables: FeatureTables,
+                 content: torch.Tensor | None = None) -> None:
         super().__init__()
+        if cfg.uses_content and content is None:
+            raise ValueError("this model config switches content modules on: pass content vectors")
+        self.cfg = cfg
         d = cfg.embedding_dim
         self.item_id_embedding = (nn.Embedding(tables.num_items + 1, d, padding_idx=0)
                                   if cfg.use_item_id else None)
@@ -55,11 +66,36 @@ class CiUBM(nn.Module):
             FeatureBag(b.index, b.num_embeddings, d) for b in tables.users)
         item_dim = d * (cfg.use_item_id + len(tables.items))
         user_dim = d * (cfg.use_user_id + len(tables.users))
-        self.target_attention = TargetAttention(item_dim, cfg.attention_units, cfg.attention_softmax)
-        self.tower = MLP(user_dim + 2 * item_dim, cfg.mlp_units, out_dim=1, dropout=cfg.dropout,
-                         batch_norm=cfg.batch_norm)
+        self.target_attention = (TargetAttention(item_dim, cfg.attention_units,
+                                                 cfg.attention_softmax)
+                                 if cfg.id_attention else None)
+        self.num_id_items = tables.num_items
         self.register_buffer("all_items", torch.arange(tables.num_items + 1), persistent=False)
+        self.register_buffer("content", torch.zeros(0, 0), persistent=False)
+        content_dim = 0
+        if content is not None and cfg.uses_content:
+            self.set_content(content)
+            content_dim = self.content.shape[1]
+        p = cfg.content_proj_dim
+        self.sa_ta = SimilarityAwareAttention(item_dim) if cfg.sa_ta else None
+        self.simtier = SimTier(cfg.simtier_bins) if cfg.simtier else None
+        self.content_attention = (ContentAttention(content_dim, p, cfg.attention_units,
+                                                   cfg.attention_softmax)
+                                  if cfg.content_attention else None)
+        self.target_content = nn.Linear(content_dim, p) if cfg.target_content else None
+        tower_in = (user_dim + item_dim * (1 + cfg.id_attention + cfg.sa_ta)
+                    + cfg.simtier_bins * cfg.simtier
+                    + p * (cfg.content_attention + cfg.target_content))
+        self.tower = MLP(tower_in, cfg.mlp_units, out_dim=1, dropout=cfg.dropout,
+                         batch_norm=cfg.batch_norm)
         self._reset_embeddings()
+
+    def set_content(self, content: torch.Tensor) -> None:
+        """Frozen content vectors by model item index (row 0 = padding, rows past the ID tables
+        = items added after training). Rows are L2-normalised here. Shapes: (N + 1, E)."""
+        content = torch.nn.functional.normalize(torch.as_tensor(content, dtype=torch.float32),
+                                                dim=-1)
+        self.content = content.to(self.all_items.device)
 
     def _reset_embeddings(self) -> None:
         for emb in self.embeddings():
@@ -72,11 +108,19 @@ class CiUBM(nn.Module):
         return [m for m in self.modules() if isinstance(m, nn.Embedding)]
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """ID + categorical features of items. Shapes: (...,) -> (..., item_dim)."""
+        """ID + categorical features of items; indices past the ID tables read as unknown (0).
+
+        Shapes: (...,) -> (..., item_dim).
+        """
+        items = self.id_index(items)
         parts = [bag(items) for bag in self.item_features]
         if self.item_id_embedding is not None:
             parts.insert(0, self.item_id_embedding(items))
         return torch.cat(parts, dim=-1)
+
+    def id_index(self, items: torch.Tensor) -> torch.Tensor:
+        """Item indices for the ID tables: items added after training read as unknown (0)."""
+        return torch.where(items <= self.num_id_items, items, torch.zeros_like(items))
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         """ID + side features of users. Shapes: (B,) -> (B, user_dim)."""
@@ -90,14 +134,38 @@ class CiUBM(nn.Module):
     def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor
                 ) -> torch.Tensor:
         history = trim_padding(history)
-        catalogue = self.item_vectors(self.all_items)  # (I + 1, item_dim), computed once per batch
-        catalogue_keys = self.target_attention.key_projection(catalogue)  # (I + 1, H)
-        target = catalogue[item]  # (B, item_dim)
-        behaviour = catalogue[history]  # (B, L, item_dim)
-        interest, _ = self.target_attention(target, behaviour, history > 0,
-                                            key_part=catalogue_keys[history])  # (B, item_dim)
-        features = torch.cat([self.user_vectors(user), target, interest], dim=-1)
-        return self.tower(features).squeeze(-1)  # (B,)
+        sims = None
+        if self.cfg.uses_content:
+            history, sims = self._retrieve(item, history)
+        mask = history > 0
+        catalogue = self.item_vectors(self.all_items)  # (I + 1, D), computed once per batch
+        item_ids, history_ids = self.id_index(item), self.id_index(history)
+        target, behaviour = catalogue[item_ids], catalogue[history_ids]  # (B, D), (B, L, D)
+        parts = [self.user_vectors(user), target]
+        if self.target_attention is not None:
+            keys = self.target_attention.key_projection(catalogue)[history_ids]  # (B, L, H)
+            parts.append(self.target_attention(target, behaviour, mask, key_part=keys)[0])
+        if self.sa_ta is not None:
+            parts.append(self.sa_ta(target, behaviour, sims, mask))
+        if self.simtier is not None:
+            parts.append(self.simtier(sims, mask))
+        if self.content_attention is not None:
+            parts.append(self.content_attention(self.content[item], self.content[history], mask))
+        if self.target_content is not None:
+            parts.append(self.target_content(self.content[item]))
+        return self.tower(torch.cat(parts, dim=-1)).squeeze(-1)  # (B,)
+
+    def _retrieve(self, item: torch.Tensor, history: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Content cosines of each behaviour to the target; with ``retrieval_k``, only the top-K
+        behaviours are kept (GSU). Shapes: (B,), (B, L) -> (B, L'), (B, L')."""
+        mask = history > 0
+        sims = content_similarities(self.content[item], self.content[history], mask)  # (B, L)
+        k = self.cfg.retrieval_k
+        if 0 < k < history.shape[1]:
+            keep = retrieve_top_k(sims, mask, k)  # (B, K)
+            history, sims = history.gather(1, keep), sims.gather(1, keep)
+        return history, sims
 
 
 def trim_padding(history: torch.Tensor) -> torch.Tensor:

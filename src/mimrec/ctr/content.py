@@ -1,0 +1,100 @@
+"""Content-interest modules of CiUBM. Each reads frozen content vectors of the target and the
+behaviour items (from the Representation Center); none of them trains the content encoder.
+
+Letters: B batch, L behaviour length, D item ID-vector dim, E content dim, P projected dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mimrec.ctr.modules import TargetAttention
+
+
+def content_similarities(target: torch.Tensor, behaviour: torch.Tensor, mask: torch.Tensor
+                         ) -> torch.Tensor:
+    """Cosines of L2-normalised content vectors; padding gets 0.
+
+    Shapes: ``target`` (B, E), ``behaviour`` (B, L, E), ``mask`` (B, L) -> (B, L).
+    """
+    return torch.einsum("be,ble->bl", target, behaviour) * mask
+
+
+def retrieve_top_k(sims: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the ``k`` behaviours most similar to the target (GSU), in sequence order.
+
+    Padding ranks last. Shapes: ``sims``, ``mask`` (B, L) -> (B, K) long.
+    """
+    score = sims.masked_fill(~mask, float("-inf"))
+    top = score.topk(k, dim=-1).indices  # (B, K)
+    return top.sort(dim=-1).values  # keep recency order (most recent last)
+
+
+class SimTier(nn.Module):
+    """Histogram of target-to-behaviour content similarities over fixed bins, ``log(1 + count)``
+    per bin, times learnable per-bin weights (MUSE: width 0.1 over [-1, 1]).
+
+    Shapes: ``sims``, ``mask`` (B, L) -> (B, bins).
+    """
+
+    def __init__(self, bins: int = 20) -> None:
+        super().__init__()
+        self.bins = bins
+        self.weight = nn.Parameter(torch.ones(bins))
+
+    def forward(self, sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        index = ((sims + 1) / 2 * self.bins).long().clamp(0, self.bins - 1)  # (B, L)
+        counts = torch.zeros(sims.shape[0], self.bins, device=sims.device)
+        counts.scatter_add_(1, index, mask.float())
+        return torch.log1p(counts) * self.weight
+
+
+class SimilarityAwareAttention(nn.Module):
+    """SA-TA: ID target attention whose scores are fused with content cosines.
+
+    ``a_id = (E Wk)(e_t Wq)^T / sqrt(d)``; ``a = g1 a_id + g2 R + g3 (a_id * R)`` with ``R`` the
+    content cosines times a learnable scale and ``g1..g3`` learnable (init 1); the output is
+    ``softmax(a)^T (E Wv)`` over valid positions.
+
+    Shapes: ``target`` (B, D), ``behaviour`` (B, L, D), ``sims``, ``mask`` (B, L) -> (B, D).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
+        self.gates = nn.Parameter(torch.ones(3))
+        self.sim_scale = nn.Parameter(torch.tensor(5.0))
+
+    def forward(self, target: torch.Tensor, behaviour: torch.Tensor, sims: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        a_id = torch.einsum("bld,bd->bl", self.key(behaviour), self.query(target))
+        a_id = a_id / math.sqrt(target.shape[-1])  # (B, L)
+        r = sims * self.sim_scale
+        g1, g2, g3 = self.gates
+        scores = (g1 * a_id + g2 * r + g3 * a_id * r).masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1).nan_to_num(0.0)  # rows without behaviour -> 0
+        return torch.einsum("bl,bld->bd", weights, self.value(behaviour))
+
+
+class ContentAttention(nn.Module):
+    """Target attention in content space: query = projected target content vector, keys =
+    projected behaviour content vectors; so a cold item (untrained ID) still gets an interest.
+
+    Shapes: ``target`` (B, E), ``behaviour`` (B, L, E), ``mask`` (B, L) -> (B, P).
+    """
+
+    def __init__(self, content_dim: int, proj_dim: int, units: tuple[int, ...],
+                 softmax: bool = False) -> None:
+        super().__init__()
+        self.projection = nn.Linear(content_dim, proj_dim)
+        self.attention = TargetAttention(proj_dim, units, softmax)
+
+    def forward(self, target: torch.Tensor, behaviour: torch.Tensor, mask: torch.Tensor
+                ) -> torch.Tensor:
+        interest, _ = self.attention(self.projection(target), self.projection(behaviour), mask)
+        return interest

@@ -1,0 +1,1 @@
+"""The Representation Center: versioned item_id -> content vector store."""

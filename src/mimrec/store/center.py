@@ -1,0 +1,213 @@
+"""The Representation Center: a versioned item_id -> vector store on Arrow IPC files.
+
+Layout of a store folder::
+
+    CURRENT.json                 {"version": 3}  (replaced atomically: the commit point)
+    v000001.arrow ...            one Arrow IPC file per version: item_id (string),
+                                 vector (fixed_size_list<float32>[D])
+    v000001.json ...             that version's manifest: encoder artifact + hash, dim, dtype,
+                                 item count, parent version, time
+
+Why Arrow IPC: a well-kept columnar format that reads with zero copies into numpy, keeps ids
+and vectors in one file (one rename makes a version visible), and is readable from any language.
+A version file is written to a temporary name, flushed, and renamed; only then is ``CURRENT.json``
+switched. A writer killed at any point leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from mimrec.artifacts import write_json_atomic
+from mimrec.errors import MimrecError
+
+CURRENT = "CURRENT.json"
+
+
+class UnknownItemError(MimrecError):
+    """An item id the store does not hold."""
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What produced a store version: checked against what a model expects."""
+
+    encoder: str  # name of the encoder artifact (e.g. "csft")
+    encoder_hash: str  # its content hash
+    dim: int
+    dtype: str = "float32"
+
+
+def _version_name(version: int) -> str:
+    return f"v{version:06d}"
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _table_bytes(ids: np.ndarray, vectors: np.ndarray) -> bytes:
+    dim = vectors.shape[1]
+    flat = pa.array(vectors.astype(np.float32, copy=False).ravel())
+    table = pa.table({"item_id": pa.array(ids.astype(str)),
+                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+class RepresentationCenter:
+    """A store folder opened at its current version (or a given one).
+
+    Args:
+        folder: the store folder.
+        version: a version number to open; None = the current one.
+
+    Shapes: ``vectors`` (N, D) float32, row order = ``ids``.
+    """
+
+    def __init__(self, folder: str | Path, version: int | None = None) -> None:
+        self.folder = Path(folder)
+        current = self.folder / CURRENT
+        if not current.is_file():
+            raise MimrecError(f"{self.folder} is not a Representation Center (no {CURRENT}); "
+                              "build one with `mimrec index`")
+        self.version = version if version is not None else json.loads(current.read_text())["version"]
+        name = _version_name(self.version)
+        path = self.folder / f"{name}.arrow"
+        if not path.is_file():
+            raise MimrecError(f"{self.folder}: version {self.version} does not exist ({path.name})")
+        self.manifest = json.loads((self.folder / f"{name}.json").read_text())
+        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        self.ids = table.column("item_id").to_numpy(zero_copy_only=False).astype(str)
+        dim = self.manifest["dim"]
+        flat = table.column("vector").combine_chunks().flatten().to_numpy()
+        self.vectors = flat.reshape(-1, dim).copy()  # (N, D), writable, detached from the mmap
+        self._table = torch.from_numpy(self.vectors)
+        self._index = pd.Index(self.ids)
+        self.info = StoreInfo(**self.manifest["info"])
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return str(item_id) in self._index
+
+    def rows(self, ids: np.ndarray | list, allow_unknown: bool = False) -> np.ndarray:
+        """Row numbers of ``ids`` (any shape); unknown ids raise, or give -1 if allowed."""
+        flat = np.asarray(ids).astype(str).ravel()
+        rows = self._index.get_indexer(flat)
+        if not allow_unknown and (rows < 0).any():
+            missing = flat[rows < 0]
+            raise UnknownItemError(f"unknown item id {str(missing[0])!r} ({len(missing)} unknown) in "
+                                   f"store {self.folder} version {self.version}")
+        return rows.reshape(np.shape(ids))
+
+    def lookup(self, ids: np.ndarray | list) -> np.ndarray:
+        """Vectors of ``ids`` (any shape (...)) -> (..., D); unknown ids raise."""
+        return self.vectors[self.rows(ids)]
+
+    def gather(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Vectors of row numbers, e.g. a padded (B, L) batch -> (B, L, D) float32 tensor."""
+        return self._table[torch.as_tensor(rows, dtype=torch.long)]
+
+    def aligned(self, ids: np.ndarray | list) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors in the order of ``ids`` plus a mask of which ids the store knows (others 0)."""
+        rows = self.rows(ids, allow_unknown=True)
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        known = rows >= 0
+        out[known] = self.vectors[rows[known]]
+        return out, known
+
+    def check_compatible(self, expected: StoreInfo) -> None:
+        """A clear error when this store was built by another encoder or has another dim."""
+        if self.info.dim != expected.dim:
+            raise MimrecError(f"store {self.folder} holds {self.info.dim}-d vectors; the model "
+                              f"expects {expected.dim}-d")
+        if (self.info.encoder, self.info.encoder_hash) != (expected.encoder,
+                                                             expected.encoder_hash):
+            raise MimrecError(
+                f"store {self.folder} was built by encoder {self.info.encoder} "
+                f"({self.info.encoder_hash[:12]}), the model expects {expected.encoder} "
+                f"({expected.encoder_hash[:12]})")
+
+
+@contextmanager
+def writer_lock(folder: Path) -> Iterator[None]:
+    """One writer at a time per store folder (an advisory lock on ``folder/.lock``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_version(folder: str | Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,
+                  parent: int | None = None) -> int:
+    """Write a new version and make it current; returns its number.
+
+    The version file and its manifest are complete on disk before ``CURRENT.json`` changes.
+    """
+    folder = Path(folder)
+    with writer_lock(folder):
+        return _write_version(folder, ids, vectors, info, parent)
+
+
+def _write_version(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,
+                   parent: int | None) -> int:
+    ids = np.asarray(ids).astype(str)
+    if vectors.ndim != 2 or vectors.shape != (len(ids), info.dim):
+        raise MimrecError(f"vectors have shape {vectors.shape}, expected ({len(ids)}, {info.dim})")
+    if pd.Index(ids).has_duplicates:
+        raise MimrecError("duplicate item ids in a store version")
+    version = _next_version(folder)
+    name = _version_name(version)
+    manifest = {"version": version, "parent": parent, "items": len(ids), "dim": info.dim,
+                "dtype": info.dtype, "info": info.__dict__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = folder / f".{name}.arrow.tmp-{os.getpid()}"
+    _fsync_write(tmp, _table_bytes(ids, vectors))
+    write_json_atomic(folder / f"{name}.json", manifest)
+    os.replace(tmp, folder / f"{name}.arrow")
+    write_json_atomic(folder / CURRENT, {"version": version})
+    return version
+
+
+def _next_version(folder: Path) -> int:
+    existing = [int(p.stem[1:]) for p in folder.glob("v*.json") if p.stem[1:].isdigit()]
+    return max(existing, default=0) + 1
+
+
+def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray) -> int:
+    """Add or replace items: a new version = current version + these rows. Returns its number."""
+    folder = Path(folder)
+    with writer_lock(folder):
+        center = RepresentationCenter(folder)
+        new_ids = np.asarray(ids).astype(str)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        keep = ~np.isin(center.ids, new_ids)
+        all_ids = np.concatenate([center.ids[keep], new_ids])
+        all_vectors = np.concatenate([center.vectors[keep], vectors.reshape(len(new_ids), -1)])
+        return _write_version(folder, all_ids, all_vectors, center.info, center.version)

@@ -1,0 +1,96 @@
+import pandas as pd
+import pytest
+import torch
+
+from mimrec.ctr.config import ModelConfig
+from mimrec.ctr.content import SimTier, retrieve_top_k
+from mimrec.ctr.features import build_feature_tables
+from mimrec.ctr.model import CiUBM
+from mimrec.ctr.variants import variant_config
+
+N_ITEMS, E = 30, 12
+
+
+@pytest.fixture
+def tables():
+    items = pd.DataFrame({"item_id": [str(i) for i in range(N_ITEMS)],
+                          "genres": [["a", "b"][i % 2] for i in range(N_ITEMS)]})
+    users = pd.DataFrame({"user_id": [str(u) for u in range(5)], "gender": list("MFMFM")})
+    return build_feature_tables(items, users, 5, ("genres",), ("gender",))
+
+
+def _content(seed=0, n=N_ITEMS + 1):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randn(n, E, generator=g)
+    c[0] = 0
+    return c
+
+
+def _model(tables, variant="ciubm", **kw):
+    torch.manual_seed(0)
+    model = CiUBM(variant_config(ModelConfig(**kw), variant), tables, _content()).eval()
+    for name, p in model.named_parameters():
+        if "embedding" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+def _batch():
+    user = torch.tensor([1, 2, 3])
+    item = torch.tensor([4, 5, 6])
+    history = torch.tensor([[0, 0, 1, 2, 3], [0, 7, 8, 9, 10], [11, 12, 13, 14, 15]])
+    return user, item, history
+
+
+@pytest.mark.parametrize("variant", ["ciubm", "content_only"])
+@pytest.mark.parametrize("k", [0, 3])
+def test_padding_invariance_with_content_modules(tables, variant, k):
+    model = _model(tables, variant, retrieval_k=k)
+    user, item, history = _batch()
+    with torch.no_grad():
+        base = model(user, item, history)
+        padded = torch.cat([torch.zeros(3, 4, dtype=torch.long), history], dim=1)
+        torch.testing.assert_close(model(user, item, padded), base)
+
+
+def test_a_new_item_is_scored_from_its_content(tables):
+    """An item added after training (index past the ID tables) gets a score that depends on its
+    content vector, while DIN cannot tell two new items apart."""
+    model = _model(tables)
+    user, _, history = _batch()
+    new = N_ITEMS + 1  # never in training: no ID embedding
+    scores = []
+    for seed in (1, 2):
+        content = torch.cat([_content(), _content(seed, 2)[1:]])  # append the new item's vector
+        model.set_content(content)
+        with torch.no_grad():
+            scores.append(model(user, torch.full((3,), new), history))
+    assert not torch.allclose(scores[0], scores[1])
+    din = _model(tables, "din")
+    with torch.no_grad():
+        a = din(user, torch.full((3,), new), history)
+        b = din(user, torch.zeros(3, dtype=torch.long), history)
+    torch.testing.assert_close(a, b)  # an unknown id reads as the padding row
+
+
+def test_content_modules_need_content(tables):
+    with pytest.raises(ValueError, match="pass content vectors"):
+        CiUBM(variant_config(ModelConfig(), "ciubm"), tables, None)
+
+
+def test_simtier_counts_valid_similarities_per_bin():
+    tier = SimTier(bins=4)  # bins: [-1,-.5) [-.5,0) [0,.5) [.5,1]
+    sims = torch.tensor([[-0.9, 0.1, 0.2, 0.99, 0.0]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    out = tier(sims, mask)
+    expected = torch.log1p(torch.tensor([[1.0, 0.0, 2.0, 1.0]]))
+    torch.testing.assert_close(out, expected)
+
+
+def test_retrieval_keeps_the_most_similar_in_sequence_order():
+    sims = torch.tensor([[0.1, 0.9, 0.0, 0.5, 0.7]])
+    mask = torch.tensor([[False, True, True, True, True]])
+    assert retrieve_top_k(sims, mask, 3).tolist() == [[1, 3, 4]]
+    sims = torch.tensor([[0.9, 0.8, 0.1]])
+    mask = torch.tensor([[False, False, True]])
+    assert retrieve_top_k(sims, mask, 2)[0, -1].item() == 2  # the only valid one survives

@@ -5,9 +5,20 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
+
+from tests.encoders.tiny_towers import save_tiny_text_model
 
 QUICK = ["--set", "ctr.train.seeds=[0, 1]", "--set", "ctr.train.max_epochs=1",
-         "--set", "ctr.model.mlp_units=[16]"]
+         "--set", "ctr.model.mlp_units=[16]", "--set", "pretrain.align_epochs=1",
+         "--set", "pretrain.adapt_epochs=0", "--set", "csft.epochs=1",
+         "--set", "csft.eval_raw=false", "--set", "ctr.variants=['din', 'ciubm']"]
+
+
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory):
+    """A tiny random BERT folder: the CLI's loading path, at unit-test speed."""
+    return save_tiny_text_model(tmp_path_factory.mktemp("tiny") / "bert")
 
 
 def mimrec(*args, cwd=None):
@@ -15,10 +26,11 @@ def mimrec(*args, cwd=None):
                           text=True, cwd=cwd, timeout=600)
 
 
-def test_run_writes_every_artifact_and_the_report(ml_slice, tmp_path):
+def test_run_writes_every_artifact_and_the_report(ml_slice, tiny_text, tmp_path):
     out = tmp_path / "run"
     r = mimrec("run", "configs/movielens.toml", "--out", out, "--set", "data.dataset=files",
-               "--set", f"data.path={ml_slice}", *QUICK)
+               "--set", f"data.path={ml_slice}", "--set", f"encoder.text_model={tiny_text}",
+               *QUICK)
     assert r.returncode == 0, r.stderr
     assert "report:" in r.stdout and "din" in r.stdout
     report = json.loads((out / "report.json").read_text())
@@ -29,19 +41,22 @@ def test_run_writes_every_artifact_and_the_report(ml_slice, tmp_path):
     assert sum(b["n"] for b in din["buckets"].values()) == report["data"]["test"]["events"]
     assert (out / "report.md").read_text().startswith("# mimrec report")
     assert (out / "report_buckets.png").stat().st_size > 1000
-    for stage in ("data", "ctr"):
+    for stage in ("data", "pretrain", "csft", "index", "ctr"):
         manifest = json.loads((out / stage / "manifest.json").read_text())
         assert manifest["stage"] == stage and manifest["hash"] and manifest["config"]
     ctr = json.loads((out / "ctr" / "manifest.json").read_text())
     assert ctr["parents"]["data"]["hash"] == json.loads(
         (out / "data" / "manifest.json").read_text())["hash"]
-    assert set(ctr["metrics"]) == {"din-seed0", "din-seed1"}
+    assert set(ctr["metrics"]) == {"din-seed0", "din-seed1", "ciubm-seed0", "ciubm-seed1"}
+    assert ctr["metrics"]["ciubm-seed0"]["content"]["encoder"] == "csft"
+    assert set(report["retrieval"]) == {"pretrain", "csft"}
+    assert "ciubm" in report["models"] and "alignment" in report
 
 
 def test_stages_run_one_by_one_and_p1_cold(ml_slice, tmp_path):
     out = tmp_path / "cold"
     common = ["--out", out, "--set", "data.dataset=files", "--set", f"data.path={ml_slice}",
-              "--set", "data.new_item_fraction=0.2", *QUICK]
+              "--set", "data.new_item_fraction=0.2", *QUICK, "--set", "ctr.variants=['din']"]
     for stage in ("data", "train", "eval"):
         r = mimrec(stage, "configs/movielens.toml", *common)
         assert r.returncode == 0, r.stderr
@@ -72,6 +87,8 @@ def test_user_mistakes_are_one_line_errors(ml_slice, tmp_path):
     assert "items.parquet" in line and "'title'" in line
     line = _one_line_error(mimrec("train", "configs/movielens.toml", "--out", tmp_path / "none"))
     assert "not a finished mimrec artifact" in line
+    r = mimrec("train", "configs/movielens.toml", "--out", out, "--set", "ctr.variants=['ciubm']")
+    assert "not a finished mimrec artifact" in _one_line_error(r)
     assert not (out / "data").exists()  # nothing half-written
 
 

@@ -13,9 +13,15 @@ from mimrec import __version__
 from mimrec.errors import MimrecError
 
 STAGES: tuple[tuple[str, str], ...] = (
-    ("run", "Run the whole pipeline (data, CTR training, report) into --out."),
+    ("run", "Run the whole pipeline (data, pretrain, csft, index, train, eval) into --out."),
     ("data", "Load and validate the dataset, build P1 samples into OUT/data."),
-    ("train", "Train the CTR models (ID-only DIN, ...) on OUT/data into OUT/ctr."),
+    ("pretrain", "Stage 1: adapt the item encoder to the domain and align its modalities "
+                 "(OUT/data -> OUT/pretrain)."),
+    ("csft", "Stage 2: fine-tune the encoder contrastively on behaviour pairs "
+             "(OUT/pretrain -> OUT/csft). Runs under torchrun for data-parallel training."),
+    ("index", "Representation Center: embed the catalogue with raw, stage-1 and C-SFT encoders "
+              "(-> OUT/index)."),
+    ("train", "Train the CTR models (ID-only DIN, CiUBM, ...) on OUT/data into OUT/ctr."),
     ("eval", "Compute test metrics of OUT/ctr and write OUT/report.{json,md,png}."),
 )
 
@@ -60,12 +66,18 @@ def dispatch(command: str, config: Path, overrides: list[str], out: Path) -> Non
     from mimrec.config import load_config
 
     cfg = load_config(config, overrides)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     match command:
         case "run":
             pipeline.run_all(cfg, out, console)
         case "data":
             pipeline.stage_data(cfg, out, console)
+        case "pretrain":
+            pipeline.stage_pretrain(cfg, out, console)
+        case "csft":
+            pipeline.stage_csft(cfg, out, console)
+        case "index":
+            pipeline.stage_index(cfg, out, console)
         case "train":
             pipeline.stage_train(cfg, out, console)
         case "eval":

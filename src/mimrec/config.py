@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from mimrec.csft.config import CsftConfig
 from mimrec.ctr.config import CtrConfig
 from mimrec.data.config import DataConfig
+from mimrec.encoders.config import EncoderConfig
 from mimrec.errors import ConfigError
 from mimrec.eval.config import EvalConfig
+from mimrec.pretrain.config import PretrainConfig
 
 T = TypeVar("T")
 
@@ -29,6 +32,9 @@ class PipelineConfig:
 
     name: str = "pipeline"
     data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    csft: CsftConfig = field(default_factory=CsftConfig)
     ctr: CtrConfig = field(default_factory=CtrConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

@@ -1,5 +1,6 @@
 """The stages of a pipeline run, each reading the previous stage's artifact under ``--out``:
-``data`` -> ``ctr`` -> report. ``run_all`` runs them in order."""
+``data`` -> ``pretrain`` -> ``csft`` -> ``index`` -> ``train`` -> ``eval``. ``run_all`` runs them in
+order; with ``data.dataset = "fashion"`` it runs the image-text alignment pipeline (P3) instead."""
 
 from __future__ import annotations
 
@@ -8,40 +9,97 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mimrec.artifacts import read_manifest
 from mimrec.config import PipelineConfig
-from mimrec.ctr.stage import run_ctr
 from mimrec.data.samples import BUCKETS
 from mimrec.data.stage import read_data, run_data
-from mimrec.eval.report import build_report
 
 
 def stage_data(cfg: PipelineConfig, out: Path, console: Console) -> None:
     """Build the P1 samples into ``out/data``."""
     console.print(f"[bold]data[/]: {cfg.data.dataset} -> {out / 'data'}")
-    art = run_data(cfg.data, out / "data")
+    art = run_data(cfg.data, out / "data", cfg.encoder.text_fields)
     n = len(art.samples.split)
     console.print(f"  {n:,} samples, {len(art.items):,} items, {len(art.samples.user_ids):,} users")
 
 
+def stage_pretrain(cfg: PipelineConfig, out: Path, console: Console) -> None:
+    """Stage 1: domain adaptation + modal alignment of the item encoder into ``out/pretrain``."""
+    from mimrec.pretrain.train import run_pretrain
+
+    console.print(f"[bold]pretrain[/]: item encoder -> {out / 'pretrain'}")
+    data = read_data(out / "data")
+    metrics = run_pretrain(cfg.pretrain, cfg.encoder, data.items, out / "pretrain",
+                           parents={"data": out / "data"})
+    console.print(alignment_table(metrics))
+
+
+def stage_csft(cfg: PipelineConfig, out: Path, console: Console) -> None:
+    """Stage 2: contrastive fine-tuning on behaviour pairs into ``out/csft``."""
+    from mimrec.csft.train import run_csft
+
+    console.print(f"[bold]csft[/]: behaviour-pair fine-tuning -> {out / 'csft'}")
+    metrics = run_csft(cfg.csft, out / "pretrain", read_data(out / "data"), out / "csft")
+    console.print(retrieval_table(metrics.get("p2_valid", {})))
+
+
+def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
+    """Representation Center: embed the catalogue with each vector source into ``out/index``."""
+    from mimrec.store.build import run_index
+
+    console.print(f"[bold]index[/]: raw / pretrain / csft vectors -> {out / 'index'}")
+    data = read_data(out / "data")
+    sources = {"raw": None, "pretrain": out / "pretrain", "csft": out / "csft"}
+    parents = {"data": out / "data", "pretrain": out / "pretrain", "csft": out / "csft"}
+    metrics = run_index(sources, cfg.encoder, data.items, out / "index", parents)
+    for name, m in metrics.items():
+        console.print(f"  {name}: {m['items']:,} items x {m['dim']}")
+
+
 def stage_train(cfg: PipelineConfig, out: Path, console: Console) -> None:
-    """Train the CTR variants on ``out/data`` into ``out/ctr``."""
+    """Train the CTR variants on ``out/data`` (content from ``out/index``) into ``out/ctr``."""
+    from mimrec.ctr.stage import run_ctr
+
     console.print(f"[bold]train[/]: {', '.join(cfg.ctr.variants)} x seeds "
                   f"{list(cfg.ctr.train.seeds)} -> {out / 'ctr'}")
-    run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console)
+    index = out / "index" if (out / "index" / "manifest.json").is_file() else None
+    run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index)
 
 
 def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:
-    """Write the report of ``out/ctr`` into ``out`` and print its table."""
-    report = build_report(cfg.eval, out / "ctr", out)
+    """Write the report of ``out/ctr`` (with stage 1 and 2 figures) into ``out``; print it."""
+    from mimrec.eval.report import build_report
+
+    extra = {}
+    if (out / "pretrain" / "manifest.json").is_file():
+        extra["alignment"] = read_manifest(out / "pretrain")["metrics"]
+    if (out / "csft" / "manifest.json").is_file():
+        extra["retrieval"] = read_manifest(out / "csft")["metrics"].get("p2_valid", {})
+    report = build_report(cfg.eval, out / "ctr", out, extra)
     console.print(summary_table(report))
     console.print(f"report: {out / 'report.md'} (also report.json, report_buckets.png)")
     return report
 
 
+def run_fashion(cfg: PipelineConfig, out: Path, console: Console) -> dict:
+    """Protocol P3: image <-> text alignment on Fashion-MNIST; report into ``out``."""
+    from mimrec.eval.report import write_alignment_report
+    from mimrec.pretrain.fashion import run_fashion_alignment
+
+    console.print(f"[bold]pretrain[/]: Fashion-MNIST image-text alignment -> {out / 'pretrain'}")
+    metrics = run_fashion_alignment(cfg.pretrain, cfg.encoder, out / "pretrain")
+    console.print(alignment_table(metrics))
+    report = write_alignment_report(metrics, out)
+    console.print(f"report: {out / 'report.md'} (also report.json)")
+    return report
+
+
 def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
-    """Every stage in order."""
-    stage_data(cfg, out, console)
-    stage_train(cfg, out, console)
+    """Every stage in order (or the fashion alignment pipeline)."""
+    if cfg.data.dataset == "fashion":
+        return run_fashion(cfg, out, console)
+    for stage in (stage_data, stage_pretrain, stage_csft, stage_index, stage_train):
+        stage(cfg, out, console)
     return stage_eval(cfg, out, console)
 
 
@@ -54,4 +112,27 @@ def summary_table(report: dict) -> Table:
         table.add_row(name, f"{m['auc']:.4f}", f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
                       f"{m['rela_impr']:+.2f}%",
                       *[f"{m['buckets'][b]['auc']:.4f}" for b in BUCKETS])
+    return table
+
+
+def retrieval_table(p2: dict) -> Table:
+    """Protocol P2 figures per vector source."""
+    table = Table(title="P2 next-positive retrieval by content (valid)")
+    for col in ("vectors", "Recall@10", "Recall@50", "MRR"):
+        table.add_column(col)
+    for name, m in p2.items():
+        table.add_row(name, f"{m['recall@10']:.4f}", f"{m['recall@50']:.4f}", f"{m['mrr']:.4f}")
+    return table
+
+
+def alignment_table(metrics: dict) -> Table:
+    """Stage-1 figures (numbers only) as a two-column table."""
+    table = Table(title="stage 1: modal alignment")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+        elif isinstance(value, int):
+            table.add_row(key, str(value))
     return table

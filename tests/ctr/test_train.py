@@ -17,7 +17,7 @@ def slice_data(ml100k, tmp_path_factory):
     from tests.conftest import write_slice
     folder = write_slice(ml100k, tmp_path_factory.mktemp("ml") / "d", n_users=150)
     cfg = DataConfig(dataset="files", path=str(folder))
-    ds = load_files(folder, 4.0, cfg.text_fields)
+    ds = load_files(folder, 4.0, ("title",))
     s = build_samples(ds, cfg)
     tables = build_feature_tables(ds.items, ds.users, len(s.user_ids), cfg.item_features,
                                   cfg.user_features)

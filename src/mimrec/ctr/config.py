@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Where content vectors come from: the raw pretrained text model, stage 1, or C-SFT.
+ContentSource = Literal["raw", "pretrain", "csft"]
+
 # The named models a report can compare; each is resolved in mimrec.ctr.variants.
 Variant = Literal[
     "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
@@ -96,9 +99,12 @@ class CtrConfig:
     Args:
         model: shape shared by every variant.
         variants: which named models to train (see :mod:`mimrec.ctr.variants`).
+        content_source: the Representation Center store content modules read (``ciubm_raw`` and
+            ``ciubm_pretrain`` fix their own).
         train: optimisation and early stopping.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     variants: tuple[Variant, ...] = ("din",)
+    content_source: ContentSource = "csft"
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -14,13 +14,35 @@ from torch import nn
 from mimrec.ctr.modules import TargetAttention
 
 
-def content_similarities(target: torch.Tensor, behaviour: torch.Tensor, mask: torch.Tensor
-                         ) -> torch.Tensor:
-    """Cosines of L2-normalised content vectors; padding gets 0.
+# Catalogues up to this size keep their full item-item cosine table (<= 64 MiB of float32);
+# larger ones compute the cosines of each batch on the fly.
+SIMILARITY_TABLE_MAX_ITEMS = 4096
 
-    Shapes: ``target`` (B, E), ``behaviour`` (B, L, E), ``mask`` (B, L) -> (B, L).
+
+class ContentSimilarity(nn.Module):
+    """Cosines between the target's and the behaviours' L2-normalised content vectors.
+
+    Content is frozen, so for a small catalogue the whole (N, N) cosine table is computed once
+    and each batch only gathers from it; a large catalogue falls back to per-batch dot products.
+
+    Shapes: ``content`` (N, E); ``item`` (B,), ``history`` (B, L), ``mask`` (B, L) -> (B, L).
     """
-    return torch.einsum("be,ble->bl", target, behaviour) * mask
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("table", torch.zeros(0, 0), persistent=False)
+
+    def set_content(self, content: torch.Tensor) -> None:
+        small = content.shape[0] <= SIMILARITY_TABLE_MAX_ITEMS
+        self.table = content @ content.T if small else torch.zeros(0, 0, device=content.device)
+
+    def forward(self, content: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        if self.table.numel():
+            sims = self.table[item.unsqueeze(1), history]  # (B, L)
+        else:
+            sims = torch.einsum("be,ble->bl", content[item], content[history])
+        return sims * mask
 
 
 def retrieve_top_k(sims: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
@@ -57,9 +79,12 @@ class SimilarityAwareAttention(nn.Module):
 
     ``a_id = (E Wk)(e_t Wq)^T / sqrt(d)``; ``a = g1 a_id + g2 R + g3 (a_id * R)`` with ``R`` the
     content cosines times a learnable scale and ``g1..g3`` learnable (init 1); the output is
-    ``softmax(a)^T (E Wv)`` over valid positions.
+    ``softmax(a)^T (E Wv)`` over valid positions. ``E Wk`` and ``E Wv`` are linear in the item
+    vectors, so they are computed once per catalogue row and gathered (:meth:`forward` takes the
+    catalogue and the behaviour indices).
 
-    Shapes: ``target`` (B, D), ``behaviour`` (B, L, D), ``sims``, ``mask`` (B, L) -> (B, D).
+    Shapes: ``target`` (B, D), ``catalogue`` (N, D), ``history`` (B, L) indices into it,
+    ``sims``, ``mask`` (B, L) -> (B, D).
     """
 
     def __init__(self, dim: int) -> None:
@@ -70,22 +95,26 @@ class SimilarityAwareAttention(nn.Module):
         self.gates = nn.Parameter(torch.ones(3))
         self.sim_scale = nn.Parameter(torch.tensor(5.0))
 
-    def forward(self, target: torch.Tensor, behaviour: torch.Tensor, sims: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        a_id = torch.einsum("bld,bd->bl", self.key(behaviour), self.query(target))
+    def forward(self, target: torch.Tensor, catalogue: torch.Tensor, history: torch.Tensor,
+                sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keys, values = self.key(catalogue)[history], self.value(catalogue)[history]  # (B, L, D)
+        a_id = torch.einsum("bld,bd->bl", keys, self.query(target))
         a_id = a_id / math.sqrt(target.shape[-1])  # (B, L)
         r = sims * self.sim_scale
         g1, g2, g3 = self.gates
         scores = (g1 * a_id + g2 * r + g3 * a_id * r).masked_fill(~mask, float("-inf"))
         weights = scores.softmax(-1).nan_to_num(0.0)  # rows without behaviour -> 0
-        return torch.einsum("bl,bld->bd", weights, self.value(behaviour))
+        return torch.einsum("bl,bld->bd", weights, values)
 
 
 class ContentAttention(nn.Module):
     """Target attention in content space: query = projected target content vector, keys =
     projected behaviour content vectors; so a cold item (untrained ID) still gets an interest.
 
-    Shapes: ``target`` (B, E), ``behaviour`` (B, L, E), ``mask`` (B, L) -> (B, P).
+    The projection and the attention's key part are linear, so they are applied to the content
+    table once per batch (:meth:`project_table`) and gathered, not recomputed per behaviour.
+
+    Shapes: ``table`` (N, E); ``item`` (B,), ``history`` (B, L), ``mask`` (B, L) -> (B, P).
     """
 
     def __init__(self, content_dim: int, proj_dim: int, units: tuple[int, ...],
@@ -94,7 +123,10 @@ class ContentAttention(nn.Module):
         self.projection = nn.Linear(content_dim, proj_dim)
         self.attention = TargetAttention(proj_dim, units, softmax)
 
-    def forward(self, target: torch.Tensor, behaviour: torch.Tensor, mask: torch.Tensor
-                ) -> torch.Tensor:
-        interest, _ = self.attention(self.projection(target), self.projection(behaviour), mask)
+    def forward(self, table: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        projected = self.projection(table)  # (N, P)
+        keys = self.attention.key_projection(projected)  # (N, H)
+        interest, _ = self.attention(projected[item], projected[history], mask,
+                                     key_part=keys[history])
         return interest

@@ -15,9 +15,9 @@ from torch import nn
 from mimrec.ctr.config import ModelConfig
 from mimrec.ctr.content import (
     ContentAttention,
+    ContentSimilarity,
     SimilarityAwareAttention,
     SimTier,
-    content_similarities,
     retrieve_top_k,
 )
 from mimrec.ctr.features import FeatureTables
@@ -72,6 +72,7 @@ class CiUBM(nn.Module):
         self.num_id_items = tables.num_items
         self.register_buffer("all_items", torch.arange(tables.num_items + 1), persistent=False)
         self.register_buffer("content", torch.zeros(0, 0), persistent=False)
+        self.similarity = ContentSimilarity()
         content_dim = 0
         if content is not None and cfg.uses_content:
             self.set_content(content)
@@ -96,6 +97,7 @@ class CiUBM(nn.Module):
         content = torch.nn.functional.normalize(torch.as_tensor(content, dtype=torch.float32),
                                                 dim=-1)
         self.content = content.to(self.all_items.device)
+        self.similarity.set_content(self.content)
 
     def _reset_embeddings(self) -> None:
         for emb in self.embeddings():
@@ -146,11 +148,11 @@ class CiUBM(nn.Module):
             keys = self.target_attention.key_projection(catalogue)[history_ids]  # (B, L, H)
             parts.append(self.target_attention(target, behaviour, mask, key_part=keys)[0])
         if self.sa_ta is not None:
-            parts.append(self.sa_ta(target, behaviour, sims, mask))
+            parts.append(self.sa_ta(target, catalogue, history_ids, sims, mask))
         if self.simtier is not None:
             parts.append(self.simtier(sims, mask))
         if self.content_attention is not None:
-            parts.append(self.content_attention(self.content[item], self.content[history], mask))
+            parts.append(self.content_attention(self.content, item, history, mask))
         if self.target_content is not None:
             parts.append(self.target_content(self.content[item]))
         return self.tower(torch.cat(parts, dim=-1)).squeeze(-1)  # (B,)
@@ -160,7 +162,7 @@ class CiUBM(nn.Module):
         """Content cosines of each behaviour to the target; with ``retrieval_k``, only the top-K
         behaviours are kept (GSU). Shapes: (B,), (B, L) -> (B, L'), (B, L')."""
         mask = history > 0
-        sims = content_similarities(self.content[item], self.content[history], mask)  # (B, L)
+        sims = self.similarity(self.content, item, history, mask)  # (B, L)
         k = self.cfg.retrieval_k
         if 0 < k < history.shape[1]:
             keep = retrieve_top_k(sims, mask, k)  # (B, K)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,11 +22,14 @@ from mimrec.ctr.config import CtrConfig
 from mimrec.ctr.features import FeatureTables, build_feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
-from mimrec.ctr.variants import variant_config
+from mimrec.ctr.config import Variant
+from mimrec.ctr.variants import content_source, variant_config
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact
+from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
+from mimrec.store.center import RepresentationCenter
 
 
 def make_progress(console: Console) -> Progress:
@@ -40,11 +44,24 @@ def feature_tables(data: DataArtifact, data_cfg: DataConfig) -> FeatureTables:
                                 data_cfg.item_features, data_cfg.user_features)
 
 
-def train_one(cfg: CtrConfig, variant: str, seed: int, tables: FeatureTables,
-              splits: dict[str, Batchable], progress: Progress) -> tuple[CiUBM, dict]:
+def content_table(store: Path, items: pd.DataFrame) -> tuple[torch.Tensor, dict]:
+    """Content vectors by model item index (row 0 = padding) from a Representation Center, and
+    the store's identity for the manifest. Every catalogue item must be in the store."""
+    center = RepresentationCenter(store)
+    vectors = center.lookup(items["item_id"].to_numpy())  # (I, E); unknown ids raise
+    table = torch.cat([torch.zeros(1, center.dim), torch.from_numpy(vectors)])
+    return table, {"store": str(store.resolve()), "version": center.version,
+                   **center.info.__dict__}
+
+
+def train_one(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables,
+              splits: dict[str, Batchable], progress: Progress,
+              content: torch.Tensor | None) -> tuple[CiUBM, dict]:
     """Train one variant with one seed; returns the model (best epoch) and its training record."""
     seed_everything(seed, cfg.train.deterministic)
-    model = CiUBM(variant_config(cfg.model, variant), tables).to(resolve_device(cfg.train.device))
+    model_cfg = variant_config(cfg.model, variant)
+    model = CiUBM(model_cfg, tables, content if model_cfg.uses_content else None)
+    model = model.to(resolve_device(cfg.train.device))
     start = time.perf_counter()
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress)
     seconds = time.perf_counter() - start
@@ -54,8 +71,11 @@ def train_one(cfg: CtrConfig, variant: str, seed: int, tables: FeatureTables,
 
 
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
-            console: Console | None = None) -> dict:
-    """Train ``cfg.variants`` x ``cfg.train.seeds`` on the data artifact, writing ``out``."""
+            console: Console | None = None, index_dir: Path | None = None) -> dict:
+    """Train ``cfg.variants`` x ``cfg.train.seeds`` on the data artifact, writing ``out``.
+
+    Content variants read their vectors from ``index_dir/<source>`` (the index artifact).
+    """
     console = console or Console(stderr=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -66,8 +86,16 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     predictions, records = {}, {}
     with stage_dir(out) as tmp, make_progress(console) as progress:
         for variant in cfg.variants:
+            content, store = None, None
+            if variant_config(cfg.model, variant).uses_content:
+                if index_dir is None:
+                    raise MimrecError(f"model {variant!r} needs content vectors: run `mimrec "
+                                      "index` first (or train only 'din')")
+                source = content_source(variant, cfg.content_source)
+                content, store = content_table(index_dir / source, data.items)
             for seed in cfg.train.seeds:
-                model, record = train_one(cfg, variant, seed, tables, splits, progress)
+                model, record = train_one(cfg, variant, seed, tables, splits, progress, content)
+                record["content"] = store
                 key = f"{variant}-seed{seed}"
                 save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
                           tmp / f"{key}.safetensors")
@@ -79,6 +107,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                               f"gAUC {record['test']['gauc']:.4f}  "
                               f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
         np.savez(tmp / "predictions.npz", **predictions)
+        parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
         write_manifest(tmp, "ctr", {"ctr": to_dict(cfg), "data": to_dict(data_cfg)},
-                       parents={"data": data.folder}, metrics=records)
+                       parents=parents, metrics=records)
     return records

@@ -10,11 +10,8 @@ C-SFT ones.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
 
-from mimrec.ctr.config import ModelConfig, Variant
-
-ContentSource = Literal["raw", "pretrain", "csft"]
+from mimrec.ctr.config import ContentSource, ModelConfig, Variant
 
 _ALL_CONTENT = {"sa_ta": True, "simtier": True, "content_attention": True, "target_content": True}
 

@@ -12,9 +12,13 @@ class DataConfig:
 
     Args:
         dataset: ``movielens`` reads MovieLens-100K from the installed recbole package; ``files``
-            reads the documented tables (interactions/items/users as parquet or CSV) from ``path``.
+            reads the documented tables (interactions/items/users as parquet or CSV) from ``path``;
+            ``fashion`` is the image-text alignment pipeline on Fashion-MNIST (protocol P3).
         path: folder of the tables when ``dataset = "files"``.
-        text_fields: item columns that make up the item's text, in order.
+        movielens_kg: attach recbole's Freebase tokens (``ml-100k.kg`` via ``ml-100k.link``) as
+            item attributes. Off by default: in recbole 1.2.1 the link file's item ids follow
+            MovieLens-1M numbering, so the tokens describe other films (item 127 "The Godfather"
+            gets a Tunisian film's country and languages). Attributes are then genre/year tokens.
         item_features: item columns used as categorical CTR features (a list value = multi-valued).
         user_features: user columns used as categorical CTR features.
         positive_rating: label = 1 if rating >= this, when the interactions carry ratings, not labels.
@@ -24,9 +28,9 @@ class DataConfig:
         new_item_seed: seed of the numpy generator that draws the new items.
     """
 
-    dataset: Literal["movielens", "files"] = "movielens"
+    dataset: Literal["movielens", "files", "fashion"] = "movielens"
     path: str = ""
-    text_fields: tuple[str, ...] = ("title", "year", "genres")
+    movielens_kg: bool = False
     item_features: tuple[str, ...] = ("genres", "year")
     user_features: tuple[str, ...] = ("age", "gender", "occupation")
     positive_rating: float = 4.0

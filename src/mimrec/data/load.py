@@ -6,10 +6,15 @@ from mimrec.data.config import DataConfig
 from mimrec.data.files import load_files
 from mimrec.data.movielens import load_movielens
 from mimrec.data.tables import Dataset
+from mimrec.errors import MimrecError
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load the dataset of ``cfg`` in standard form."""
-    if cfg.dataset == "movielens":
-        return load_movielens(cfg.positive_rating, cfg.text_fields)
-    return load_files(cfg.path, cfg.positive_rating, cfg.text_fields)
+def load_dataset(cfg: DataConfig, text_fields: tuple[str, ...]) -> Dataset:
+    """Load the dataset of ``cfg`` in standard form; ``text_fields`` must be item columns."""
+    match cfg.dataset:
+        case "movielens":
+            return load_movielens(cfg.positive_rating, text_fields, cfg.movielens_kg)
+        case "files":
+            return load_files(cfg.path, cfg.positive_rating, text_fields)
+    raise MimrecError(f"data.dataset = {cfg.dataset!r} has no interaction tables; "
+                      "it runs its own pipeline (see configs/fashion.toml)")

@@ -1,7 +1,10 @@
 """MovieLens-100K, read straight from the files the recbole 1.2.1 package installs (never imported).
 
-Items carry title, release year, genres, and the Freebase cast/crew/attribute entities of
-``ml-100k.kg`` as ``attributes`` tokens such as ``actor:m.02vxxgs``.
+Items carry title, release year and genres; their ``attributes`` are structured tokens
+(``genre:Comedy``, ``year:1995``, ``decade:1990s``). recbole also ships Freebase triples
+(``ml-100k.kg``) linked to items by ``ml-100k.link``, but in recbole 1.2.1 that link uses
+MovieLens-1M item ids (item 127, "The Godfather" here, is linked to a Tunisian film), so those
+tokens are attached only on request (``load_movielens(..., kg=True)``) and describe other films.
 """
 
 from __future__ import annotations
@@ -57,15 +60,30 @@ def _attribute_tokens(folder: Path) -> dict[str, list[str]]:
     return {entity_of[e]: toks for e, toks in by_entity.items() if e in entity_of}
 
 
-def load_movielens(positive_rating: float = 4.0, text_fields: tuple[str, ...] = ()) -> Dataset:
-    """Load MovieLens-100K in standard form (ratings kept; label = rating >= positive_rating)."""
+def structured_tokens(genres: list[str], year: str) -> list[str]:
+    """Attribute tokens of one film from its catalogue fields."""
+    tokens = [f"genre:{g}" for g in genres]
+    if year.isdigit():
+        tokens += [f"year:{year}", f"decade:{year[:3]}0s"]
+    return tokens
+
+
+def load_movielens(positive_rating: float = 4.0, text_fields: tuple[str, ...] = (),
+                   kg: bool = False) -> Dataset:
+    """Load MovieLens-100K in standard form (ratings kept; label = rating >= positive_rating).
+
+    Args:
+        positive_rating: label = 1 when rating >= this.
+        text_fields: item columns that must exist (the encoder's text).
+        kg: attributes from recbole's Freebase triples (misaligned, see the module docstring)
+            instead of genre/year tokens.
+    """
     folder = movielens_dir()
     inter = read_atomic(folder / "ml-100k.inter")
     inter["timestamp"] = pd.to_numeric(inter["timestamp"]).astype("int64")
     interactions = validate_interactions(inter, str(folder / "ml-100k.inter"), positive_rating)
 
     raw_items = read_atomic(folder / "ml-100k.item")
-    attrs = _attribute_tokens(folder)
     items = pd.DataFrame(
         {
             "item_id": raw_items["item_id"],
@@ -74,12 +92,17 @@ def load_movielens(positive_rating: float = 4.0, text_fields: tuple[str, ...] = 
             "genres": [g.split() for g in raw_items["class"]],
         }
     )
-    items["attributes"] = [attrs.get(i, []) for i in items["item_id"]]
+    if kg:
+        attrs = _attribute_tokens(folder)
+        items["attributes"] = [attrs.get(i, []) for i in items["item_id"]]
+    else:
+        items["attributes"] = [structured_tokens(g, y) for g, y in zip(items["genres"],
+                                                                       items["year"], strict=True)]
     items = validate_items(items, str(folder / "ml-100k.item"), text_fields)
 
     users = validate_users(read_atomic(folder / "ml-100k.user"), str(folder / "ml-100k.user"))
     users = users.drop(columns=["zip_code"])
-    names = ("inter", "item", "user", "kg", "link")
+    names = ("inter", "item", "user", *(("kg", "link") if kg else ()))
     ds = Dataset("ml-100k", interactions, items, users, tuple(folder / f"ml-100k.{n}" for n in names))
     check_references(ds)
     return ds

@@ -44,9 +44,12 @@ def sample_stats(samples: Samples) -> dict:
     return stats
 
 
-def run_data(cfg: DataConfig, out: Path) -> DataArtifact:
-    """Load, validate and split the dataset of ``cfg`` into ``out`` (an artifact folder)."""
-    ds = load_dataset(cfg)
+def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = ()) -> DataArtifact:
+    """Load, validate and split the dataset of ``cfg`` into ``out`` (an artifact folder).
+
+    ``text_fields`` are the item columns the encoder reads: their absence is a data error here.
+    """
+    ds = load_dataset(cfg, text_fields)
     start = time.perf_counter()
     samples = build_samples(ds, cfg)
     seconds = time.perf_counter() - start

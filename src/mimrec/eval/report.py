@@ -17,8 +17,12 @@ from mimrec.eval.plot import plot_bucket_auc
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and std over seeds, ignoring NaN (a bucket without rows); NaN if all are NaN."""
     arr = np.asarray(values, dtype=float)
-    return float(np.nanmean(arr)), float(np.nanstd(arr)) if len(arr) > 1 else 0.0
+    arr = arr[np.isfinite(arr)]
+    if not len(arr):
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std())
 
 
 def aggregate(per_seed: list[dict]) -> dict:
@@ -96,11 +100,45 @@ def ctr_table(report: dict) -> list[str]:
     return rows
 
 
+def retrieval_table(retrieval: dict) -> list[str]:
+    """Protocol P2: next-positive retrieval by content similarity, one row per vector source."""
+    rows = ["| vectors | Recall@10 | Recall@50 | MRR |", "|---|---|---|---|"]
+    for name, m in retrieval.items():
+        rows.append(f"| {name} | {m['recall@10']:.4f} | {m['recall@50']:.4f} | {m['mrr']:.4f} |")
+    return rows
+
+
+def alignment_lines(alignment: dict) -> list[str]:
+    """Stage-1 alignment figures as a two-column table."""
+    rows = ["| metric | value |", "|---|---|"]
+    for key, value in alignment.items():
+        if isinstance(value, (int, float)):
+            rows.append(f"| {key} | {value:.4f} |" if isinstance(value, float)
+                        else f"| {key} | {value} |")
+    return rows
+
+
 def render_markdown(report: dict, with_plot: bool) -> str:
     """The human-readable report."""
-    seeds = next(iter(report["models"].values()))["seeds"] if report["models"] else 0
-    lines = [f"# mimrec report ({report['protocol']}, test split, mean ± std over {seeds} seeds)",
-             "", f"RelaImpr is against `{report['baseline']}`.", "", *ctr_table(report), ""]
-    if with_plot:
-        lines += ["![AUC per popularity bucket](report_buckets.png)", ""]
+    lines = ["# mimrec report", ""]
+    if report.get("models"):
+        seeds = next(iter(report["models"].values()))["seeds"]
+        lines += [f"## CTR ({report['protocol']}, test split, mean ± std over {seeds} seeds)", "",
+                  f"RelaImpr is against `{report['baseline']}`.", "", *ctr_table(report), ""]
+        if with_plot:
+            lines += ["![AUC per popularity bucket](report_buckets.png)", ""]
+    if report.get("retrieval"):
+        lines += ["## Content-interest retrieval (P2, valid split)", "",
+                  *retrieval_table(report["retrieval"]), ""]
+    if report.get("alignment"):
+        lines += ["## Stage-1 modal alignment", "", *alignment_lines(report["alignment"]), ""]
     return "\n".join(lines)
+
+
+def write_alignment_report(metrics: dict, out: Path) -> dict:
+    """The report of the alignment-only pipeline (protocol P3): report.json and report.md."""
+    report = {"protocol": "P3", "alignment": metrics}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "report.json", _finite(report))
+    (out / "report.md").write_text(render_markdown(report, with_plot=False))
+    return report

@@ -1,0 +1,1 @@
+"""Item encoders: text, image and attribute towers fused into one item embedding."""

@@ -23,7 +23,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) -m pip -q install -e ".[bench]"
+	$(PY) benchmarks/bench_text_encoding.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -28,7 +28,7 @@ class CsftConfig:
         weight_decay: AdamW weight decay of the heads.
         text_trainable_layers: top text-transformer layers that train (the frozen bottom is cached);
             0 freezes the text tower (the default: one trainable MiniLM layer makes a CPU step
-            about 10x slower and did not help P2 on MovieLens).
+            about 10x slower, and no P2 gain from it was established on MovieLens).
         text_lr: learning rate of the trainable text layers.
         train_attributes: train the attribute tower's token embeddings.
         train_fusion: train the gated-fusion weights.

@@ -13,7 +13,6 @@ from torch import nn
 
 from mimrec.ctr.modules import TargetAttention
 
-
 # Catalogues up to this size keep their full item-item cosine table (<= 64 MiB of float32);
 # larger ones compute the cosines of each batch on the fly.
 SIMILARITY_TABLE_MAX_ITEMS = 4096

@@ -18,11 +18,10 @@ from safetensors.torch import save_file
 
 from mimrec.artifacts import stage_dir, write_manifest
 from mimrec.config import to_dict
-from mimrec.ctr.config import CtrConfig
+from mimrec.ctr.config import CtrConfig, Variant
 from mimrec.ctr.features import FeatureTables, build_feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
-from mimrec.ctr.config import Variant
 from mimrec.ctr.variants import content_source, variant_config
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import TEST, TRAIN, VALID

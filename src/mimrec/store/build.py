@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 
 from mimrec.artifacts import file_sha256, read_manifest, stage_dir, write_manifest
+from mimrec.csft.retrieval import raw_text_vectors
 from mimrec.encoders.checkpoint import load_item_encoder
 from mimrec.encoders.config import EncoderConfig
-from mimrec.encoders.text import default_text_model, item_texts, load_text_tower
+from mimrec.encoders.text import default_text_model
 from mimrec.store.center import StoreInfo, write_version
 
 
-def raw_text_vectors(cfg: EncoderConfig, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
+def raw_vectors(cfg: EncoderConfig, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
     """Mean-pooled vectors of the pretrained text model, untouched by any training."""
     folder = Path(cfg.text_model) if cfg.text_model else default_text_model()
-    tower = load_text_tower(folder, cfg.text_max_length).eval()
-    vectors = tower.encode(item_texts(items, cfg.text_fields), cfg.text_batch_size).numpy()
+    vectors = raw_text_vectors(cfg, items)
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     digest = file_sha256(weights[0]) if weights else "unknown"
     return vectors, StoreInfo("raw:" + folder.name, digest, vectors.shape[1])
@@ -44,7 +44,7 @@ def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items
     with stage_dir(out) as tmp:
         for name, encoder_dir in sources.items():
             if encoder_dir is None:
-                vectors, info = raw_text_vectors(encoder_cfg, items)
+                vectors, info = raw_vectors(encoder_cfg, items)
             else:
                 vectors, info = encoder_vectors(encoder_dir, items)
             write_version(tmp / name, items["item_id"].to_numpy(), vectors.astype(np.float32), info)

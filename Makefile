@@ -25,6 +25,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip -q install -e ".[bench]"
 	$(PY) benchmarks/bench_text_encoding.py
+	$(PY) benchmarks/bench_sample_builder.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -35,12 +35,21 @@ def stage_pretrain(cfg: PipelineConfig, out: Path, console: Console) -> None:
 
 
 def stage_csft(cfg: PipelineConfig, out: Path, console: Console) -> None:
-    """Stage 2: contrastive fine-tuning on behaviour pairs into ``out/csft``."""
+    """Stage 2: contrastive fine-tuning on behaviour pairs into ``out/csft``.
+
+    Under ``torchrun`` the workers join one process group (gloo on CPU); worker 0 writes.
+    """
+    from mimrec.csft.distributed import process_group_from_env, rank, world_size
     from mimrec.csft.train import run_csft
 
-    console.print(f"[bold]csft[/]: behaviour-pair fine-tuning -> {out / 'csft'}")
-    metrics = run_csft(cfg.csft, out / "pretrain", read_data(out / "data"), out / "csft")
-    console.print(retrieval_table(metrics.get("p2_valid", {})))
+    with process_group_from_env():
+        lead = rank() == 0
+        if lead:
+            console.print(f"[bold]csft[/]: behaviour-pair fine-tuning on {world_size()} "
+                          f"worker(s) -> {out / 'csft'}")
+        metrics = run_csft(cfg.csft, out / "pretrain", read_data(out / "data"), out / "csft")
+    if lead:
+        console.print(retrieval_table(metrics.get("p2_valid", {})))
 
 
 def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:

@@ -33,6 +33,8 @@ class CsftConfig:
         train_attributes: train the attribute tower's token embeddings.
         train_fusion: train the gated-fusion weights.
         queue_size: keys of earlier steps kept as "time" negatives (FIFO); 0 switches the queue off.
+            Off by default: on MovieLens-100K with title/genre/year content, P2 on VALID fell as
+            the queue grew (Recall@50 0.153 without, 0.151 with 512, 0.143 with 2048 keys).
         symmetric: also score positive -> anchor (candidates: all anchors + queue) at the fused
             and Matryoshka levels.
         fused_weight: weight of the fused-vs-fused InfoNCE; 0 switches the level off.
@@ -57,14 +59,14 @@ class CsftConfig:
     window_seconds: int = 0
     max_pairs_per_user: int = 100
     batch_size: int = 512
-    epochs: int = 4
+    epochs: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
     text_trainable_layers: int = 0
     text_lr: float = 3e-5
     train_attributes: bool = True
     train_fusion: bool = True
-    queue_size: int = 2048
+    queue_size: int = 0
     symmetric: bool = True
     fused_weight: float = 1.0
     modality_weight: float = 0.5

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mimrec.artifacts import read_manifest
+from mimrec.cli import main as cli_main
 from mimrec.csft.config import CsftConfig
-from mimrec.csft.main import main
 from mimrec.csft.train import fine_tune, load_csft_encoder, run_csft
 from mimrec.data.config import DataConfig
 from mimrec.data.stage import DataArtifact, read_data, run_data
@@ -112,28 +112,32 @@ def test_too_few_pairs_and_bad_matryoshka_dims_are_clear_errors(stage1, tmp_path
     assert not (tmp_path / "x").exists()
 
 
-def test_entry_point_runs_and_rejects_unknown_keys(stage1, tmp_path: Path, capsys) -> None:
-    data_dir, pretrain_dir = stage1
-    args = ["--data", str(data_dir), "--encoder", str(pretrain_dir), "--out", str(tmp_path / "c")]
-    fast = ["--set", "batch_size=8", "--set", "epochs=1", "--set", "csft.progress=false",
-            "--set", "matryoshka_dims=[4]", "--set", "eval_raw=false"]
-    assert main([*args, *fast]) == 0
-    assert json.loads(capsys.readouterr().out)["world_size"] == 1
-    assert read_manifest(tmp_path / "c")["stage"] == "csft"
-    assert main([*args, "--set", "queue=3"]) == 2
+def test_mimrec_csft_command_runs_and_rejects_unknown_keys(stage1, capsys) -> None:
+    data_dir, _ = stage1
+    root = data_dir.parent  # the run folder: root/data, root/pretrain -> root/csft
+    fast = ["--set", "csft.batch_size=8", "--set", "csft.epochs=1", "--set", "csft.progress=false",
+            "--set", "csft.matryoshka_dims=[4]", "--set", "csft.eval_raw=false"]
+    assert cli_main(["csft", "configs/movielens.toml", "--out", str(root), *fast]) == 0
+    assert read_manifest(root / "csft")["stage"] == "csft"
+    assert read_manifest(root / "csft")["metrics"]["world_size"] == 1
+    assert cli_main(["csft", "configs/movielens.toml", "--out", str(root),
+                     "--set", "csft.queue=3"]) == 2
     assert "unknown config key 'csft.queue'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_torchrun_two_workers(stage1, tmp_path: Path) -> None:
     data_dir, pretrain_dir = stage1
+    run = tmp_path / "run"
+    shutil.copytree(data_dir, run / "data")
+    shutil.copytree(pretrain_dir, run / "pretrain")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29533", "-m", "mimrec.csft.main", "--data", str(data_dir),
-           "--encoder", str(pretrain_dir), "--out", str(tmp_path / "ddp"),
-           "--set", "batch_size=4", "--set", "epochs=1", "--set", "progress=false",
-           "--set", "matryoshka_dims=[4]", "--set", "eval_raw=false"]
+           "--master_port=29533", "-m", "mimrec", "csft", "configs/movielens.toml",
+           "--out", str(run), "--set", "csft.batch_size=4", "--set", "csft.epochs=1",
+           "--set", "csft.progress=false", "--set", "csft.matryoshka_dims=[4]",
+           "--set", "csft.eval_raw=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    metrics = read_manifest(tmp_path / "ddp")["metrics"]
+    metrics = read_manifest(run / "csft")["metrics"]
     assert metrics["world_size"] == 2 and metrics["in_batch_candidates"] == 8

@@ -220,7 +220,7 @@ def fine_tune(cfg: CsftConfig, encoder_dir: Path,
 def run_csft(cfg: CsftConfig, encoder_dir: Path, data: DataArtifact, out: Path) -> dict[str, Any]:
     """Stage 2: fine-tune the stage-1 encoder of ``encoder_dir`` on ``data`` and save it to ``out``.
 
-    Works alone or inside a ``torch.distributed`` process group (see :mod:`mimrec.csft.main`);
+    Works alone or inside a ``torch.distributed`` process group (``torchrun -m mimrec csft ...``);
     there, worker 0 writes the artifact and the others wait for it.
 
     Args:

@@ -4,7 +4,9 @@ A saved encoder is a folder:
 
 * ``encoder.json``: format version, the resolved :class:`EncoderConfig`, the attribute vocabulary;
 * ``encoder.safetensors``: every weight (towers, projections, attribute bag, fusion);
-* ``text/``: the text model's ``config.json`` and tokenizer files (architecture, not weights).
+* ``text/``: the text model's ``config.json`` and tokenizer files (architecture, not weights);
+* ``image/``: with ``image_arch`` "hf", the image model's ``config.json`` and a
+  ``preprocessor_config.json`` holding the normalisation mean/std the tower uses.
 
 Loading builds the architecture without pretrained weights and fills it from
 ``encoder.safetensors``, so a loaded encoder reproduces the saved one's embeddings exactly and does
@@ -22,7 +24,14 @@ import torch
 
 from mimrec.encoders.attributes import AttributeTower
 from mimrec.encoders.config import EncoderConfig
-from mimrec.encoders.image import ImageTower, build_backbone
+from mimrec.encoders.image import (
+    HF_PREPROCESSOR_FILE,
+    HFImageTower,
+    ImageTower,
+    build_backbone,
+    build_hf_image_tower,
+    read_hf_normalisation,
+)
 from mimrec.encoders.item_encoder import ItemEncoder
 from mimrec.encoders.text import TextTower
 from mimrec.errors import MimrecError
@@ -30,6 +39,7 @@ from mimrec.errors import MimrecError
 CONFIG_FILE = "encoder.json"
 WEIGHTS_FILE = "encoder.safetensors"
 TEXT_DIR = "text"
+IMAGE_DIR = "image"
 FORMAT = 1
 
 
@@ -49,6 +59,8 @@ def save_item_encoder(encoder: ItemEncoder, folder: Path) -> None:
     if encoder.text_tower is not None:
         encoder.text_tower.model.config.save_pretrained(folder / TEXT_DIR)
         encoder.text_tower.tokenizer.save_pretrained(folder / TEXT_DIR)
+    if isinstance(encoder.image_tower, HFImageTower):
+        _save_hf_image_architecture(encoder.image_tower, folder / IMAGE_DIR)
     state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
     save_file(state, folder / WEIGHTS_FILE)
     vocab = list(encoder.attribute_tower.vocab) if encoder.attribute_tower is not None else []
@@ -85,6 +97,34 @@ def _text_architecture(folder: Path, max_length: int) -> TextTower:
     return TextTower(AutoModel.from_config(config), tokenizer, max_length)
 
 
+def _save_hf_image_architecture(tower: HFImageTower, folder: Path) -> None:
+    tower.backbone.config.save_pretrained(folder)
+    spec = {
+        "do_normalize": True,
+        "image_mean": [m / 255.0 for m in tower.mean],
+        "image_std": [v / 255.0 for v in tower.std],
+    }
+    (folder / HF_PREPROCESSOR_FILE).write_text(json.dumps(spec) + "\n")
+
+
+def _image_architecture(folder: Path, cfg: EncoderConfig) -> ImageTower:
+    if cfg.image_arch != "hf":
+        backbone = build_backbone(cfg.image_arch, cfg.image_resolution)
+        return ImageTower(backbone, cfg.image_resolution)
+    from transformers import AutoConfig, AutoModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise MimrecError(
+            f"cannot read the saved image model files in {folder}: "
+            f"{str(exc).strip().splitlines()[0]}"
+        ) from None
+    mean, std = read_hf_normalisation(folder)
+    return build_hf_image_tower(AutoModel.from_config(config), cfg.image_resolution, mean, std)
+
+
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -112,11 +152,7 @@ def load_item_encoder(folder: Path) -> ItemEncoder:
     meta = _read_meta(folder)
     cfg = from_dict(EncoderConfig, meta["config"], "encoder")
     text = _text_architecture(folder / TEXT_DIR, cfg.text_max_length) if cfg.use_text else None
-    image = (
-        ImageTower(build_backbone(cfg.image_arch, cfg.image_resolution), cfg.image_resolution)
-        if cfg.use_image
-        else None
-    )
+    image = _image_architecture(folder / IMAGE_DIR, cfg) if cfg.use_image else None
     attributes = AttributeTower(meta["vocab"], cfg.attribute_dim) if cfg.use_attributes else None
     encoder = ItemEncoder(cfg, text, image, attributes)
     state = _read_weights(folder / WEIGHTS_FILE)

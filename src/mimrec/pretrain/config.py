@@ -34,7 +34,8 @@ class PretrainConfig:
             ``max_logit_scale``).
         max_logit_scale: upper bound of 1 / temperature.
         image_trainable_blocks: the top EfficientNet blocks (plus the head convolution) tuned during
-            alignment ("light tuning"); 0 freezes the image tower.
+            alignment ("light tuning"); 0 freezes the image tower. A Hugging Face image model
+            (``image_arch`` "hf") is one block: 1 tunes all of it.
         image_lr: learning rate of the trainable image blocks.
         recall_k: k of the cross-modal Recall@k reported on held-out items.
         fashion_train_images: images of the Fashion-MNIST train split used for P3 training (the

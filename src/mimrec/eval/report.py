@@ -37,10 +37,9 @@ def aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
-def model_metrics(ctr_dir: Path) -> dict[str, dict]:
+def model_metrics(ctr_dir: Path, data_dir: Path) -> dict[str, dict]:
     """Test metrics per model, recomputed from the saved predictions and the data artifact."""
-    manifest = require_stage(ctr_dir, "ctr")
-    data = read_data(Path(manifest["parents"]["data"]["path"]))
+    data = read_data(data_dir)
     test = data.samples.subset(TEST)
     with np.load(ctr_dir / "predictions.npz", allow_pickle=False) as preds:
         keys = [k for k in preds.files if k.endswith("/test")]
@@ -54,11 +53,12 @@ def model_metrics(ctr_dir: Path) -> dict[str, dict]:
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
     """Write report.json / report.md / report_buckets.png into ``out``; returns the report."""
-    models = model_metrics(ctr_dir)
+    data_dir = Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"])
+    models = model_metrics(ctr_dir, data_dir)
     base = models.get(cfg.baseline)
     for m in models.values():
         m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
-    data_manifest = read_manifest(Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"]))
+    data_manifest = read_manifest(data_dir)
     new_frac = data_manifest["config"]["new_item_fraction"]
     report = {"protocol": "P1-cold" if new_frac > 0 else "P1", "baseline": cfg.baseline,
               "models": models, "data": data_manifest["metrics"], **(extra or {})}

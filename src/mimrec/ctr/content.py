@@ -126,6 +126,6 @@ class ContentAttention(nn.Module):
                 mask: torch.Tensor) -> torch.Tensor:
         projected = self.projection(table)  # (N, P)
         keys = self.attention.key_projection(projected)  # (N, H)
-        interest, _ = self.attention(projected[item], projected[history], mask,
-                                     key_part=keys[history])
+        interest, _ = self.attention(projected[item], projected, mask, key_part=keys,
+                                     index=history)
         return interest

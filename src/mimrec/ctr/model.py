@@ -142,11 +142,10 @@ class CiUBM(nn.Module):
         mask = history > 0
         catalogue = self.item_vectors(self.all_items)  # (I + 1, D), computed once per batch
         item_ids, history_ids = self.id_index(item), self.id_index(history)
-        target, behaviour = catalogue[item_ids], catalogue[history_ids]  # (B, D), (B, L, D)
+        target = catalogue[item_ids]  # (B, D); behaviours are read from the catalogue rows
         parts = [self.user_vectors(user), target]
         if self.target_attention is not None:
-            keys = self.target_attention.key_projection(catalogue)[history_ids]  # (B, L, H)
-            parts.append(self.target_attention(target, behaviour, mask, key_part=keys)[0])
+            parts.append(self.target_attention(target, catalogue, mask, index=history_ids)[0])
         if self.sa_ta is not None:
             parts.append(self.sa_ta(target, catalogue, history_ids, sims, mask))
         if self.simtier is not None:

@@ -56,7 +56,8 @@ class TargetAttention(nn.Module):
         units: hidden sizes of the scoring MLP (at least one).
         softmax: normalise weights over valid positions; otherwise raw weights (original DIN).
 
-    Shapes: ``query`` (B, D), ``keys`` (B, L, D), ``mask`` (B, L) bool -> (B, D) and weights (B, L).
+    Shapes: ``query`` (B, D), ``keys`` (B, L, D) (or a catalogue table (N, D) read through
+    ``index`` (B, L)), ``mask`` (B, L) bool -> (B, D) and weights (B, L).
     """
 
     def __init__(self, dim: int, units: tuple[int, ...], softmax: bool = False) -> None:
@@ -77,15 +78,37 @@ class TargetAttention(nn.Module):
         return keys @ (wk - wd).T
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
-                key_part: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                key_part: torch.Tensor | None = None, index: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention-pooled behaviours and the attention weights.
+
+        With ``index`` (B, L), ``keys`` (N, D) and ``key_part`` (N, H) are tables with one row
+        per catalogue item and behaviour (b, l) reads row ``index[b, l]``: no (B, L, D) tensor
+        is built. The scoring MLP runs on the V valid (sample, position) pairs only: a padded
+        position gets weight 0 (-inf before the softmax) whatever its score, so skipping it
+        changes no output and no gradient, and histories are mostly shorter than L.
+        """
         wq, _, wd, wp = self._blocks()
-        if key_part is None:
-            key_part = self.key_projection(keys)  # (B, L, H)
-        q_part = query @ (wq + wd).T + self.first.bias  # (B, H)
-        hidden = q_part.unsqueeze(1) + key_part + (query.unsqueeze(1) * keys) @ wp.T  # (B, L, H)
-        logits = self.rest(torch.relu(hidden)).squeeze(-1)  # (B, L)
-        if self.softmax:
-            weights = logits.masked_fill(~mask, float("-inf")).softmax(-1).nan_to_num(0.0)
+        rows, cols = mask.nonzero(as_tuple=True)  # (V,), (V,)
+        if index is not None:
+            at = index[rows, cols]  # (V,) table rows
+            if key_part is None:
+                key_part = self.key_projection(keys)  # (N, H)
+            valid_keys = keys.index_select(0, at)  # (V, D)
+            valid_key_part = key_part.index_select(0, at)  # (V, H)
         else:
-            weights = logits * mask
-        return torch.einsum("bl,bld->bd", weights, keys), weights
+            valid_keys = keys[rows, cols]  # (V, D)
+            valid_key_part = (self.key_projection(valid_keys) if key_part is None
+                              else key_part[rows, cols])  # (V, H)
+        q_part = query @ (wq + wd).T + self.first.bias  # (B, H)
+        hidden = torch.addmm(q_part.index_select(0, rows) + valid_key_part,
+                             query.index_select(0, rows) * valid_keys, wp.T)  # (V, H)
+        scores = self.rest(torch.relu(hidden)).squeeze(-1)  # (V,)
+        if self.softmax:
+            logits = scores.new_full(mask.shape, float("-inf")).index_put((rows, cols), scores)
+            weights = logits.softmax(-1).nan_to_num(0.0)  # (B, L); rows without behaviour -> 0
+            scores = weights[rows, cols]  # (V,)
+        else:
+            weights = scores.new_zeros(mask.shape).index_put((rows, cols), scores)  # (B, L)
+        pooled = query.new_zeros(query.shape[0], valid_keys.shape[1])
+        return pooled.index_add(0, rows, scores.unsqueeze(1) * valid_keys), weights  # (B, D)

@@ -1,12 +1,60 @@
 """The benchmark scripts run on tiny inputs (no timing is asserted anywhere)."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    r = subprocess.run([*args], capture_output=True, text=True, timeout=timeout, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def data_run(tmp_path_factory) -> Path:
+    """A run folder holding only the P1 data artifact of MovieLens-100K (built, not committed)."""
+    out = tmp_path_factory.mktemp("bench") / "run"
+    run(sys.executable, "-m", "mimrec", "data", "configs/movielens.toml", "--out", str(out))
+    return out
 
 
 def test_sample_builder_benchmark_smoke():
-    r = subprocess.run([sys.executable, "benchmarks/bench_sample_builder.py", "--smoke"],
-                       capture_output=True, text=True, timeout=300, check=False)
-    assert r.returncode == 0, r.stderr
+    r = run(sys.executable, "benchmarks/bench_sample_builder.py", "--smoke")
     lines = [line for line in r.stdout.splitlines() if "events/s" in line]
     assert len(lines) == 3 and "16x" in lines[-1]
+
+
+def test_store_lookup_benchmark_smoke(tmp_path):
+    r = run(sys.executable, "benchmarks/bench_store_lookup.py", "--smoke",
+            "--json", str(tmp_path / "r.json"))
+    result = json.loads((tmp_path / "r.json").read_text())["synthetic"]
+    assert result["lookup"]["ratio"] > 0 and result["gather"]["ratio"] > 0
+    assert "ratio ours/numpy" in r.stdout
+
+
+def test_ctr_throughput_benchmark_smoke(data_run, tmp_path):
+    run(sys.executable, "benchmarks/bench_ctr_throughput.py", "--run", str(data_run), "--smoke",
+        "--fuxictr", "--json", str(tmp_path / "r.json"))
+    result = json.loads((tmp_path / "r.json").read_text())
+    for model in ("mimrec din", "mimrec ciubm"):
+        assert result[model]["train_samples_per_second"] > 0
+    assert result["content"].startswith("random")  # the run has no index: said so
+
+
+@pytest.mark.slow  # FuxiCTR starts a local Ray instance: about a minute even on tiny data
+@pytest.mark.skipif(not FUXICTR_PYTHON.exists(),
+                    reason="FuxiCTR benchmark environment not built (make bench-env)")
+def test_fuxictr_benchmark_smoke(data_run, tmp_path):
+    out = tmp_path / "fx.json"
+    run(str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(data_run / "data"),
+        "--work", str(tmp_path / "work"), "--out", str(out), "--smoke", "--seeds", "0",
+        timeout=600)
+    result = json.loads(out.read_text())
+    assert 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
+    assert result["throughput"]["train_samples_per_second"] > 0

@@ -100,7 +100,8 @@ class RepresentationCenter:
         flat = table.column("vector").combine_chunks().flatten().to_numpy()
         self.vectors = flat.reshape(-1, dim).copy()  # (N, D), writable, detached from the mmap
         self._table = torch.from_numpy(self.vectors)
-        self._index = pd.Index(self.ids)
+        self._order = np.argsort(self.ids, kind="stable")  # ids are resolved by binary search
+        self._sorted_ids = self.ids[self._order]
         self.info = StoreInfo(**self.manifest["info"])
 
     @property
@@ -111,25 +112,43 @@ class RepresentationCenter:
         return len(self.ids)
 
     def __contains__(self, item_id: object) -> bool:
-        return str(item_id) in self._index
+        return bool(self.rows([item_id], allow_unknown=True)[0] >= 0)
 
     def rows(self, ids: np.ndarray | list, allow_unknown: bool = False) -> np.ndarray:
-        """Row numbers of ``ids`` (any shape); unknown ids raise, or give -1 if allowed."""
-        flat = np.asarray(ids).astype(str).ravel()
-        rows = self._index.get_indexer(flat)
-        if not allow_unknown and (rows < 0).any():
-            missing = flat[rows < 0]
-            raise UnknownItemError(f"unknown item id {str(missing[0])!r} ({len(missing)} unknown) in "
-                                   f"store {self.folder} version {self.version}")
-        return rows.reshape(np.shape(ids))
+        """Row numbers of ``ids`` (any shape); unknown ids raise, or give -1 if allowed.
+
+        Ids are compared as strings, by binary search over the sorted ids (no hashing of Python
+        objects: a batch costs about what numpy's own ``searchsorted`` does).
+        """
+        ids = np.asarray(ids)
+        flat = (ids if ids.dtype.kind == "U" else ids.astype(str)).ravel()
+        if not len(self.ids):
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self._sorted_ids, flat)
+        np.minimum(pos, len(self.ids) - 1, out=pos)
+        rows = self._order[pos]
+        unknown = self._sorted_ids[pos] != flat
+        if unknown.any():
+            if not allow_unknown:
+                missing = flat[unknown]
+                raise UnknownItemError(f"unknown item id {str(missing[0])!r} ({len(missing)} "
+                                       f"unknown) in store {self.folder} version {self.version}")
+            rows[unknown] = -1
+        return rows.reshape(ids.shape)
 
     def lookup(self, ids: np.ndarray | list) -> np.ndarray:
         """Vectors of ``ids`` (any shape (...)) -> (..., D); unknown ids raise."""
         return self.vectors[self.rows(ids)]
 
     def gather(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Vectors of row numbers, e.g. a padded (B, L) batch -> (B, L, D) float32 tensor."""
-        return self._table[torch.as_tensor(rows, dtype=torch.long)]
+        """Vectors of row numbers, e.g. a padded (B, L) batch -> (B, L, D) float32 tensor.
+
+        Rows must lie in ``[0, len(self))``. One ``index_select`` over the flattened batch (about
+        2x numpy fancy indexing, which the benchmark compares against).
+        """
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        flat = self._table.index_select(0, rows.reshape(-1))  # (B * L, D)
+        return flat.reshape(*rows.shape, self.dim)
 
     def aligned(self, ids: np.ndarray | list) -> tuple[np.ndarray, np.ndarray]:
         """Vectors in the order of ``ids`` plus a mask of which ids the store knows (others 0)."""

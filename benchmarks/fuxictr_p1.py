@@ -1,0 +1,318 @@
+"""FuxiCTR 2.3.10 DIN (its ``model_zoo/LongCTR`` model and data loader) on mimrec's P1 split.
+
+Runs in the separate benchmark environment (``.venv-fuxictr``, ``make bench-env``), never in
+mimrec's own. Reads a mimrec data artifact (``mimrec data ... --out RUN`` -> ``RUN/data``) and
+hands FuxiCTR the same P1 events through its own preprocessing:
+
+- train/valid/test CSV files (one row per P1 event) -> FuxiCTR's ``FeatureProcessor`` fits the
+  vocabularies on train and writes its parquet files and ``feature_map.json``;
+- the behaviour sequence in FuxiCTR's LongCTR form: ``user_info`` holds each user's full sequence
+  of positive items in P1 event order, and each event carries ``seq_len`` = how many of them have
+  a strictly smaller timestamp; its loader keeps the last ``max_len`` = 50 (checked here to equal
+  mimrec's P1 histories, event by event);
+- ``item_info`` holds the item features (item_id, genres, year) encoded with FuxiCTR's fitted
+  tokenizers; FuxiCTR's DIN embeds target and behaviour items from it.
+
+Features: user_id, age, gender, occupation (user), item_id, genres (a sequence feature), year
+(item), the behaviour sequence: the same as mimrec's DIN. Test predictions are scored with
+mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``), written as JSON.
+
+Usage: .venv-fuxictr/bin/python benchmarks/fuxictr_p1.py RUN/data --work DIR --out result.json
+       [--config tuned|default|mimrec_shapes] [--seeds 0 1 2] [--threads 1] [--no-quality]
+       [--no-throughput] [--batch-size 1024] [--batches 40] [--reuse] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mimrec.data.samples import TEST, TRAIN, VALID, Samples
+from mimrec.eval.metrics import ctr_metrics
+
+USER_FEATURES = ("user_id", "age", "gender", "occupation")
+ITEM_FEATURES = ("item_id", "genres", "year")
+META = ("user_index", "item_index", "seq_len")
+SPLIT_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
+
+# FuxiCTR's model_zoo/LongCTR/config/din_config/model_config.yaml (DIN_default + Base) ...
+DEFAULT = {
+    "model": "DIN", "loss": "binary_crossentropy", "metrics": ["AUC", "logloss"],
+    "task": "binary_classification", "optimizer": "adam", "learning_rate": 1.0e-3,
+    "embedding_regularizer": 0, "net_regularizer": 0, "batch_size": 8192, "embedding_dim": 64,
+    "dnn_hidden_units": [500, 500, 500], "dnn_activations": "relu",
+    "attention_hidden_units": [64], "attention_hidden_activations": "Dice",
+    "attention_output_activation": None, "attention_dropout": 0, "din_use_softmax": False,
+    "net_dropout": 0, "batch_norm": False, "epochs": 100, "shuffle": True, "seed": 2019,
+    "monitor": {"AUC": 1, "logloss": -1}, "monitor_mode": "max", "max_len": 50,
+    "accumulation_steps": 1, "verbose": 0, "early_stop_patience": 2,
+    "pickle_feature_encoder": True, "save_best_only": True, "eval_steps": None,
+    "debug_mode": False, "group_id": None, "use_features": None, "feature_specs": None,
+    "feature_config": None, "gpu": -1,
+}
+# ... and the team's tuning on valid: embedding regularizer 0.1, net dropout 0.2, batch norm.
+TUNED = {**DEFAULT, "embedding_regularizer": 0.1, "net_dropout": 0.2, "batch_norm": True}
+# FuxiCTR's DIN in mimrec's shapes (throughput at equal model size; see bench_ctr_throughput).
+MIMREC_SHAPES = {**TUNED, "embedding_dim": 16, "dnn_hidden_units": [256, 128],
+                 "attention_hidden_units": [64, 32], "attention_hidden_activations": "ReLU"}
+CONFIGS = {"default": DEFAULT, "tuned": TUNED, "mimrec_shapes": MIMREC_SHAPES}
+
+
+def sequence_lengths(s: Samples) -> np.ndarray:
+    """Per event: how many positive events of the same user have a strictly smaller timestamp."""
+    times = np.unique(s.timestamp)
+    stride = len(times) + 1
+    key = s.user * stride + np.searchsorted(times, s.timestamp)
+    pos_key = np.sort(key[s.label > 0])
+    return np.searchsorted(pos_key, key, "left") - np.searchsorted(pos_key, s.user * stride,
+                                                                   "left")
+
+
+def user_sequences(s: Samples) -> list[np.ndarray]:
+    """Each user's positive items (model index = row + 1) in P1 event order; entry 0 is empty."""
+    pos = np.flatnonzero(s.label > 0)  # events are in P1 order already
+    order = pos[np.argsort(s.user[pos], kind="stable")]
+    seqs = [np.zeros(0, dtype=np.int64) for _ in range(len(s.user_ids) + 1)]
+    users, starts = np.unique(s.user[order], return_index=True)
+    for u, part in zip(users, np.split(s.item[order] + 1, starts[1:]), strict=True):
+        seqs[u + 1] = part.astype(np.int64)
+    return seqs
+
+
+def check_histories(s: Samples, seqs: list[np.ndarray], seq_len: np.ndarray) -> None:
+    """FuxiCTR's sequence (last 50 of the user's first ``seq_len`` positives) == P1 history."""
+    max_len = s.history.shape[1]
+    for n in range(len(s.label)):
+        mine = s.history[n][s.history[n] >= 0] + 1
+        theirs = seqs[s.user[n] + 1][: seq_len[n]][-max_len:]
+        if not np.array_equal(mine, theirs):
+            raise AssertionError(f"event {n}: FuxiCTR sequence differs from the P1 history")
+
+
+def event_table(s: Samples, items: pd.DataFrame, users: pd.DataFrame, seq_len: np.ndarray
+                ) -> pd.DataFrame:
+    """One CSV row per P1 event: raw feature values, the LongCTR meta columns, the label."""
+    u, i = users.iloc[s.user], items.iloc[s.item]
+    return pd.DataFrame({
+        **{f: u[f].astype(str).to_numpy() for f in USER_FEATURES},
+        "item_id": i["item_id"].astype(str).to_numpy(),
+        "genres": ["^".join(g) for g in i["genres"]],
+        "year": i["year"].astype(str).to_numpy(),
+        "user_index": s.user + 1, "item_index": s.item + 1, "seq_len": seq_len,
+        "label": s.label.astype(np.int64),  # int: LongCTR stacks all columns in one array
+    })
+
+
+def feature_cols(genre_width: int) -> list[dict]:
+    cols = [{"name": f, "active": True, "dtype": "str", "type": "categorical", "source": "user"}
+            for f in USER_FEATURES]
+    cols += [
+        {"name": "item_id", "active": True, "dtype": "str", "type": "categorical",
+         "source": "item"},
+        {"name": "genres", "active": True, "dtype": "str", "type": "sequence", "source": "item",
+         "splitter": "^", "max_len": genre_width, "padding": "post"},
+        {"name": "year", "active": True, "dtype": "str", "type": "categorical", "source": "item"},
+    ]
+    cols += [{"name": m, "active": True, "dtype": "int", "type": "meta", "remap": False}
+             for m in META]
+    return cols
+
+
+def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: bool = False
+            ) -> tuple[dict, Samples]:
+    """CSV files + FuxiCTR preprocessing + user_info / item_info; returns completed params.
+
+    With ``reuse``, a work folder prepared before from the same data artifact is kept.
+    """
+    from fuxictr.preprocess import FeatureProcessor, build_dataset
+
+    params.update(dataset_id="ml100k_p1", data_root=str(work / "data"), data_format="csv",
+                  model_root=str(work / "checkpoints"), num_workers=0)
+    s = Samples.load(data / "samples.npz")
+    if max_users:
+        s = subset_users(s, max_users)
+    raw = work / "raw"
+    stamp = work / "prepared.json"
+    source = {"data": str(data.resolve()), "events": len(s.label), "max_users": max_users}
+    if reuse and stamp.is_file() and json.loads(stamp.read_text()) == source:
+        return finish_params(params, work, json.loads((work / "paths.json").read_text())), s
+    shutil.rmtree(work, ignore_errors=True)
+    items, users = pd.read_parquet(data / "items.parquet"), pd.read_parquet(data / "users.parquet")
+    seq_len = sequence_lengths(s)
+    seqs = user_sequences(s)
+    check_histories(s, seqs, seq_len)
+    raw.mkdir(parents=True, exist_ok=True)
+    table = event_table(s, items, users, seq_len)
+    for code, name in SPLIT_NAMES.items():
+        table[s.split == code].to_csv(raw / f"{name}.csv", index=False)
+    genre_width = max(len(g) for g in items["genres"])
+    params.update(train_data=str(raw / "train.csv"), valid_data=str(raw / "valid.csv"),
+                  test_data=str(raw / "test.csv"), feature_cols=feature_cols(genre_width),
+                  label_col={"name": "label", "dtype": "int"})
+    encoder = FeatureProcessor(**params)
+    params["train_data"], params["valid_data"], params["test_data"] = build_dataset(
+        encoder, **params)
+    for split in ("train_data", "valid_data", "test_data"):  # item features come via item_info
+        path = params[split]
+        pd.read_parquet(path).drop(columns=list(ITEM_FEATURES)).to_parquet(path)
+    write_item_info(encoder, items, work / "item_info.parquet")
+    pd.DataFrame({"full_item_seq": [list(q) for q in seqs]}).to_parquet(work / "user_info.parquet")
+    paths = {k: params[k] for k in ("train_data", "valid_data", "test_data")}
+    (work / "paths.json").write_text(json.dumps(paths))
+    stamp.write_text(json.dumps(source))
+    return finish_params(params, work, paths), s
+
+
+def finish_params(params: dict, work: Path, paths: dict) -> dict:
+    """Data paths, user_info / item_info and the feature map (loaded with this config's dims)."""
+    from fuxictr.features import FeatureMap
+
+    params.update(paths, user_info=str(work / "user_info.parquet"),
+                  item_info=str(work / "item_info.parquet"))
+    data_dir = os.path.join(params["data_root"], params["dataset_id"])
+    feature_map = FeatureMap(params["dataset_id"], data_dir)
+    feature_map.load(os.path.join(data_dir, "feature_map.json"), params)
+    params["feature_map"] = feature_map
+    return params
+
+
+def write_item_info(encoder, items: pd.DataFrame, path: Path) -> None:
+    """Item features by item_index (row 0 = padding), encoded with FuxiCTR's tokenizers."""
+    batch = {"item_id": items["item_id"].astype(str).to_numpy(),
+             "genres": np.array(["^".join(g) for g in items["genres"]]),
+             "year": items["year"].astype(str).to_numpy()}
+    enc = encoder.transform(batch)
+    genres = np.asarray(enc["genres"])
+    pad = np.zeros((1, genres.shape[1]), dtype=genres.dtype)
+    pd.DataFrame({
+        "item_index": np.arange(len(items) + 1),
+        "item_id": np.r_[0, np.asarray(enc["item_id"])],
+        "genres": list(np.vstack([pad, genres])),
+        "year": np.r_[0, np.asarray(enc["year"])],
+    }).to_parquet(path)
+
+
+def subset_users(s: Samples, max_users: int) -> Samples:
+    """Events of the first ``max_users`` users only (histories are per user, so unchanged)."""
+    keep = s.user < max_users
+    fields = {k: v[keep] if k not in ("item_train_count", "new_item", "user_ids") else v
+              for k, v in s.__dict__.items()}
+    fields["user_ids"] = s.user_ids[:max_users]
+    return Samples(**fields)
+
+
+def loaders(params: dict, batch_size: int):
+    from fuxictr.pytorch.dataloaders import RankDataLoader
+    from model_zoo.LongCTR.longctr_dataloader import LongCTRDataLoader
+
+    kw = {k: v for k, v in params.items() if k not in ("feature_map", "batch_size")}
+    kw["data_loader"] = LongCTRDataLoader
+    train, valid = RankDataLoader(params["feature_map"], stage="train", batch_size=batch_size,
+                                  **kw)
+    test = RankDataLoader(params["feature_map"], stage="test", batch_size=batch_size, **kw)
+    return train, valid, test
+
+
+def make_model(params: dict, seed: int):
+    """FuxiCTR's DIN; its best-epoch checkpoint goes to a folder of its own per seed."""
+    from fuxictr.pytorch.torch_utils import seed_everything
+    from model_zoo.LongCTR.DIN import DIN
+
+    seed_everything(seed)
+    kw = {k: v for k, v in params.items() if k != "feature_map"}
+    kw.update(seed=seed, model_root=os.path.join(params["model_root"], f"seed{seed}"))
+    return DIN(params["feature_map"], **kw)
+
+
+def train_quality(params: dict, s: Samples, seed: int) -> dict:
+    """FuxiCTR's own fit (early stopping on valid, best restored), then mimrec's test metrics."""
+    train, valid, test = loaders(params, params["batch_size"])
+    model = make_model(params, seed)
+    os.makedirs(model.model_dir, exist_ok=True)
+    start = time.perf_counter()
+    model.fit(train, validation_data=valid, epochs=params["epochs"])
+    seconds = time.perf_counter() - start
+    probs = model.predict(test)
+    t = s.split == TEST
+    return {"test": ctr_metrics(s.user[t], s.label[t], probs, s.bucket[t]),
+            "epochs": model._epoch_index + 1, "train_seconds": seconds}
+
+
+def throughput(params: dict, batch_size: int, seed: int, max_batches: int) -> dict:
+    """Train samples/s of FuxiCTR's loader + train step over the first ``max_batches`` batches of
+    a shuffled epoch; predict samples/s over the test split."""
+    train, _, test = loaders(params, batch_size)
+    model = make_model(params, seed)
+    model._max_gradient_norm = 10.0
+    model.train()
+    n, start = 0, time.perf_counter()
+    for i, batch in enumerate(train):
+        model._batch_index = i
+        model.train_step(batch)
+        n += len(batch[2])
+        if i + 1 == max_batches:
+            break
+    train_rate = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    probs = model.predict(test)
+    predict_rate = len(probs) / (time.perf_counter() - start)
+    return {"train_samples_per_second": train_rate, "predict_samples_per_second": predict_rate,
+            "train_samples": n, "batch_size": batch_size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="a mimrec data artifact (RUN/data)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder (replaced)")
+    parser.add_argument("--out", type=Path, required=True, help="result JSON")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="tuned")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1024, help="of the throughput run")
+    parser.add_argument("--batches", type=int, default=40, help="train batches timed")
+    parser.add_argument("--reuse", action="store_true", help="keep a prepared --work folder")
+    parser.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--smoke", action="store_true", help="40 users, 1 epoch, tiny model")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    params = dict(CONFIGS[args.config])
+    if args.smoke:
+        params.update(epochs=1, embedding_dim=4, dnn_hidden_units=[8], batch_size=256)
+    started = time.perf_counter()
+    params, s = prepare(args.data, args.work, params, 40 if args.smoke else None, args.reuse)
+    result = {"library": "fuxictr 2.3.10 (model_zoo/LongCTR DIN)", "config": args.config,
+              "threads": args.threads, "prepare_seconds": time.perf_counter() - started,
+              "params": {k: v for k, v in params.items()
+                         if k not in ("feature_map", "feature_cols")}}
+    if args.throughput:
+        result["throughput"] = throughput(params, args.batch_size, args.seeds[0],
+                                          args.batches)
+        print(f"FuxiCTR DIN ({args.config}): train "
+              f"{result['throughput']['train_samples_per_second']:,.0f} samples/s, predict "
+              f"{result['throughput']['predict_samples_per_second']:,.0f} samples/s "
+              f"(batch {args.batch_size}, {args.threads} thread(s))", flush=True)
+    if args.quality:
+        result["seeds"] = {}
+        for seed in args.seeds:
+            r = result["seeds"][str(seed)] = train_quality(params, s, seed)
+            print(f"FuxiCTR DIN ({args.config}) seed {seed}: test AUC {r['test']['auc']:.4f} "
+                  f"gAUC {r['test']['gauc']:.4f} logloss {r['test']['logloss']:.4f} "
+                  f"({r['epochs']} epochs, {r['train_seconds']:.0f} s)", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
+	bash scripts/setup-browser.sh
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)

@@ -26,6 +26,10 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 
 
+SERVE_HELP = ("Serve a run's trained model over HTTP (FastAPI): POST /v1/score, POST /v1/items, "
+              "GET /healthz, /metrics, /docs and a small page at /.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per stage."""
     parser = argparse.ArgumentParser(
@@ -41,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="run folder holding stage artifacts")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set ctr.train.seeds=[0] (repeatable)")
+    serve = sub.add_parser(
+        "serve", help=SERVE_HELP, description=SERVE_HELP + " Item writes (POST /v1/items) need "
+        "the bearer token set in the environment variable MIMREC_API_TOKEN; without it they are "
+        "refused.")
+    serve.add_argument("run", type=Path, help="a finished run folder, e.g. runs/demo")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.add_argument("--model", default=None, metavar="NAME",
+                       help="model to serve: a variant (ciubm) or variant-seedK (ciubm-seed1); "
+                            "default: the content model with the best valid AUC")
+    serve.add_argument("--threads", type=int, default=1,
+                       help="torch CPU threads per forward pass (default 1; 0 = torch's default)")
     return parser
 
 
@@ -48,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        dispatch(args.command, args.config, args.overrides, args.out)
+        if args.command == "serve":
+            from mimrec.serve.server import serve
+
+            serve(args.run, args.host, args.port, args.model, args.threads)
+        else:
+            dispatch(args.command, args.config, args.overrides, args.out)
     except MimrecError as exc:
         print(f"mimrec: error: {exc}", file=sys.stderr)
         return 2

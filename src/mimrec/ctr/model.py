@@ -15,6 +15,7 @@ from torch import nn
 from mimrec.ctr.config import ModelConfig
 from mimrec.ctr.content import (
     ContentAttention,
+    ContentProjection,
     ContentSimilarity,
     SimilarityAwareAttention,
     SimTier,
@@ -81,9 +82,10 @@ class CiUBM(nn.Module):
         self.sa_ta = SimilarityAwareAttention(item_dim) if cfg.sa_ta else None
         self.simtier = SimTier(cfg.simtier_bins) if cfg.simtier else None
         self.content_attention = (ContentAttention(content_dim, p, cfg.attention_units,
-                                                   cfg.attention_softmax)
+                                                   cfg.attention_softmax, cfg.content_dropout)
                                   if cfg.content_attention else None)
-        self.target_content = nn.Linear(content_dim, p) if cfg.target_content else None
+        self.target_content = (ContentProjection(content_dim, p, cfg.content_dropout)
+                               if cfg.target_content else None)
         tower_in = (user_dim + item_dim * (1 + cfg.id_attention + cfg.sa_ta)
                     + cfg.simtier_bins * cfg.simtier
                     + p * (cfg.content_attention + cfg.target_content))

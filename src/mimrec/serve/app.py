@@ -1,0 +1,218 @@
+"""The scoring service: a FastAPI app over one trained bundle.
+
+Routes: ``POST /v1/score``, ``POST /v1/items`` (bearer token), ``GET /v1/items/{id}``,
+``GET /v1/items``, ``GET /v1/users``, ``GET /v1/users/{id}/history``, ``GET /healthz``,
+``GET /metrics`` (Prometheus text), ``GET /`` (a small HTML page), ``/docs`` (OpenAPI).
+
+Every client mistake is a 4xx whose JSON body names the field and the problem::
+
+    {"error": "invalid request", "detail": [{"field": "candidates", "problem": "unknown item ids: '99999'"}]}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+from importlib.resources import files
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mimrec import __version__
+from mimrec.serve.limits import BodySizeLimit
+from mimrec.serve.metrics import ServiceMetrics
+from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, RequestError, Scorer
+
+TOKEN_ENV = "MIMREC_API_TOKEN"
+MAX_BODY_BYTES = 8 * 1024 * 1024  # an item with an image; score requests are far smaller
+
+ItemId = StrictInt | StrictStr
+
+
+class ScoreRequest(BaseModel):
+    """A scoring request. Extra fields are the user's side features by name (e.g. ``age``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"history": [50, 172, 181], "candidates": [1, 2, 3], "user_id": 1, "age": "24"}]})
+
+    history: list[ItemId] = Field(default_factory=list, max_length=MAX_HISTORY,
+                                  description="item ids the user engaged with, most recent last")
+    candidates: list[ItemId] = Field(min_length=1, max_length=MAX_CANDIDATES,
+                                     description="item ids to score")
+    user_id: ItemId | None = Field(default=None, description="a known user; omit for a new one")
+
+
+class ScoreResponse(BaseModel):
+    scores: list[float] = Field(description="click probability per candidate, in request order")
+    model: str
+    store_version: int | None
+
+
+class ItemRequest(BaseModel):
+    """A new (or changed) item. Extra fields are its text fields by catalogue name (``title``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"item_id": "new-1", "title": "Toy Story 5", "year": "2026",
+         "genres": ["Animation", "Comedy"]}]})
+
+    item_id: ItemId
+    image: StrictStr | None = Field(default=None, description="base64 PNG or JPEG")
+    attributes: list[StrictStr] | None = Field(default=None, description="attribute tokens")
+
+
+class ItemResponse(BaseModel):
+    item_id: str
+    title: str
+    in_training_catalogue: bool
+    added_while_serving: bool
+    store_version: int | None
+    fields: dict[str, Any]
+
+
+def error_body(items: list[tuple[str, str]], summary: str = "invalid request") -> dict:
+    return {"error": summary, "detail": [{"field": f, "problem": p} for f, p in items]}
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+def create_app(scorer: Scorer, token: str | None = None) -> FastAPI:
+    """The app over a loaded scorer; ``token`` guards item writes (None = writes refused)."""
+    app = FastAPI(title="mimrec scoring service", version=__version__,
+                  description=f"Serving model {scorer.bundle.model_key} of {scorer.bundle.run}.")
+    metrics = ServiceMetrics()
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(metrics.middleware)
+    metrics.set_items(scorer)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse(error_body([(exc.field, exc.problem)]), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            problem = next(e.get("ctx", {}).get("error", e["msg"]) for e in errors
+                           if e.get("type") == "json_invalid")
+            return JSONResponse(error_body([("body", f"malformed JSON: {problem}")]), 400)
+        return JSONResponse(error_body([(_field(e["loc"]), e["msg"]) for e in errors]), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        field = "Authorization" if exc.status_code in (401, 403) else "path"
+        return JSONResponse(error_body([(field, str(exc.detail))], "request refused"),
+                            exc.status_code, headers=getattr(exc, "headers", None))
+
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is None:
+            raise StarletteHTTPException(403, f"writes are disabled: the server was started "
+                                              f"without {TOKEN_ENV}")
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise StarletteHTTPException(401, "missing bearer token",
+                                         headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise StarletteHTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/v1/score", response_model=ScoreResponse)
+    def score(req: ScoreRequest) -> ScoreResponse:
+        """Click probabilities of the candidates for a user with this behaviour history."""
+        side = dict(req.model_extra or {})
+        scores = scorer.score(req.history, req.candidates, req.user_id, side)
+        return ScoreResponse(scores=scores.tolist(), model=scorer.bundle.model_key,
+                             store_version=scorer.catalogue.store_version)
+
+    @app.post("/v1/items", response_model=ItemResponse, status_code=201,
+              dependencies=[Depends(require_token)])
+    def add_item(req: ItemRequest) -> dict:
+        """Encode an item from its content and make it scorable at once (persisted)."""
+        fields = dict(req.model_extra or {})
+        allowed = scorer.text_fields
+        for name, value in fields.items():
+            if name not in allowed:
+                raise RequestError(name, "unknown field (text fields of this catalogue: "
+                                         f"{', '.join(allowed) or 'none'}; also image, attributes)")
+            if not _is_text(value):
+                raise RequestError(name, "expected a string, a number or a list of strings")
+        image = _decode_base64(req.image) if req.image is not None else None
+        described = scorer.add_item(req.item_id, fields, image, req.attributes)
+        metrics.set_items(scorer)
+        return described
+
+    @app.get("/v1/items/{item_id}", response_model=ItemResponse)
+    def get_item(item_id: str) -> dict:
+        """What the service knows of one item."""
+        return scorer.describe(item_id)
+
+    @app.get("/v1/items")
+    def list_items(limit: Annotated[int, Query(ge=1, le=5000)] = 300) -> list[dict]:
+        """Items added while serving (newest first), then the catalogue by popularity."""
+        return scorer.popular_items(limit)
+
+    @app.get("/v1/users")
+    def list_users(limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> list[dict]:
+        """Known users and their number of positive events."""
+        return scorer.users(limit)
+
+    @app.get("/v1/users/{user_id}/history")
+    def user_history(user_id: str, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 50
+                     ) -> dict:
+        """A known user's engaged items from the logs, oldest first."""
+        ids = scorer.user_history(user_id, limit)
+        return {"user_id": user_id, "history": [{"item_id": i, "title": scorer.title(i)}
+                                                for i in ids]}
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        cat = scorer.catalogue
+        return {"status": "ok", "model": scorer.bundle.model_key, "items": len(cat.ids),
+                "store_version": cat.store_version, "can_add_items": scorer.can_add_items,
+                "text_fields": list(scorer.text_fields)}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(files("mimrec.serve").joinpath("static/index.html").read_text())
+
+    return app
+
+
+def _is_text(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (str, int, float)):
+        return True
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _decode_base64(text: str) -> bytes:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError("image", "not valid base64") from None
+    if not data:
+        raise RequestError("image", "empty image")
+    return data
+
+
+def app_from_env() -> FastAPI:
+    """An app built from ``MIMREC_RUN`` / ``MIMREC_MODEL`` / ``MIMREC_API_TOKEN`` (for ASGI servers
+    started by other tools, e.g. ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
+    from mimrec.serve.bundle import load_bundle
+
+    bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
+    return create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None)

@@ -1,0 +1,132 @@
+"""A trained bundle, read from a run folder: the CTR model, the Representation Center its content
+vectors come from, the encoder that built that store, and the catalogue.
+
+Nothing here imports training code (``mimrec.ctr.train``, ``mimrec.pretrain``, ``mimrec.csft``):
+the service loads weights and tables, it never fits anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+
+from mimrec.artifacts import require_stage
+from mimrec.config import from_dict
+from mimrec.ctr.config import CtrConfig
+from mimrec.ctr.features import FeatureTables, build_feature_tables
+from mimrec.ctr.model import CiUBM
+from mimrec.ctr.variants import content_source, variant_config
+from mimrec.data.config import DataConfig
+from mimrec.data.samples import Samples
+from mimrec.encoders.checkpoint import load_item_encoder
+from mimrec.encoders.item_encoder import ItemEncoder
+from mimrec.errors import MimrecError
+from mimrec.store.center import RepresentationCenter, StoreInfo
+
+# Encoder artifacts that can embed a new item (the raw source has no trained encoder folder).
+ENCODER_STAGES = ("pretrain", "csft")
+
+
+@dataclass
+class ServingBundle:
+    """Everything the service reads at start-up.
+
+    ``store`` is None for an ID-only model: it cannot score items added after training.
+    """
+
+    run: Path
+    model_key: str  # "<variant>-seed<k>"
+    model: CiUBM
+    tables: FeatureTables
+    items: pd.DataFrame  # the training catalogue, in model index order (row r = index r + 1)
+    users: pd.DataFrame | None
+    user_ids: np.ndarray  # (U,) str, row u = user index u + 1
+    samples: Samples
+    store: Path | None
+    store_info: StoreInfo | None
+    encoder: ItemEncoder | None  # embeds items added while serving
+    user_features: tuple[str, ...]
+    max_seq_len: int
+
+
+def choose_model(metrics: dict, wanted: str | None) -> str:
+    """The model key to serve: ``wanted`` (a variant name or "<variant>-seed<k>"), or by default
+    the content model with the best valid AUC (content models can score new items), else DIN's."""
+    keys = list(metrics)
+    if wanted:
+        matching = [k for k in keys if k == wanted or k.rsplit("-seed", 1)[0] == wanted]
+        if not matching:
+            raise MimrecError(f"model {wanted!r} is not in this run; trained: {', '.join(keys)}")
+        keys = matching
+    else:
+        content = [k for k in keys if metrics[k].get("content")]
+        keys = content or keys
+    if not keys:
+        raise MimrecError("the ctr artifact holds no trained model")
+    return max(keys, key=lambda k: max(e["valid_auc"] for e in metrics[k]["epochs"]))
+
+
+def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
+    """Read the bundle of a finished run folder (``mimrec run`` / ``make demo`` output).
+
+    Args:
+        run: the run folder (holding data/, ctr/ and, for content models, index/ and the encoder).
+        model: which trained model to serve (see :func:`choose_model`).
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise MimrecError(f"run folder not found: {run}")
+    manifest = require_stage(run / "ctr", "ctr")
+    require_stage(run / "data", "data")
+    ctr_cfg = from_dict(CtrConfig, manifest["config"]["ctr"], "ctr")
+    data_cfg = from_dict(DataConfig, manifest["config"]["data"], "data")
+    key = choose_model(manifest["metrics"], model)
+    variant = key.rsplit("-seed", 1)[0]
+    model_cfg = variant_config(ctr_cfg.model, variant)
+
+    items = pd.read_parquet(run / "data" / "items.parquet")
+    users_path = run / "data" / "users.parquet"
+    users = pd.read_parquet(users_path) if users_path.is_file() else None
+    samples = Samples.load(run / "data" / "samples.npz")
+    tables = build_feature_tables(items, users, len(samples.user_ids), data_cfg.item_features,
+                                  data_cfg.user_features)
+    store = store_info = encoder_dir = None
+    content = None
+    if model_cfg.uses_content:
+        store = run / "index" / content_source(variant, ctr_cfg.content_source)
+        center = RepresentationCenter(store)
+        store_info = StoreInfo(**{k: manifest["metrics"][key]["content"][k]
+                                  for k in ("encoder", "encoder_hash", "dim", "dtype")})
+        center.check_compatible(store_info)
+        content = content_rows(center, items["item_id"].astype(str).to_numpy())[0]
+        if store_info.encoder in ENCODER_STAGES:
+            encoder_dir = run / store_info.encoder
+    net = CiUBM(model_cfg, tables, content)
+    weights = run / "ctr" / f"{key}.safetensors"
+    if not weights.is_file():
+        raise MimrecError(f"model weights missing: {weights}")
+    net.load_state_dict(load_file(weights))
+    net.eval()
+    encoder = load_item_encoder(encoder_dir) if encoder_dir else None
+    return ServingBundle(run, key, net, tables, items, users, samples.user_ids, samples, store,
+                         store_info, encoder, data_cfg.user_features, data_cfg.max_seq_len)
+
+
+def content_rows(center: RepresentationCenter, catalogue: np.ndarray
+                 ) -> tuple[torch.Tensor, np.ndarray]:
+    """Content vectors by model item index: row 0 padding, then the catalogue in order, then the
+    items added after training (store ids not in the catalogue, in store order).
+
+    Returns the (1 + I + A, E) table and the A added ids.
+    """
+    vectors = center.lookup(catalogue)  # every catalogue item must be in the store
+    added = center.ids[~np.isin(center.ids, catalogue)]
+    extra = center.lookup(added) if len(added) else np.zeros((0, center.dim), np.float32)
+    table = np.concatenate([np.zeros((1, center.dim), np.float32), vectors, extra])
+    return torch.from_numpy(table), added
+

@@ -1,0 +1,312 @@
+"""Scoring and live item addition on top of a :class:`~mimrec.serve.bundle.ServingBundle`.
+
+Item ids are matched as strings ("50" and 50 are the same MovieLens item). Model item index
+``i + 1`` is position ``i`` of the id list: the training catalogue first, then the items added
+after training in the order the Representation Center holds them. An added item is unknown to the
+ID tables (its ID embedding is the "unknown" row) and is scored through its content vector.
+
+Items added through :meth:`Scorer.add_item` are encoded by the bundle's encoder, upserted into the
+store (a new version, atomically), and their fields kept in ``added_items.json`` beside the store,
+so a restarted service knows them again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mimrec.artifacts import write_json_atomic
+from mimrec.encoders.image import decode_image
+from mimrec.errors import MimrecError
+from mimrec.serve.bundle import ServingBundle, content_rows
+from mimrec.store.center import RepresentationCenter, upsert
+
+ADDED_ITEMS_FILE = "added_items.json"
+MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
+MAX_CANDIDATES = 1000
+
+
+class RequestError(MimrecError):
+    """A client mistake in a request: names the field and the problem (-> HTTP 4xx)."""
+
+    def __init__(self, field_name: str, problem: str, status: int = 422) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """An immutable view of the items the service can score (swapped whole on each addition)."""
+
+    ids: np.ndarray  # (N,) str; model index = position + 1
+    index: pd.Index = field(repr=False)
+    num_trained: int  # the first ``num_trained`` ids are the training catalogue
+    store_version: int | None
+
+    @classmethod
+    def build(cls, ids: np.ndarray, num_trained: int, version: int | None) -> Catalogue:
+        return cls(ids, pd.Index(ids), num_trained, version)
+
+
+def _as_id(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(value)
+    return str(value)
+
+
+class Scorer:
+    """Scores candidates for a behaviour history and adds items while serving.
+
+    Thread-safe: forward passes and content swaps hold one lock; additions are serialised.
+    """
+
+    def __init__(self, bundle: ServingBundle) -> None:
+        self.bundle = bundle
+        self.model = bundle.model
+        self._lock = threading.Lock()
+        self._add_lock = threading.Lock()
+        trained = bundle.items["item_id"].astype(str).to_numpy()
+        self.titles = dict(zip(trained, bundle.items.get("title", pd.Series(trained)).astype(str),
+                               strict=True))
+        self.added_fields: dict[str, dict] = {}
+        version = None
+        ids = trained
+        if bundle.store is not None:
+            center = RepresentationCenter(bundle.store)
+            table, added = content_rows(center, trained)
+            ids, version = np.concatenate([trained, added]), center.version
+            self.added_fields = self._read_added_fields()
+            with self._lock:
+                self.model.set_content(table)
+        self.catalogue = Catalogue.build(ids, len(trained), version)
+        self.user_index = pd.Index(np.asarray(bundle.user_ids, dtype=str))
+        self._vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
+                       for bag in bundle.tables.users}
+        self._widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.users}
+
+    # ---- scoring -------------------------------------------------------------------------
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        """The item text fields the encoder reads (what ``POST /v1/items`` accepts)."""
+        encoder = self.bundle.encoder
+        return tuple(encoder.cfg.text_fields) if encoder and encoder.text_tower else ()
+
+    @property
+    def can_add_items(self) -> bool:
+        return self.bundle.store is not None and self.bundle.encoder is not None
+
+    def item_indices(self, ids: list, name: str) -> np.ndarray:
+        """Model indices of ``ids``; unknown ids raise a :class:`RequestError` naming them."""
+        try:
+            keys = [_as_id(v) for v in ids]
+        except TypeError as exc:
+            raise RequestError(name, f"item ids are integers or strings, got {exc.args[0]!r}") from None
+        rows = self.catalogue.index.get_indexer(keys)
+        if (rows < 0).any():
+            unknown = [k for k, r in zip(keys, rows, strict=True) if r < 0]
+            shown = ", ".join(repr(u) for u in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise RequestError(name, f"unknown item ids: {shown}{more}")
+        return rows + 1
+
+    def user_row(self, user_id: Any) -> int:
+        """Model index of a user; None -> 0 (an anonymous user, read as unknown)."""
+        if user_id is None:
+            return 0
+        row = self.user_index.get_indexer([str(user_id)])[0]
+        if row < 0:
+            raise RequestError("user_id", f"unknown user id {user_id!r} (omit it for a new user)")
+        return int(row) + 1
+
+    def side_features(self, side: dict[str, Any], n: int) -> list[torch.Tensor | None] | None:
+        """Explicit user side features as (n, M) vocabulary indices, one entry per user bag."""
+        unknown = sorted(set(side) - set(self._vocab))
+        if unknown:
+            known = ", ".join(self._vocab) or "none"
+            raise RequestError(unknown[0], f"unknown field (user side features here: {known})")
+        if not side:
+            return None
+        out: list[torch.Tensor | None] = []
+        for name, vocab in self._vocab.items():
+            if name not in side or side[name] is None:
+                out.append(None)
+                continue
+            values = side[name] if isinstance(side[name], list) else [side[name]]
+            index = np.zeros(self._widths[name], dtype=np.int64)
+            for j, v in enumerate(values[: len(index)]):
+                if str(v) not in vocab:
+                    examples = ", ".join(list(vocab)[:5])
+                    raise RequestError(name, f"unknown value {v!r} (known values include {examples})")
+                index[j] = vocab[str(v)]
+            out.append(torch.from_numpy(index).expand(n, -1))
+        return out
+
+    def score(self, history: list, candidates: list, user_id: Any = None,
+              side: dict[str, Any] | None = None) -> np.ndarray:
+        """Click probabilities of ``candidates`` (in order) for a user with ``history``
+        (item ids, most recent last; only the last ``max_seq_len`` are read)."""
+        if not candidates:
+            raise RequestError("candidates", "must hold at least one item id")
+        if len(candidates) > MAX_CANDIDATES:
+            raise RequestError("candidates", f"at most {MAX_CANDIDATES} items per request, "
+                                             f"got {len(candidates)}")
+        if len(history) > MAX_HISTORY:
+            raise RequestError("history", f"at most {MAX_HISTORY} items, got {len(history)}")
+        items = torch.from_numpy(self.item_indices(candidates, "candidates"))
+        recent = self.item_indices(history, "history")[-self.bundle.max_seq_len:]
+        n = len(items)
+        hist = torch.from_numpy(recent if len(recent) else np.zeros(1, np.int64))
+        hist = hist.unsqueeze(0).expand(n, -1)
+        user = torch.full((n,), self.user_row(user_id), dtype=torch.long)
+        features = self.side_features(side or {}, n)
+        with self._lock, torch.inference_mode():
+            logits = self.model(user, items, hist, features)
+        return torch.sigmoid(logits).numpy().astype(float)
+
+    # ---- browsing (the HTML page) ---------------------------------------------------------
+
+    def user_history(self, user_id: Any, limit: int) -> list[str]:
+        """The user's positive events in the logs (all splits), oldest first, the last ``limit``."""
+        row = self.user_row(user_id)
+        if row == 0:
+            raise RequestError("user_id", "a user id is required")
+        s = self.bundle.samples
+        mine = (s.user == row - 1) & (s.label > 0)
+        order = np.argsort(s.timestamp[mine], kind="stable")
+        items = s.item[mine][order][-limit:]
+        return [str(self.catalogue.ids[i]) for i in items]
+
+    def users(self, limit: int) -> list[dict]:
+        """The first ``limit`` users with their number of positive events."""
+        s = self.bundle.samples
+        counts = np.bincount(s.user[s.label > 0], minlength=len(self.user_index))
+        return [{"user_id": str(u), "positives": int(c)}
+                for u, c in zip(self.user_index[:limit], counts[:limit], strict=True)]
+
+    def popular_items(self, limit: int) -> list[dict]:
+        """Items added while serving (newest first), then the catalogue by training popularity."""
+        cat = self.catalogue
+        added = [str(i) for i in cat.ids[cat.num_trained:]][::-1]
+        by_count = np.argsort(-self.bundle.samples.item_train_count, kind="stable")
+        ids = (added + [str(cat.ids[i]) for i in by_count])[:limit]
+        return [{"item_id": i, "title": self.title(i), "added_while_serving": i in self.added_fields}
+                for i in ids]
+
+    def title(self, item_id: str) -> str:
+        """An item's title (or its id when it has none)."""
+        added = self.added_fields.get(item_id, {})
+        return str(added.get("title") or self.titles.get(item_id, item_id))
+
+    # ---- items ---------------------------------------------------------------------------
+
+    def describe(self, item_id: Any) -> dict:
+        """What the service knows of an item: its fields, whether the ID model saw it in
+        training, and the store version that holds its content vector."""
+        key = str(item_id)
+        cat = self.catalogue
+        pos = cat.index.get_indexer([key])[0]
+        if pos < 0:
+            raise RequestError("item_id", f"unknown item id {item_id!r}", status=404)
+        trained = pos < cat.num_trained
+        if trained:
+            row = self.bundle.items.iloc[pos]
+            fields = {k: _jsonable(row[k]) for k in self.bundle.items.columns if k != "item_id"}
+        else:
+            fields = self.added_fields.get(key, {})
+        if key in self.added_fields:
+            fields = {**fields, **self.added_fields[key]}
+        return {"item_id": key, "title": self.title(key),
+                "in_training_catalogue": bool(trained),
+                "added_while_serving": key in self.added_fields,
+                "store_version": cat.store_version, "fields": fields}
+
+    def add_item(self, item_id: Any, fields: dict[str, Any], image: bytes | None,
+                 attributes: list[str] | None) -> dict:
+        """Encode an item from its content, upsert it into the store (a new version) and make it
+        scorable. An id that exists gets its content replaced. Returns :meth:`describe`."""
+        if not self.can_add_items:
+            raise RequestError("item_id", "this bundle's model reads no content vectors from a "
+                                          "trained encoder: it cannot score new items", status=409)
+        key = _as_id(item_id)
+        vector = self._encode(key, fields, image, attributes)  # (1, E)
+        with self._add_lock:
+            record = {k: _jsonable(v) for k, v in fields.items()}
+            if attributes:
+                record["attributes"] = list(attributes)
+            record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.added_fields[key] = record
+            write_json_atomic(self._added_path, self.added_fields)
+            version = upsert(self.bundle.store, [key], vector)
+            self._refresh(version)
+        return self.describe(key)
+
+    def _encode(self, key: str, fields: dict[str, Any], image: bytes | None,
+                attributes: list[str] | None) -> np.ndarray:
+        encoder = self.bundle.encoder
+        assert encoder is not None
+        if image is not None and encoder.image_tower is None:
+            raise RequestError("image", "this bundle's encoder has no image tower "
+                                        "(encoder.use_image is off)")
+        row: dict[str, Any] = {"item_id": key}
+        for name in encoder.cfg.text_fields:
+            value = fields.get(name)
+            row[name] = value if value is not None else ""
+        row["attributes"] = list(attributes or [])
+        if image is not None:
+            try:
+                row["image"] = decode_image(image)
+            except MimrecError as exc:
+                raise RequestError("image", f"not a readable PNG or JPEG ({exc})") from None
+        try:
+            return encoder.encode_items(pd.DataFrame([row]))
+        except MimrecError as exc:
+            raise RequestError("item", str(exc)) from None
+
+    def _refresh(self, version: int) -> None:
+        """Re-read the store and swap in the new content table and catalogue."""
+        center = RepresentationCenter(self.bundle.store, version)
+        trained = self.catalogue.ids[: self.catalogue.num_trained]
+        table, added = content_rows(center, trained)
+        catalogue = Catalogue.build(np.concatenate([trained, added]), len(trained), version)
+        with self._lock:
+            self.model.set_content(table)
+            self.catalogue = catalogue
+
+    @property
+    def _added_path(self) -> Path:
+        assert self.bundle.store is not None
+        return self.bundle.store / ADDED_ITEMS_FILE
+
+    def _read_added_fields(self) -> dict[str, dict]:
+        import json
+
+        path = self._added_path
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MimrecError(f"{path}: not valid JSON ({exc})") from None
+        return data if isinstance(data, dict) else {}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value

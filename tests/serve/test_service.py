@@ -1,0 +1,158 @@
+"""The real service in a subprocess, over HTTP: round trips, every bad input, restart, bursts."""
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.serve.conftest import TOKEN, Server
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _ids(server, n, start=0):
+    return [it["item_id"] for it in server.client.get("/v1/items?limit=2000").json()][start:start + n]
+
+
+def _problem(response, status, field):
+    assert response.status_code == status, response.text
+    body = response.json()
+    fields = [d["field"] for d in body["detail"]]
+    assert any(field in f for f in fields), body
+    return " ".join(d["problem"] for d in body["detail"])
+
+
+def test_score_round_trip_and_service_pages(server):
+    c = server.client
+    health = c.get("/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "ciubm-seed0"
+    history, cands = _ids(server, 5), _ids(server, 7, start=20)
+    r = c.post("/v1/score", json={"history": history, "candidates": cands, "user_id": "1"})
+    assert r.status_code == 200, r.text
+    scores = r.json()["scores"]
+    assert len(scores) == 7 and all(0 < s < 1 for s in scores)
+    as_ints = c.post("/v1/score", json={"history": [int(h) for h in history],
+                                        "candidates": [int(x) for x in cands], "user_id": 1})
+    assert as_ints.json()["scores"] == pytest.approx(scores, rel=1e-6)
+    assert "/v1/score" in c.get("/openapi.json").json()["paths"]
+    assert "mimrec scoring service" in c.get("/").text
+    history_page = c.get("/v1/users/1/history?limit=5").json()
+    assert len(history_page["history"]) <= 5 and history_page["history"][0]["title"]
+    metrics = c.get("/metrics").text
+    line = next(x for x in metrics.splitlines()
+                if x.startswith('mimrec_requests_total{method="POST",route="/v1/score",status="200"}'))
+    assert float(line.split()[-1]) >= 2
+    assert "mimrec_request_seconds_bucket" in metrics
+
+
+def test_added_item_is_scorable_and_its_score_follows_its_content(server):
+    c = server.client
+    history = _ids(server, 10)
+    r = c.post("/v1/items", json={"item_id": "fresh", "title": "toy story comedy", "year": "1995",
+                                  "genres": ["Comedy"]}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    assert r.json()["added_while_serving"] and not r.json()["in_training_catalogue"]
+    first = c.post("/v1/score", json={"history": history, "candidates": ["fresh"]}).json()
+    c.post("/v1/items", json={"item_id": "fresh", "title": "war horror thriller", "year": "1950",
+                              "attributes": ["genre:War"]}, headers=AUTH)
+    second = c.post("/v1/score", json={"history": history, "candidates": ["fresh"]}).json()
+    assert second["store_version"] == first["store_version"] + 1
+    assert first["scores"][0] != pytest.approx(second["scores"][0], abs=1e-7)
+    item = c.get("/v1/items/fresh").json()
+    assert item["title"] == "war horror thriller" and item["fields"]["attributes"] == ["genre:War"]
+    assert c.get("/v1/items").json()[0]["item_id"] == "fresh"
+
+
+def test_bad_inputs_get_4xx_naming_the_field(server):
+    c = server.client
+    cands = _ids(server, 3)
+    post = c.post
+    assert "malformed JSON" in _problem(
+        post("/v1/score", content=b'{"candidates": [1,', headers={"Content-Type": "application/json"}),
+        400, "body")
+    _problem(post("/v1/score", json={"candidates": "1"}), 422, "candidates")
+    _problem(post("/v1/score", json={"candidates": [1.5]}), 422, "candidates")
+    _problem(post("/v1/score", json={"history": cands}), 422, "candidates")
+    _problem(post("/v1/score", json={"candidates": []}), 422, "candidates")
+    _problem(post("/v1/score", json={"candidates": cands * 400}), 422, "candidates")
+    _problem(post("/v1/score", json={"candidates": cands, "history": cands * 400}), 422, "history")
+    unknown = _problem(post("/v1/score", json={"candidates": [cands[0], "nope-1", "nope-2"]}),
+                       422, "candidates")
+    assert "'nope-1'" in unknown and "'nope-2'" in unknown
+    _problem(post("/v1/score", json={"candidates": cands, "history": ["nope"]}), 422, "history")
+    _problem(post("/v1/score", json={"candidates": cands, "user_id": "nobody"}), 422, "user_id")
+    _problem(post("/v1/score", json={"candidates": cands, "shoe_size": 3}), 422, "shoe_size")
+    _problem(post("/v1/score", content=b"[1, 2]", headers={"Content-Type": "application/json"}),
+             422, "body")
+    big = b'{"candidates": ["' + b"x" * (9 * 1024 * 1024) + b'"]}'
+    _problem(post("/v1/score", content=big, headers={"Content-Type": "application/json"}), 413, "body")
+    # item writes
+    item = {"item_id": "n1", "title": "a film"}
+    _problem(post("/v1/items", json=item), 401, "Authorization")
+    _problem(post("/v1/items", json=item, headers={"Authorization": "Bearer wrong"}), 401,
+             "Authorization")
+    _problem(post("/v1/items", json={**item, "image": "not base64!"}, headers=AUTH), 422, "image")
+    broken = base64.b64encode(b"\x89PNG not really").decode()
+    _problem(post("/v1/items", json={**item, "image": broken}, headers=AUTH), 422, "image")
+    _problem(post("/v1/items", json={**item, "colour": "red"}, headers=AUTH), 422, "colour")
+    _problem(post("/v1/items", json={**item, "title": {"x": 1}}, headers=AUTH), 422, "title")
+    _problem(post("/v1/items", json={"title": "no id"}, headers=AUTH), 422, "item_id")
+    _problem(post("/v1/items", json={"item_id": "empty"}, headers=AUTH), 422, "item")
+    _problem(c.get("/v1/items/never-heard-of-it"), 404, "item_id")
+    # the service is still up and unchanged
+    assert c.get("/healthz").json()["status"] == "ok"
+    assert c.get("/v1/items/n1").status_code == 404
+
+
+def test_broken_image_on_a_text_only_encoder_names_the_image(server):
+    png = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(png, format="PNG")
+    r = server.client.post("/v1/items", json={"item_id": "img", "title": "x",
+                                              "image": base64.b64encode(png.getvalue()).decode()},
+                           headers=AUTH)
+    assert "no image tower" in _problem(r, 422, "image")
+
+
+def test_writes_are_refused_without_a_configured_token(run_copy):
+    s = Server(run_copy, token=None)
+    try:
+        r = s.client.post("/v1/items", json={"item_id": "n", "title": "t"}, headers=AUTH)
+        assert "MIMREC_API_TOKEN" in _problem(r, 403, "Authorization")
+    finally:
+        s.stop()
+
+
+def test_restart_keeps_added_items(run_copy):
+    s = Server(run_copy)
+    history = _ids(s, 10)
+    try:
+        assert s.client.post("/v1/items", json={"item_id": 99001, "title": "kept film"},
+                             headers=AUTH).status_code == 201
+        before = s.client.post("/v1/score", json={"history": history, "candidates": [99001]}).json()
+    finally:
+        s.stop()
+    s = Server(run_copy)
+    try:
+        after = s.client.post("/v1/score", json={"history": history, "candidates": ["99001"]}).json()
+        assert after["scores"] == pytest.approx(before["scores"], rel=1e-5)
+        assert s.client.get("/v1/items/99001").json()["title"] == "kept film"
+    finally:
+        s.stop()
+
+
+def test_a_concurrent_burst_gives_no_error(server):
+    ids = _ids(server, 150)
+    body = {"history": ids[:50], "candidates": ids[50:150]}
+
+    def one(i):
+        if i % 10 == 0:
+            return server.client.post("/v1/items", json={"item_id": f"burst-{i}", "title": f"film {i}"},
+                                      headers=AUTH).status_code
+        return server.client.post("/v1/score", json=body).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(one, range(120)))
+    assert codes.count(200) == 108 and codes.count(201) == 12

@@ -58,3 +58,26 @@ def test_fuxictr_benchmark_smoke(data_run, tmp_path):
     result = json.loads(out.read_text())
     assert 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
     assert result["throughput"]["train_samples_per_second"] > 0
+
+
+def test_ctr_scaling_benchmark_smoke(tmp_path):
+    run(sys.executable, "benchmarks/bench_ctr_scaling.py", "--smoke", "--sizes", "1", "4",
+        "--json", str(tmp_path / "r.json"))
+    sizes = json.loads((tmp_path / "r.json").read_text())["sizes"]
+    assert sizes["4"]["events"] == 4 * sizes["1"]["events"]
+
+
+def test_ctr_quality_benchmark_summarises_a_trained_run(ml100k, tmp_path):
+    from tests.conftest import write_slice
+
+    folder = write_slice(ml100k, tmp_path / "slice", n_users=60)
+    out = tmp_path / "run"
+    data = ["--set", "data.dataset=files", "--set", f"data.path={folder}"]
+    run(sys.executable, "-m", "mimrec", "data", "configs/movielens.toml", "--out", str(out), *data)
+    run(sys.executable, "-m", "mimrec", "train", "configs/movielens.toml", "--out", str(out), *data,
+        "--set", "ctr.variants=['din']", "--set", "ctr.train.seeds=[0, 1]",
+        "--set", "ctr.train.max_epochs=1", "--set", "ctr.train.threads=1")
+    run(sys.executable, "benchmarks/bench_ctr_quality.py", "--run", str(out), "--reuse",
+        "--seeds", "0", "1", "--fuxictr-configs", "--json", str(tmp_path / "q.json"))
+    din = json.loads((tmp_path / "q.json").read_text())["models"]["mimrec din"]
+    assert len(din["auc"]["values"]) == 2 and 0 < din["auc"]["mean"] < 1

@@ -15,6 +15,10 @@ Variant = Literal[
     "ciubm_raw", "ciubm_pretrain",
 ]
 
+# The content modules a CiUBM variant can switch on (each is a ModelConfig switch).
+ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content"]
+
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -36,6 +40,11 @@ class ModelConfig:
         content_attention: target attention in content space.
         target_content: the target's (projected) content vector as a feature.
         content_proj_dim: size content vectors are projected to inside the CTR model.
+        content_dropout: dropout on the projected content vectors (the target content feature
+            and the inputs of content attention); regularises the content path.
+        ciubm_modules: the content modules the ``ciubm`` variants switch on (``ciubm_raw``,
+            ``ciubm_pretrain`` alike; each ``ciubm_no_*`` drops one of them). Default: all four;
+            MUSE's best pair is ``["sa_ta", "simtier"]``.
         retrieval_k: keep only the K behaviours most similar in content to the target (GSU);
             0 = keep all. Applies when the sequence is longer than K.
     """
@@ -55,6 +64,9 @@ class ModelConfig:
     content_attention: bool = False
     target_content: bool = False
     content_proj_dim: int = 32
+    content_dropout: float = 0.0
+    ciubm_modules: tuple[ContentModule, ...] = ("sa_ta", "simtier", "content_attention",
+                                                "target_content")
     retrieval_k: int = 0
 
     @property

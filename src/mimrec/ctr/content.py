@@ -106,6 +106,22 @@ class SimilarityAwareAttention(nn.Module):
         return torch.einsum("bl,bld->bd", weights, values)
 
 
+class ContentProjection(nn.Linear):
+    """Frozen content vectors -> a small trainable space, with dropout on the result (the content
+    path's regulariser: an unpenalised projection of every item's content can memorise items).
+    A ``Linear`` with the same weight names, so saved models load either way.
+
+    Shapes: (..., E) -> (..., P).
+    """
+
+    def __init__(self, content_dim: int, proj_dim: int, dropout: float = 0.0) -> None:
+        super().__init__(content_dim, proj_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, content: torch.Tensor) -> torch.Tensor:
+        return self.dropout(super().forward(content))
+
+
 class ContentAttention(nn.Module):
     """Target attention in content space: query = projected target content vector, keys =
     projected behaviour content vectors; so a cold item (untrained ID) still gets an interest.
@@ -117,9 +133,9 @@ class ContentAttention(nn.Module):
     """
 
     def __init__(self, content_dim: int, proj_dim: int, units: tuple[int, ...],
-                 softmax: bool = False) -> None:
+                 softmax: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
-        self.projection = nn.Linear(content_dim, proj_dim)
+        self.projection = ContentProjection(content_dim, proj_dim, dropout)
         self.attention = TargetAttention(proj_dim, units, softmax)
 
     def forward(self, table: torch.Tensor, item: torch.Tensor, history: torch.Tensor,

@@ -15,6 +15,7 @@ from torch import nn
 from mimrec.ctr.config import ModelConfig
 from mimrec.ctr.content import (
     ContentAttention,
+    ContentProjection,
     ContentSimilarity,
     SimilarityAwareAttention,
     SimTier,
@@ -81,9 +82,10 @@ class CiUBM(nn.Module):
         self.sa_ta = SimilarityAwareAttention(item_dim) if cfg.sa_ta else None
         self.simtier = SimTier(cfg.simtier_bins) if cfg.simtier else None
         self.content_attention = (ContentAttention(content_dim, p, cfg.attention_units,
-                                                   cfg.attention_softmax)
+                                                   cfg.attention_softmax, cfg.content_dropout)
                                   if cfg.content_attention else None)
-        self.target_content = nn.Linear(content_dim, p) if cfg.target_content else None
+        self.target_content = (ContentProjection(content_dim, p, cfg.content_dropout)
+                               if cfg.target_content else None)
         tower_in = (user_dim + item_dim * (1 + cfg.id_attention + cfg.sa_ta)
                     + cfg.simtier_bins * cfg.simtier
                     + p * (cfg.content_attention + cfg.target_content))
@@ -124,25 +126,17 @@ class CiUBM(nn.Module):
         """Item indices for the ID tables: items added after training read as unknown (0)."""
         return torch.where(items <= self.num_id_items, items, torch.zeros_like(items))
 
-    def user_vectors(self, users: torch.Tensor,
-                     features: list[torch.Tensor | None] | None = None) -> torch.Tensor:
-        """ID + side features of users. Shapes: (B,) -> (B, user_dim).
-
-        ``features``, one entry per user feature bag, overrides the stored side features with
-        explicit vocabulary indices (B, M) where an entry is not None (a scoring request that
-        states the user's age, say); None entries read the user's row.
-        """
-        features = features or [None] * len(self.user_features)
-        parts = [bag(users) if explicit is None else bag.embedding(explicit)
-                 for bag, explicit in zip(self.user_features, features, strict=True)]
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """ID + side features of users. Shapes: (B,) -> (B, user_dim)."""
+        parts = [bag(users) for bag in self.user_features]
         if self.user_id_embedding is not None:
             parts.insert(0, self.user_id_embedding(users))
         if not parts:
             return users.new_zeros((*users.shape, 0), dtype=torch.float32)
         return torch.cat(parts, dim=-1)
 
-    def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
-                user_features: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+    def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor
+                ) -> torch.Tensor:
         history = trim_padding(history)
         sims = None
         if self.cfg.uses_content:
@@ -151,7 +145,7 @@ class CiUBM(nn.Module):
         catalogue = self.item_vectors(self.all_items)  # (I + 1, D), computed once per batch
         item_ids, history_ids = self.id_index(item), self.id_index(history)
         target = catalogue[item_ids]  # (B, D); behaviours are read from the catalogue rows
-        parts = [self.user_vectors(user, user_features), target]
+        parts = [self.user_vectors(user), target]
         if self.target_attention is not None:
             parts.append(self.target_attention(target, catalogue, mask, index=history_ids)[0])
         if self.sa_ta is not None:

@@ -1,10 +1,12 @@
 """The named CTR models a report compares, resolved in one place from the base model config.
 
 ``din`` is the ID-only baseline: CiUBM with every content module off. ``content_only`` drops the
-user and item ID embeddings and keeps the content modules. ``ciubm`` switches every content module
-on; each ``ciubm_no_*`` switches one off (the ablation rows). ``ciubm_raw`` and ``ciubm_pretrain``
-are the full model reading the raw pretrained text vectors or the stage-1 vectors instead of the
-C-SFT ones.
+user and item ID embeddings and switches all four content modules on. ``ciubm`` switches on the
+content modules listed in ``ModelConfig.ciubm_modules`` (default: all four; the MovieLens config
+keeps SA-TA + SimTier, MUSE's best pair, chosen on valid); each ``ciubm_no_*`` switches one of
+them off (the ablation rows; naming a module the set lacks gives ``ciubm`` itself).
+``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm`` reading the raw pretrained text vectors or
+the stage-1 vectors instead of the C-SFT ones.
 """
 
 from __future__ import annotations
@@ -18,24 +20,25 @@ _ALL_CONTENT = {"sa_ta": True, "simtier": True, "content_attention": True, "targ
 
 def variant_config(base: ModelConfig, name: Variant) -> ModelConfig:
     """The model config of one named variant."""
+    off = {key: False for key in _ALL_CONTENT}
+    ciubm = {**off, **{key: True for key in base.ciubm_modules}}
     match name:
         case "din":
-            off = {key: False for key in _ALL_CONTENT}
             return replace(base, **off, retrieval_k=0, use_user_id=True, use_item_id=True)
         case "content_only":
             return replace(base, **_ALL_CONTENT, use_user_id=False, use_item_id=False)
         case "ciubm" | "ciubm_raw" | "ciubm_pretrain":
-            return replace(base, **_ALL_CONTENT)
+            return replace(base, **ciubm)
         case "ciubm_no_sa_ta":
-            return replace(base, **{**_ALL_CONTENT, "sa_ta": False})
+            return replace(base, **{**ciubm, "sa_ta": False})
         case "ciubm_no_simtier":
-            return replace(base, **{**_ALL_CONTENT, "simtier": False})
+            return replace(base, **{**ciubm, "simtier": False})
         case "ciubm_no_content_attention":
-            return replace(base, **{**_ALL_CONTENT, "content_attention": False})
+            return replace(base, **{**ciubm, "content_attention": False})
         case "ciubm_no_target_content":
-            return replace(base, **{**_ALL_CONTENT, "target_content": False})
+            return replace(base, **{**ciubm, "target_content": False})
         case "ciubm_no_retrieval":
-            return replace(base, **_ALL_CONTENT, retrieval_k=0)
+            return replace(base, **ciubm, retrieval_k=0)
     raise AssertionError(f"unhandled variant {name}")  # pragma: no cover
 
 

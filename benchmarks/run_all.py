@@ -1,0 +1,126 @@
+"""Run every benchmark and write ``benchmarks/RESULTS.md`` (what ``make bench`` calls).
+
+Each benchmark is one command; its output is kept under ``RUN/results/<name>.txt`` (JSON beside
+it where the script writes one) and quoted in RESULTS.md together with the exact command, the
+environment (CPU, cores, library versions of both environments) and a summary table of the
+ratios against the reference each benchmark measures in the same run. Timings are read, never
+asserted. ``benchmarks/bench_serve.py`` (the scoring service load test) runs when it exists.
+
+Usage: .venv/bin/python benchmarks/run_all.py [--run runs/bench] [--only NAME ...]
+       [--results-md benchmarks/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+PY = sys.executable
+FUXICTR_PYTHON = ".venv-fuxictr/bin/python"
+
+
+def commands(run: Path) -> dict[str, list[str]]:
+    """The benchmarks in the order they run: quality first (its pipeline run feeds the rest)."""
+    res = run / "results"
+    cmds = {
+        "quality": [PY, "benchmarks/bench_ctr_quality.py", "--run", str(run), "--reuse",
+                    "--json", str(res / "quality.json")],
+        "throughput": [PY, "benchmarks/bench_ctr_throughput.py", "--run", str(run),
+                       "--threads", "1", "--json", str(res / "throughput.json")],
+        "throughput_2threads": [PY, "benchmarks/bench_ctr_throughput.py", "--run", str(run),
+                                "--threads", "2", "--fuxictr", "mimrec_shapes",
+                                "--json", str(res / "throughput_2threads.json")],
+        "text_encoding": [PY, "benchmarks/bench_text_encoding.py", "--threads", "2"],
+        "store_lookup": [PY, "benchmarks/bench_store_lookup.py", "--run", str(run),
+                         "--json", str(res / "store_lookup.json")],
+        "sample_builder": [PY, "benchmarks/bench_sample_builder.py"],
+        "ctr_scaling": [PY, "benchmarks/bench_ctr_scaling.py", "--threads", "1",
+                        "--json", str(res / "ctr_scaling.json")],
+    }
+    if Path("benchmarks/bench_serve.py").is_file():  # the serving load benchmark, when present
+        cmds["serve"] = [PY, "benchmarks/bench_serve.py", "--run", str(run), "--seconds", "30",
+                         "--json", str(res / "serve.json")]
+    return cmds
+
+
+def versions(python: str, packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``packages`` in the environment of ``python``."""
+    if python == PY:
+        out = {}
+        for p in packages:
+            try:
+                out[p] = metadata.version(p)
+            except metadata.PackageNotFoundError:
+                out[p] = "-"
+        return out
+    code = ("import json, importlib.metadata as m\nout = {}\nfor p in %r:\n    try: out[p] = "
+            "m.version(p)\n    except m.PackageNotFoundError: out[p] = '-'\nprint(json.dumps(out))"
+            % (packages,))
+    r = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else {}
+
+
+def environment() -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())
+    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text()
+                .splitlines() if line.startswith("MemTotal")), 0.0)
+    lines = [f"- CPU: {cpu}, {os.cpu_count()} cores visible, {mem:.0f} GiB RAM; "
+             f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+             "- mimrec environment (`.venv`): " + ", ".join(
+                 f"{k} {v}" for k, v in versions(PY, (
+                     "mimrec", "torch", "numpy", "pandas", "pyarrow", "scikit-learn",
+                     "transformers", "sentence-transformers")).items())]
+    if Path(FUXICTR_PYTHON).exists():
+        lines.append("- FuxiCTR environment (`.venv-fuxictr`): " + ", ".join(
+            f"{k} {v}" for k, v in versions(FUXICTR_PYTHON, (
+                "fuxictr", "torch", "polars", "ray", "numpy", "pandas")).items()))
+    return lines
+
+
+def run_one(name: str, cmd: list[str], res: Path) -> dict:
+    print(f"== {name}: {' '.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    (res / f"{name}.txt").write_text(proc.stdout)
+    (res / f"{name}.err").write_text(proc.stderr)
+    print(proc.stdout, flush=True)
+    if proc.returncode != 0:
+        print(f"!! {name} failed (exit {proc.returncode}): {proc.stderr[-2000:]}", flush=True)
+    return {"command": " ".join(cmd), "seconds": seconds, "returncode": proc.returncode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--only", nargs="*", default=None, help="run only these benchmarks")
+    parser.add_argument("--results-md", type=Path, default=Path("benchmarks/RESULTS.md"))
+    args = parser.parse_args()
+    res = args.run / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    log_path = res / "runs.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    started = time.perf_counter()
+    for name, cmd in commands(args.run).items():
+        if args.only is None or name in args.only:
+            log[name] = run_one(name, cmd, res)
+            log_path.write_text(json.dumps(log, indent=1))
+    if args.only is None:
+        log["_total_seconds"] = time.perf_counter() - started
+        log_path.write_text(json.dumps(log, indent=1))
+    from write_results import write_results  # benchmarks/ is this script's folder
+
+    write_results(args.run, log, environment(), args.results_md)
+    print(f"wrote {args.results_md}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Compose ``benchmarks/RESULTS.md`` from the outputs ``run_all.py`` keeps under ``RUN/results``.
+
+Usage: .venv/bin/python benchmarks/write_results.py [--run runs/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+
+def _json(res: Path, name: str) -> dict | None:
+    path = res / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _text(res: Path, name: str) -> str:
+    path = res / f"{name}.txt"
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value >= target else "**missed**"
+
+
+def quality_section(res: Path) -> list[str]:
+    q = _json(res, "quality")
+    if not q:
+        return ["(not run)"]
+    lines = ["| model | AUC | gAUC | LogLoss | AUC cold | AUC tail | AUC mid | AUC head | "
+             "RelaImpr vs FuxiCTR DIN (tuned) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, s in q["models"].items():
+        lines.append(
+            f"| {name} | {s['auc']['mean']:.4f} ± {s['auc']['std']:.4f} | "
+            f"{s['gauc']['mean']:.4f} ± {s['gauc']['std']:.4f} | {s['logloss']['mean']:.4f} | "
+            + " | ".join(f"{s['auc_' + b]['mean']:.4f}" for b in ("cold", "tail", "mid", "head"))
+            + f" | {s.get('rela_impr_vs_fuxictr_tuned', float('nan')):+.2f}% |")
+    any_model = next(iter(q["models"].values()))
+    lines += ["", f"Seeds {q['seeds']}; bucket sizes (test impressions): " + ", ".join(
+        f"{b} {any_model['auc_' + b]['n']}" for b in ("cold", "tail", "mid", "head"))
+        + ". Per-seed values are in `RUN/results/quality.json`."]
+    return lines
+
+
+def throughput_rows(name: str, t: dict | None) -> tuple[list[str], list[str]]:
+    """Table rows of one throughput run and summary rows of its ratios."""
+    if not t:
+        return [], []
+    rows = [f"| {model} ({t['threads']} thread{'s' * (t['threads'] > 1)}) | "
+            f"{r['train_samples_per_second']:,.0f} | {r['predict_samples_per_second']:,.0f} |"
+            for model, r in t.items() if isinstance(r, dict) and "train_samples_per_second" in r]
+    summary = []
+    for pair, r in t.get("ratios", {}).items():
+        target = 3.0 if pair.startswith("mimrec din") else 1.5
+        summary.append(f"| CTR training samples/s, {pair}, {t['threads']} thread(s), batch "
+                       f"{t['batch_size']} | {r['train']:.2f}x | >= {target:.1f}x | "
+                       f"{_verdict(r['train'], target)} | `{name}` |")
+        summary.append(f"| CTR prediction samples/s, {pair}, {t['threads']} thread(s) | "
+                       f"{r['predict']:.2f}x | - | - | `{name}` |")
+    return rows, summary
+
+
+def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
+    res = run / "results"
+    summary = ["| benchmark | ratio (ours / reference) | target | | command |",
+               "|---|---|---|---|---|"]
+    tp_rows = []
+    for name in ("throughput", "throughput_2threads"):
+        rows, s = throughput_rows(name, _json(res, name))
+        tp_rows += rows
+        summary += s
+    m = re.search(r"ratio ours/theirs\s*:\s*([\d.]+)", _text(res, "text_encoding"))
+    if m:
+        summary.append(f"| text encoding items/s vs sentence-transformers (same model, texts, "
+                       f"threads) | {float(m.group(1)):.2f}x | >= 1.0x | "
+                       f"{_verdict(float(m.group(1)), 1.0)} | `text_encoding` |")
+    store = _json(res, "store_lookup") or {}
+    for key, s in store.items():
+        for op in ("lookup", "gather"):
+            summary.append(f"| Representation Center `{op}` vs numpy fancy indexing "
+                           f"({s['items']:,} x {s['dim']}, {key}) | {s[op]['ratio']:.2f}x | "
+                           f">= 0.8x | {_verdict(s[op]['ratio'], 0.8)} | `store_lookup` |")
+    scaling = _json(res, "ctr_scaling")
+    if scaling:
+        ratios = ", ".join(f"{k}x: {v['time_ratio']:.1f}" for k, v in scaling["sizes"].items())
+        summary.append(f"| CTR training epoch time vs 1x ({ratios}) | linear = "
+                       f"{', '.join(scaling['sizes'])} | linear | see below | `ctr_scaling` |")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `benchmarks/run_all.py` (`make bench`) on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Every ratio compares against a "
+        "reference measured in the same run; nothing here is asserted by the test suite. "
+        "The machine may have been shared with other jobs while measuring (see the note at the "
+        "end).",
+        "",
+        "## Environment",
+        "",
+        *env,
+        "",
+        "## Summary",
+        "",
+        *summary,
+        "",
+        "## 1. Quality on P1 (test split, mimrec's metrics on every model's predictions)",
+        "",
+        *quality_section(res),
+        "",
+        "## 2. CTR throughput (same P1 data, same batch size, same torch threads)",
+        "",
+        "| model | train samples/s | predict samples/s |",
+        "|---|---|---|",
+        *tp_rows,
+        "",
+        "FuxiCTR DIN (mimrec_shapes) = FuxiCTR's LongCTR DIN with mimrec's sizes (embedding 16, "
+        "attention (64, 32) ReLU, tower (256, 128)): the like-for-like comparison. FuxiCTR DIN "
+        "(tuned) = its LongCTR config as tuned for P1 (embedding 64, tower 3 x 500, Dice "
+        "attention), a much larger model. Train rates include each library's data loading.",
+        "",
+    ]
+    for name, title in (("text_encoding", "3. Text encoding"),
+                        ("store_lookup", "4. Representation Center lookups"),
+                        ("sample_builder", "5a. Scaling: P1 sample building"),
+                        ("ctr_scaling", "5b. Scaling: CTR training (one DIN epoch)"),
+                        ("serve", "6. Serving load (benchmarks/bench_serve.py)")):
+        if name in log or _text(res, name):
+            lines += [f"## {title}", ""]
+        if name in log:
+            lines += [f"`{log[name]['command']}` ({log[name]['seconds']:.0f} s)", ""]
+        if _text(res, name):
+            lines += ["```", _text(res, name), "```", ""]
+    lines += ["## Commands and wall times", "", "| benchmark | command | seconds |", "|---|---|---|"]
+    lines += [f"| {k} | `{v['command']}` | {v['seconds']:.0f} |" for k, v in log.items()
+              if isinstance(v, dict)]
+    if "_total_seconds" in log:
+        lines += ["", f"Total: {log['_total_seconds'] / 60:.1f} min."]
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--results-md", type=Path, default=Path("benchmarks/RESULTS.md"))
+    args = parser.parse_args()
+    log_path = args.run / "results" / "runs.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    from run_all import environment
+
+    write_results(args.run, log, environment(), args.results_md)
+
+
+if __name__ == "__main__":
+    main()

@@ -126,17 +126,25 @@ class CiUBM(nn.Module):
         """Item indices for the ID tables: items added after training read as unknown (0)."""
         return torch.where(items <= self.num_id_items, items, torch.zeros_like(items))
 
-    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
-        """ID + side features of users. Shapes: (B,) -> (B, user_dim)."""
-        parts = [bag(users) for bag in self.user_features]
+    def user_vectors(self, users: torch.Tensor,
+                     features: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """ID + side features of users. Shapes: (B,) -> (B, user_dim).
+
+        ``features``, one entry per user feature bag, overrides the stored side features with
+        explicit vocabulary indices (B, M) where an entry is not None (a scoring request that
+        states the user's age, say); None entries read the user's row.
+        """
+        features = features or [None] * len(self.user_features)
+        parts = [bag(users) if explicit is None else bag.embedding(explicit)
+                 for bag, explicit in zip(self.user_features, features, strict=True)]
         if self.user_id_embedding is not None:
             parts.insert(0, self.user_id_embedding(users))
         if not parts:
             return users.new_zeros((*users.shape, 0), dtype=torch.float32)
         return torch.cat(parts, dim=-1)
 
-    def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
+                user_features: list[torch.Tensor | None] | None = None) -> torch.Tensor:
         history = trim_padding(history)
         sims = None
         if self.cfg.uses_content:
@@ -145,7 +153,7 @@ class CiUBM(nn.Module):
         catalogue = self.item_vectors(self.all_items)  # (I + 1, D), computed once per batch
         item_ids, history_ids = self.id_index(item), self.id_index(history)
         target = catalogue[item_ids]  # (B, D); behaviours are read from the catalogue rows
-        parts = [self.user_vectors(user), target]
+        parts = [self.user_vectors(user, user_features), target]
         if self.target_attention is not None:
             parts.append(self.target_attention(target, catalogue, mask, index=history_ids)[0])
         if self.sa_ta is not None:

@@ -1,12 +1,12 @@
 # make demo  - set up .venv if needed, then run the whole pipeline on MovieLens-100K (runs/demo)
 # make test  - set up .venv if needed, then run the test suite (slow tests: make test-slow)
-# make bench - run the benchmarks in benchmarks/
+# make bench - run every benchmark in benchmarks/ (peers in .venv-fuxictr), write benchmarks/RESULTS.md
 # make lint  - ruff
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench lint setup
+.PHONY: demo test test-slow bench bench-env lint setup
 
 $(STAMP): pyproject.toml requirements/no-deps.txt scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -23,10 +23,18 @@ test-slow: $(STAMP)
 	bash scripts/setup-browser.sh
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
+# bench-env: the separate FuxiCTR 2.3.10 environment the peer benchmarks run in (.venv-fuxictr)
+BENCH_STAMP := .venv-fuxictr/.installed
+$(BENCH_STAMP): scripts/setup_bench_fuxictr.sh
+	bash scripts/setup_bench_fuxictr.sh
+
+bench-env: $(BENCH_STAMP)
+
+# bench: every benchmark (benchmarks/run_all.py), results in runs/bench/results and
+# benchmarks/RESULTS.md; runs benchmarks/bench_serve.py too when it exists. About 1 hour on 2 cores.
+bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m pip -q install -e ".[bench]"
-	$(PY) benchmarks/bench_text_encoding.py
-	$(PY) benchmarks/bench_sample_builder.py
+	$(PY) benchmarks/run_all.py --run runs/bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

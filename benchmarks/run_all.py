@@ -60,9 +60,11 @@ def versions(python: str, packages: tuple[str, ...]) -> dict[str, str]:
             except metadata.PackageNotFoundError:
                 out[p] = "-"
         return out
-    code = ("import json, importlib.metadata as m\nout = {}\nfor p in %r:\n    try: out[p] = "
-            "m.version(p)\n    except m.PackageNotFoundError: out[p] = '-'\nprint(json.dumps(out))"
-            % (packages,))
+    code = ("import json, importlib.metadata as m\nout = {}\n"
+            f"for p in {packages!r}:\n"
+            "    try: out[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: out[p] = '-'\n"
+            "print(json.dumps(out))")
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
     return json.loads(r.stdout) if r.returncode == 0 else {}
 

@@ -162,6 +162,9 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
     encoder = FeatureProcessor(**params)
     params["train_data"], params["valid_data"], params["test_data"] = build_dataset(
         encoder, **params)
+    import ray  # FuxiCTR's preprocessing started a local Ray; its daemons would share the CPU
+
+    ray.shutdown()
     for split in ("train_data", "valid_data", "test_data"):  # item features come via item_info
         path = params[split]
         pd.read_parquet(path).drop(columns=list(ITEM_FEATURES)).to_parquet(path)

@@ -1,0 +1,67 @@
+"""The HTML page in a real headless Chromium (Debian chromium + chromium-driver, Selenium):
+pick a user, score, add an item, and see it among the candidates."""
+
+import shutil
+
+import pytest
+
+from tests.serve.conftest import TOKEN, Server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    driver_path = shutil.which("chromedriver")
+    chromium = shutil.which("chromium")
+    if not (driver_path and chromium):
+        pytest.skip("needs Debian chromium and chromium-driver (scripts/setup-browser.sh)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_page_scores_a_history_and_adds_an_item(run_copy, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    server = Server(run_copy)
+    wait = WebDriverWait(browser, 60)
+    try:
+        browser.get(server.url + "/")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#user option")) > 1)
+        Select(browser.find_element(By.ID, "user")).select_by_index(1)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) > 0)
+        browser.find_element(By.ID, "score").click()
+        rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results tr.result"))
+        assert len(rows) == 20
+        probabilities = [float(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+        browser.find_element(By.ID, "new-id").clear()
+        browser.find_element(By.ID, "new-id").send_keys("page-item")
+        browser.find_element(By.ID, "field-title").send_keys("a brand new comedy film")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "add").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "add-result"), "added page-item"))
+
+        browser.find_element(By.ID, "pool").clear()
+        browser.find_element(By.ID, "pool").send_keys("1")  # only the newest item
+        browser.find_element(By.ID, "score").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "results"), "a brand new comedy film"))
+        assert browser.find_element(By.ID, "error").text == ""
+
+        browser.find_element(By.ID, "token").clear()
+        browser.find_element(By.ID, "token").send_keys("wrong")
+        browser.find_element(By.ID, "add").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "error"), "401"))
+    finally:
+        server.stop()

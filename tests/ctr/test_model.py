@@ -61,3 +61,33 @@ def test_switching_off_ids_removes_their_tables(tables):
     no_ids = CiUBM(ModelConfig(use_item_id=False, use_user_id=False), tables)
     assert full.item_id_embedding is not None and no_ids.item_id_embedding is None
     assert len(no_ids.embeddings()) == len(full.embeddings()) - 2
+
+
+def test_inference_cache_matches_a_fresh_computation_and_is_dropped_on_changes(tables):
+    torch.manual_seed(0)
+    content = torch.randn(31, 12)
+    cfg = ModelConfig(sa_ta=True, simtier=True, content_attention=True, target_content=True)
+    model = CiUBM(cfg, tables, content).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    user, item, history = _batch()
+    with torch.inference_mode():
+        cached = model(user, item, history)
+        assert model._tables is not None
+        assert torch.allclose(model(user, item, history), cached)
+    with torch.enable_grad():  # autograd on: never served from the cache
+        assert torch.allclose(model(user, item, history), cached, atol=1e-6)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert model._tables is None
+    model.eval()
+    with torch.no_grad():
+        model(user, item, history)
+        model.tower.net[0].weight.mul_(2.0)  # not a cached table: read live
+        model.item_id_embedding.weight.mul_(3.0)
+    model.load_state_dict(state)
+    assert model._tables is None
+    with torch.no_grad():
+        assert torch.allclose(model(user, item, history), cached, atol=1e-6)
+        model.set_content(torch.randn(31, 12))
+        assert not torch.allclose(model(user, item, history), cached, atol=1e-4)

@@ -94,9 +94,15 @@ class SimilarityAwareAttention(nn.Module):
         self.gates = nn.Parameter(torch.ones(3))
         self.sim_scale = nn.Parameter(torch.tensor(5.0))
 
+    def project(self, catalogue: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key and value tables of the catalogue. Shapes: (N, D) -> (N, D), (N, D)."""
+        return self.key(catalogue), self.value(catalogue)
+
     def forward(self, target: torch.Tensor, catalogue: torch.Tensor, history: torch.Tensor,
-                sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        keys, values = self.key(catalogue)[history], self.value(catalogue)[history]  # (B, L, D)
+                sims: torch.Tensor, mask: torch.Tensor,
+                tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        key_table, value_table = tables if tables is not None else self.project(catalogue)
+        keys, values = key_table[history], value_table[history]  # (B, L, D)
         a_id = torch.einsum("bld,bd->bl", keys, self.query(target))
         a_id = a_id / math.sqrt(target.shape[-1])  # (B, L)
         r = sims * self.sim_scale
@@ -138,10 +144,15 @@ class ContentAttention(nn.Module):
         self.projection = ContentProjection(content_dim, proj_dim, dropout)
         self.attention = TargetAttention(proj_dim, units, softmax)
 
-    def forward(self, table: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def project_table(self, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected content table and its attention key part. Shapes: (N, E) -> (N, P), (N, H)."""
         projected = self.projection(table)  # (N, P)
-        keys = self.attention.key_projection(projected)  # (N, H)
+        return projected, self.attention.key_projection(projected)
+
+    def forward(self, table: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
+                mask: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        projected, keys = tables if tables is not None else self.project_table(table)
         interest, _ = self.attention(projected[item], projected, mask, key_part=keys,
                                      index=history)
         return interest

@@ -53,6 +53,7 @@ class CiUBM(nn.Module):
     def __init__(self, cfg: ModelConfig, tables: FeatureTables,
                  content: torch.Tensor | None = None) -> None:
         super().__init__()
+        self._tables: dict | None = None  # inference cache of catalogue_tables()
         if cfg.uses_content and content is None:
             raise ValueError("this model config switches content modules on: pass content vectors")
         self.cfg = cfg
@@ -100,6 +101,7 @@ class CiUBM(nn.Module):
                                                 dim=-1)
         self.content = content.to(self.all_items.device)
         self.similarity.set_content(self.content)
+        self.clear_cache()
 
     def _reset_embeddings(self) -> None:
         for emb in self.embeddings():
@@ -150,21 +152,61 @@ class CiUBM(nn.Module):
         if self.cfg.uses_content:
             history, sims = self._retrieve(item, history)
         mask = history > 0
-        catalogue = self.item_vectors(self.all_items)  # (I + 1, D), computed once per batch
+        tables = self.catalogue_tables()
+        catalogue = tables["catalogue"]  # (I + 1, D)
         item_ids, history_ids = self.id_index(item), self.id_index(history)
         target = catalogue[item_ids]  # (B, D); behaviours are read from the catalogue rows
         parts = [self.user_vectors(user, user_features), target]
         if self.target_attention is not None:
-            parts.append(self.target_attention(target, catalogue, mask, index=history_ids)[0])
+            parts.append(self.target_attention(target, catalogue, mask, index=history_ids,
+                                               key_part=tables["id_keys"])[0])
         if self.sa_ta is not None:
-            parts.append(self.sa_ta(target, catalogue, history_ids, sims, mask))
+            parts.append(self.sa_ta(target, catalogue, history_ids, sims, mask,
+                                    tables=tables["sa_ta"]))
         if self.simtier is not None:
             parts.append(self.simtier(sims, mask))
         if self.content_attention is not None:
-            parts.append(self.content_attention(self.content, item, history, mask))
+            parts.append(self.content_attention(self.content, item, history, mask,
+                                                tables=tables["content"]))
         if self.target_content is not None:
             parts.append(self.target_content(self.content[item]))
         return self.tower(torch.cat(parts, dim=-1)).squeeze(-1)  # (B,)
+
+    def catalogue_tables(self) -> dict:
+        """Per-catalogue-item tensors every sample reads: item vectors and the linear parts of
+        the attentions (computed once per batch, gathered per behaviour). In inference (eval mode,
+        no autograd) they depend only on frozen weights and content, so they are kept until
+        :meth:`train`, :meth:`load_state_dict` or :meth:`set_content` (a scoring service
+        computes them once, not once per request). After editing weights by hand in eval mode,
+        call :meth:`clear_cache`.
+        """
+        frozen = not self.training and not torch.is_grad_enabled()
+        if frozen and self._tables is not None:
+            return self._tables
+        catalogue = self.item_vectors(self.all_items)  # (I + 1, D)
+        tables = {
+            "catalogue": catalogue,
+            "id_keys": (self.target_attention.key_projection(catalogue)
+                        if self.target_attention is not None else None),
+            "sa_ta": self.sa_ta.project(catalogue) if self.sa_ta is not None else None,
+            "content": (self.content_attention.project_table(self.content)
+                        if self.content_attention is not None else None),
+        }
+        if frozen:
+            self._tables = tables
+        return tables
+
+    def clear_cache(self) -> None:
+        """Forget the inference cache of :meth:`catalogue_tables`."""
+        self._tables = None
+
+    def train(self, mode: bool = True) -> CiUBM:
+        self.clear_cache()
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.clear_cache()
+        return super().load_state_dict(*args, **kwargs)
 
     def _retrieve(self, item: torch.Tensor, history: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:

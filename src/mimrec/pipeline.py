@@ -60,7 +60,9 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
     data = read_data(out / "data")
     sources = {"raw": None, "pretrain": out / "pretrain", "csft": out / "csft"}
     parents = {"data": out / "data", "pretrain": out / "pretrain", "csft": out / "csft"}
-    metrics = run_index(sources, cfg.encoder, data.items, out / "index", parents)
+    # the encoder stages' thread setting (one thread keeps a shared machine from oversubscribing)
+    metrics = run_index(sources, cfg.encoder, data.items, out / "index", parents,
+                        threads=cfg.pretrain.threads)
     for name, m in metrics.items():
         console.print(f"  {name}: {m['items']:,} items x {m['dim']}")
 

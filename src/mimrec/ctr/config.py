@@ -91,6 +91,9 @@ class TrainConfig:
         deterministic: use torch's deterministic kernels, so one seed gives one result.
         device: ``auto`` takes a GPU when one is present.
         threads: CPU threads for torch (0 = torch's default).
+        workers: models (variant x seed) trained at once, each in its own process with
+            ``threads`` torch threads; 1 trains them one after another in this process. A model's
+            result does not depend on it (each is seeded alone).
     """
 
     batch_size: int = 256
@@ -102,6 +105,11 @@ class TrainConfig:
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"ctr.train.workers must be >= 1, got {self.workers}")
 
 
 @dataclass(frozen=True)

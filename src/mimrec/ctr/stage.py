@@ -6,7 +6,9 @@ probabilities per variant and seed), ``manifest.json`` (per-seed metrics and tra
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device,
 from mimrec.ctr.variants import content_source, variant_config
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import TEST, TRAIN, VALID
-from mimrec.data.stage import DataArtifact
+from mimrec.data.stage import DataArtifact, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
 from mimrec.store.center import RepresentationCenter
@@ -54,7 +56,7 @@ def content_table(store: Path, items: pd.DataFrame) -> tuple[torch.Tensor, dict]
 
 
 def train_one(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables,
-              splits: dict[str, Batchable], progress: Progress,
+              splits: dict[str, Batchable], progress: Progress | None,
               content: torch.Tensor | None) -> tuple[CiUBM, dict]:
     """Train one variant with one seed; returns the model (best epoch) and its training record."""
     seed_everything(seed, cfg.train.deterministic)
@@ -69,6 +71,66 @@ def train_one(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables
                    "train_samples_per_second": samples_seen / max(seconds, 1e-9)}
 
 
+def train_and_save(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables,
+                   splits: dict[str, Batchable], content: torch.Tensor | None, folder: Path,
+                   progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Train one model, save its weights into ``folder``; returns its valid and test
+    probabilities and its training record."""
+    model, record = train_one(cfg, variant, seed, tables, splits, progress, content)
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
+              folder / f"{variant}-seed{seed}.safetensors")
+    return predict(model, splits["valid"]), predict(model, splits["test"]), record
+
+
+def _content_of(cfg: CtrConfig, variant: Variant, items: pd.DataFrame,
+                index_dir: Path | None) -> tuple[torch.Tensor | None, dict | None]:
+    """The content table a variant reads (None for ID-only models) and its store identity."""
+    if not variant_config(cfg.model, variant).uses_content:
+        return None, None
+    if index_dir is None:
+        raise MimrecError(f"model {variant!r} needs content vectors: run `mimrec index` first "
+                          "(or train only 'din')")
+    return content_table(index_dir / content_source(variant, cfg.content_source), items)
+
+
+def _splits(data: DataArtifact) -> dict[str, Batchable]:
+    return {name: batchable(data.samples, code)
+            for name, code in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
+
+
+def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_dir: Path | None,
+                variant: Variant, seed: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One model in a worker process: reload the artifacts, train, save (see ``workers``)."""
+    torch.set_num_threads(cfg.train.threads or 1)
+    data = read_data(data_folder)
+    content, store = _content_of(cfg, variant, data.items, index_dir)
+    valid, test, record = train_and_save(cfg, variant, seed, feature_tables(data, data_cfg),
+                                         _splits(data), content, folder, None)
+    return valid, test, {**record, "content": store}
+
+
+def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
+               index_dir: Path | None, progress: Progress):
+    """Yield ``(variant, seed, valid, test, record)`` for every model, in the order of
+    ``variants`` x ``seeds``; with ``workers`` > 1 the models train in a process pool."""
+    jobs = [(v, s) for v in cfg.variants for s in cfg.train.seeds]
+    if cfg.train.workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx) as pool:
+            futures = [pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, v, s,
+                                   folder) for v, s in jobs]
+            for (variant, seed), future in zip(jobs, futures, strict=True):
+                yield variant, seed, *future.result()
+        return
+    tables, splits = feature_tables(data, data_cfg), _splits(data)
+    for variant in cfg.variants:
+        content, store = _content_of(cfg, variant, data.items, index_dir)
+        for seed in cfg.train.seeds:
+            valid, test, record = train_and_save(cfg, variant, seed, tables, splits, content,
+                                                 folder, progress)
+            yield variant, seed, valid, test, {**record, "content": store}
+
+
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
             console: Console | None = None, index_dir: Path | None = None) -> dict:
     """Train ``cfg.variants`` x ``cfg.train.seeds`` on the data artifact, writing ``out``.
@@ -78,33 +140,18 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     console = console or Console(stderr=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    tables = feature_tables(data, data_cfg)
-    splits = {name: batchable(data.samples, code)
-              for name, code in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
     test = data.samples.subset(TEST)
     predictions, records = {}, {}
     with stage_dir(out) as tmp, make_progress(console) as progress:
-        for variant in cfg.variants:
-            content, store = None, None
-            if variant_config(cfg.model, variant).uses_content:
-                if index_dir is None:
-                    raise MimrecError(f"model {variant!r} needs content vectors: run `mimrec "
-                                      "index` first (or train only 'din')")
-                source = content_source(variant, cfg.content_source)
-                content, store = content_table(index_dir / source, data.items)
-            for seed in cfg.train.seeds:
-                model, record = train_one(cfg, variant, seed, tables, splits, progress, content)
-                record["content"] = store
-                key = f"{variant}-seed{seed}"
-                save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-                          tmp / f"{key}.safetensors")
-                predictions[f"{key}/valid"] = predict(model, splits["valid"])
-                predictions[f"{key}/test"] = probs = predict(model, splits["test"])
-                record["test"] = ctr_metrics(test["user"], test["label"], probs, test["bucket"])
-                records[key] = record
-                console.print(f"  {key}: test AUC {record['test']['auc']:.4f}  "
-                              f"gAUC {record['test']['gauc']:.4f}  "
-                              f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
+        for variant, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
+                                                               index_dir, progress):
+            key = f"{variant}-seed{seed}"
+            predictions[f"{key}/valid"], predictions[f"{key}/test"] = valid, probs
+            record["test"] = ctr_metrics(test["user"], test["label"], probs, test["bucket"])
+            records[key] = record
+            console.print(f"  {key}: test AUC {record['test']['auc']:.4f}  "
+                          f"gAUC {record['test']['gauc']:.4f}  "
+                          f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
         np.savez(tmp / "predictions.npz", **predictions)
         parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
         write_manifest(tmp, "ctr", {"ctr": to_dict(cfg), "data": to_dict(data_cfg)},

@@ -17,6 +17,7 @@ from mimrec.csft.retrieval import raw_text_vectors
 from mimrec.encoders.checkpoint import load_item_encoder
 from mimrec.encoders.config import EncoderConfig
 from mimrec.encoders.text import default_text_model
+from mimrec.pretrain.train import torch_threads
 from mimrec.store.center import StoreInfo, write_version
 
 
@@ -38,10 +39,11 @@ def encoder_vectors(encoder_dir: Path, items: pd.DataFrame) -> tuple[np.ndarray,
 
 
 def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items: pd.DataFrame,
-              out: Path, parents: dict[str, Path]) -> dict:
-    """Build one store per source under ``out/<source>``; ``None`` as a path means ``raw``."""
+              out: Path, parents: dict[str, Path], threads: int = 0) -> dict:
+    """Build one store per source under ``out/<source>``; ``None`` as a path means ``raw``.
+    ``threads``: torch CPU threads while encoding (0 = torch's default)."""
     metrics = {}
-    with stage_dir(out) as tmp:
+    with stage_dir(out) as tmp, torch_threads(threads):
         for name, encoder_dir in sources.items():
             if encoder_dir is None:
                 vectors, info = raw_vectors(encoder_cfg, items)

@@ -12,6 +12,7 @@ so a restarted service knows them again.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 
 from mimrec.artifacts import write_json_atomic
+from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
@@ -66,13 +68,14 @@ def _as_id(value: Any) -> str:
 class Scorer:
     """Scores candidates for a behaviour history and adds items while serving.
 
-    Thread-safe: forward passes and content swaps hold one lock; additions are serialised.
+    Thread-safe without a lock on the scoring path: a request reads one immutable snapshot
+    (model, catalogue); an addition builds a new model copy with the new content table off to the
+    side and publishes it with one reference swap. Additions are serialised among themselves.
+    Forward passes of concurrent requests run in parallel (torch releases the GIL in its ops).
     """
 
     def __init__(self, bundle: ServingBundle) -> None:
         self.bundle = bundle
-        self.model = bundle.model
-        self._lock = threading.Lock()
         self._add_lock = threading.Lock()
         trained = bundle.items["item_id"].astype(str).to_numpy()
         self.titles = dict(zip(trained, bundle.items.get("title", pd.Series(trained)).astype(str),
@@ -85,9 +88,8 @@ class Scorer:
             table, added = content_rows(center, trained)
             ids, version = np.concatenate([trained, added]), center.version
             self.added_fields = self._read_added_fields()
-            with self._lock:
-                self.model.set_content(table)
-        self.catalogue = Catalogue.build(ids, len(trained), version)
+            bundle.model.set_content(table)
+        self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
         self.user_index = pd.Index(np.asarray(bundle.user_ids, dtype=str))
         self._vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
                        for bag in bundle.tables.users}
@@ -105,13 +107,30 @@ class Scorer:
     def can_add_items(self) -> bool:
         return self.bundle.store is not None and self.bundle.encoder is not None
 
-    def item_indices(self, ids: list, name: str) -> np.ndarray:
+    @property
+    def model(self) -> CiUBM:
+        """The model requests are scored with now."""
+        return self._snapshot[0]
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The items requests can name now."""
+        return self._snapshot[1]
+
+    def _publish(self, model: CiUBM, catalogue: Catalogue) -> None:
+        """Warm the model's inference cache, then make (model, catalogue) current at once."""
+        model.eval()
+        with torch.inference_mode():
+            model.catalogue_tables()
+        self._snapshot = (model, catalogue)
+
+    def item_indices(self, ids: list, name: str, catalogue: Catalogue | None = None) -> np.ndarray:
         """Model indices of ``ids``; unknown ids raise a :class:`RequestError` naming them."""
         try:
             keys = [_as_id(v) for v in ids]
         except TypeError as exc:
             raise RequestError(name, f"item ids are integers or strings, got {exc.args[0]!r}") from None
-        rows = self.catalogue.index.get_indexer(keys)
+        rows = (catalogue or self.catalogue).index.get_indexer(keys)
         if (rows < 0).any():
             unknown = [k for k, r in zip(keys, rows, strict=True) if r < 0]
             shown = ", ".join(repr(u) for u in unknown[:10])
@@ -162,15 +181,16 @@ class Scorer:
                                              f"got {len(candidates)}")
         if len(history) > MAX_HISTORY:
             raise RequestError("history", f"at most {MAX_HISTORY} items, got {len(history)}")
-        items = torch.from_numpy(self.item_indices(candidates, "candidates"))
-        recent = self.item_indices(history, "history")[-self.bundle.max_seq_len:]
+        model, catalogue = self._snapshot
+        items = torch.from_numpy(self.item_indices(candidates, "candidates", catalogue))
+        recent = self.item_indices(history, "history", catalogue)[-self.bundle.max_seq_len:]
         n = len(items)
         hist = torch.from_numpy(recent if len(recent) else np.zeros(1, np.int64))
         hist = hist.unsqueeze(0).expand(n, -1)
         user = torch.full((n,), self.user_row(user_id), dtype=torch.long)
         features = self.side_features(side or {}, n)
-        with self._lock, torch.inference_mode():
-            logits = self.model(user, items, hist, features)
+        with torch.inference_mode():
+            logits = model(user, items, hist, features)
         return torch.sigmoid(logits).numpy().astype(float)
 
     # ---- browsing (the HTML page) ---------------------------------------------------------
@@ -273,14 +293,16 @@ class Scorer:
             raise RequestError("item", str(exc)) from None
 
     def _refresh(self, version: int) -> None:
-        """Re-read the store and swap in the new content table and catalogue."""
+        """Re-read the store; publish a model copy holding the new content table."""
         center = RepresentationCenter(self.bundle.store, version)
         trained = self.catalogue.ids[: self.catalogue.num_trained]
         table, added = content_rows(center, trained)
         catalogue = Catalogue.build(np.concatenate([trained, added]), len(trained), version)
-        with self._lock:
-            self.model.set_content(table)
-            self.catalogue = catalogue
+        current = self.model
+        # the copy shares nothing with the live model; its inference cache starts empty
+        model = copy.deepcopy(current, memo={id(current._tables): None})
+        model.set_content(table)
+        self._publish(model, catalogue)
 
     @property
     def _added_path(self) -> Path:

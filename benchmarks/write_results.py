@@ -1,5 +1,8 @@
 """Compose ``benchmarks/RESULTS.md`` from the outputs ``run_all.py`` keeps under ``RUN/results``.
 
+A free-text note on the conditions of the run (a shared machine, scripts run one by one) is
+taken from ``RUN/results/notes.md`` when present.
+
 Usage: .venv/bin/python benchmarks/write_results.py [--run runs/bench]
 """
 
@@ -137,6 +140,9 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
               if isinstance(v, dict)]
     if "_total_seconds" in log:
         lines += ["", f"Total: {log['_total_seconds'] / 60:.1f} min."]
+    notes = res / "notes.md"  # conditions of the measurement, written by whoever ran it
+    lines += ["", "## Note on this run", "",
+              notes.read_text().strip() if notes.is_file() else "No note: measured by `make bench`."]
     out.write_text("\n".join(lines) + "\n")
 
 

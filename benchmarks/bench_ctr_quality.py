@@ -3,9 +3,9 @@
 Every number is computed by mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``) on each
 model's test predictions of the same P1 split:
 
-- mimrec: ``mimrec run CONFIG --out RUN --set ctr.train.threads=1`` (the whole pipeline: data,
-  stage 1, C-SFT, index, then DIN and CiUBM x seeds; skipped when RUN already holds a CTR
-  artifact and ``--reuse`` is given); metrics read from ``RUN/ctr/manifest.json``.
+- mimrec: ``mimrec data`` once, then ``mimrec pretrain``, ``csft``, ``index`` and ``train
+  --set ctr.train.threads=1`` into RUN (DIN and CiUBM x seeds; skipped when RUN already holds a
+  CTR artifact and ``--reuse`` is given); metrics read from ``RUN/ctr/manifest.json``.
 - FuxiCTR: ``benchmarks/fuxictr_p1.py`` in ``.venv-fuxictr`` on ``RUN/data``: its own
   preprocessing once, then one process per seed with its own fit loop (tuned config by default).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -92,19 +93,22 @@ def main() -> None:
     args = parser.parse_args()
     out = args.run / "bench-quality"
     seeds = " ".join(map(str, args.seeds))
+    data = args.run / "data"
+    mimrec = [sys.executable, "-m", "mimrec"]
+    if not (data / "manifest.json").is_file():  # both sides read this one P1 split
+        subprocess.run(mimrec + ["data", str(args.config), "--out", str(args.run)], check=True)
     jobs = []
     if not (args.reuse and (args.run / "ctr" / "manifest.json").is_file()):
-        jobs.append(("mimrec", [sys.executable, "-m", "mimrec", "run", str(args.config), "--out",
-                                str(args.run), "--set", "ctr.train.threads=1", "--set",
-                                f"ctr.train.seeds=[{', '.join(map(str, args.seeds))}]"],
+        stages = [mimrec + [stage, str(args.config), "--out", str(args.run)]
+                  for stage in ("pretrain", "csft", "index")]
+        stages.append(mimrec + ["train", str(args.config), "--out", str(args.run), "--set",
+                                "ctr.train.threads=1", "--set",
+                                f"ctr.train.seeds=[{', '.join(map(str, args.seeds))}]"])
+        jobs.append(("mimrec", ["sh", "-c", " && ".join(shlex.join(s) for s in stages)],
                      out / "mimrec.log"))
     have_fuxictr = FUXICTR_PYTHON.exists() and args.fuxictr_configs
     if not FUXICTR_PYTHON.exists():
         print("FuxiCTR environment missing (make bench-env): mimrec only")
-    data = args.run / "data"
-    if have_fuxictr and not (args.run / "data" / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "mimrec", "data", str(args.config), "--out",
-                        str(args.run)], check=True)
     fx_base = [str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(data), "--work",
                str(args.run / "fuxictr"), "--reuse", "--threads", "1"]
     if have_fuxictr:  # FuxiCTR's preprocessing once (its local Ray), before the seeds share it

@@ -68,6 +68,9 @@ def throughput_rows(name: str, t: dict | None) -> tuple[list[str], list[str]]:
 
 def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
     res = run / "results"
+    here = str(Path.cwd()) + "/"  # commands as typed from the repository root
+    log = {k: ({**v, "command": v["command"].replace(here, "")} if isinstance(v, dict) else v)
+           for k, v in log.items()}
     summary = ["| benchmark | ratio (ours / reference) | target | | command |",
                "|---|---|---|---|---|"]
     tp_rows = []

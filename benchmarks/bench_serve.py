@@ -72,8 +72,9 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 180) -> Non
     raise SystemExit(f"server on port {port} not healthy after {timeout:.0f} s")
 
 
-def start_mimrec(run: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(port)]
+def start_mimrec(run: Path, port: int, workers: int = 1) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(port),
+           "--workers", str(workers)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="offered requests/s of the at-rate phase")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="mimrec serve --workers")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     workdir.mkdir(exist_ok=True)
     for name in ("trivial", "mimrec"):
         port = free_port()
-        proc = start_trivial(port, workdir) if name == "trivial" else start_mimrec(args.run, port)
+        proc = (start_trivial(port, workdir) if name == "trivial"
+                else start_mimrec(args.run, port, args.workers))
         try:
             wait_healthy(port, proc)
             load(port, body, args.clients, args.warmup)
@@ -193,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
     out = {"setup": {"clients": args.clients, "candidates": args.candidates,
                      "history": args.history, "seconds": args.seconds, "rate": args.rate,
+                     "workers": args.workers,
                      "cpus": os.cpu_count()},
            "results": results, "ratios": ratios, "targets": targets}
     if args.json:

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: the content model with the best valid AUC")
     serve.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads per forward pass (default 1; 0 = torch's default)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes (default 1); items added through one are seen by "
+                            "all at their next request")
     return parser
 
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from mimrec.serve.server import serve
 
-            serve(args.run, args.host, args.port, args.model, args.threads)
+            serve(args.run, args.host, args.port, args.model, args.threads, args.workers)
         else:
             dispatch(args.command, args.config, args.overrides, args.out)
     except MimrecError as exc:

@@ -113,3 +113,15 @@ def test_serving_imports_no_training_code():
             " 'mimrec.pretrain.train', 'mimrec.csft.train'))]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_second_process_on_the_same_store_sees_added_items(run_copy):
+    first, second = Scorer(load_bundle(run_copy)), Scorer(load_bundle(run_copy))
+    history = _some_ids(first, 5)
+    first.add_item("shared-1", {"title": "toy story comedy"}, None, None)
+    second.add_item("shared-2", {"title": "war drama"}, None, None)
+    expected = first.score(history, ["shared-1"])[0]
+    assert second.score(history, ["shared-1", "shared-2"])[0] == pytest.approx(expected, rel=1e-5)
+    assert first.score(history, ["shared-2"]).shape == (1,)
+    assert first.describe("shared-2")["title"] == "war drama"  # fields are not lost either
+    assert second.describe("shared-1")["title"] == "toy story comedy"

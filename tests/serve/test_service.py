@@ -156,3 +156,20 @@ def test_a_concurrent_burst_gives_no_error(server):
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(one, range(120)))
     assert codes.count(200) == 108 and codes.count(201) == 12
+
+
+def test_two_workers_both_score_an_item_added_through_either(run_copy):
+    s = Server(run_copy, TOKEN, "--workers", "2")
+    try:
+        history = _ids(s, 5)
+        for k in range(3):
+            assert s.client.post("/v1/items", json={"item_id": f"w{k}", "title": f"film {k}"},
+                                 headers=AUTH).status_code == 201
+        import httpx
+
+        for _ in range(20):  # fresh connections land on either worker
+            with httpx.Client(base_url=s.url, timeout=30) as c:
+                r = c.post("/v1/score", json={"history": history, "candidates": ["w0", "w1", "w2"]})
+                assert r.status_code == 200, r.text
+    finally:
+        s.stop()

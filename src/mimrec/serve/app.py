@@ -210,9 +210,15 @@ def _decode_base64(text: str) -> bytes:
 
 
 def app_from_env() -> FastAPI:
-    """An app built from ``MIMREC_RUN`` / ``MIMREC_MODEL`` / ``MIMREC_API_TOKEN`` (for ASGI servers
-    started by other tools, e.g. ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
+    """An app built from ``MIMREC_RUN`` / ``MIMREC_MODEL`` / ``MIMREC_API_TOKEN`` /
+    ``MIMREC_THREADS`` (for worker processes, and ASGI servers started by other tools, e.g.
+    ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
+    import torch
+
     from mimrec.serve.bundle import load_bundle
 
+    threads = int(os.environ.get("MIMREC_THREADS") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
     bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
     return create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None)

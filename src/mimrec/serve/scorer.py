@@ -13,8 +13,12 @@ so a restarted service knows them again.
 from __future__ import annotations
 
 import copy
+import fcntl
+import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
-from mimrec.store.center import RepresentationCenter, upsert
+from mimrec.store.center import CURRENT, RepresentationCenter, upsert
 
 ADDED_ITEMS_FILE = "added_items.json"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
@@ -89,6 +93,7 @@ class Scorer:
             ids, version = np.concatenate([trained, added]), center.version
             self.added_fields = self._read_added_fields()
             bundle.model.set_content(table)
+        self._store_stamp = _stamp(bundle.store)
         self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
         self.user_ids = np.asarray(bundle.user_ids, dtype=str)
         self.user_index = {u: i + 1 for i, u in enumerate(self.user_ids)}
@@ -183,6 +188,7 @@ class Scorer:
                                              f"got {len(candidates)}")
         if len(history) > MAX_HISTORY:
             raise RequestError("history", f"at most {MAX_HISTORY} items, got {len(history)}")
+        self.follow_store()
         model, catalogue = self._snapshot
         items = torch.from_numpy(self.item_indices(candidates, "candidates", catalogue))
         recent = self.item_indices(history, "history", catalogue)[-self.bundle.max_seq_len:]
@@ -261,16 +267,38 @@ class Scorer:
                                           "trained encoder: it cannot score new items", status=409)
         key = _as_id(item_id)
         vector = self._encode(key, fields, image, attributes)  # (1, E)
-        with self._add_lock:
-            record = {k: _jsonable(v) for k, v in fields.items()}
-            if attributes:
-                record["attributes"] = list(attributes)
-            record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self.added_fields[key] = record
+        record = {k: _jsonable(v) for k, v in fields.items()}
+        if attributes:
+            record["attributes"] = list(attributes)
+        record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._add_lock, fields_lock(self.bundle.store):
+            # re-read: another worker process may have added items since
+            self.added_fields = {**self._read_added_fields(), key: record}
             write_json_atomic(self._added_path, self.added_fields)
             version = upsert(self.bundle.store, [key], vector)
             self._refresh(version)
         return self.describe(key)
+
+    def follow_store(self) -> None:
+        """Pick up versions other processes wrote (another worker of this service added an
+        item): one ``stat`` of ``CURRENT.json`` per call, a refresh only when it changed."""
+        store = self.bundle.store
+        if store is None:
+            return
+        try:
+            stamp = os.stat(store / CURRENT).st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._store_stamp:
+            return
+        with self._add_lock:
+            if stamp == self._store_stamp:
+                return
+            version = RepresentationCenter(store).version
+            if version != self.catalogue.store_version:
+                self.added_fields = self._read_added_fields()
+                self._refresh(version)
+            self._store_stamp = stamp
 
     def _encode(self, key: str, fields: dict[str, Any], image: bytes | None,
                 attributes: list[str] | None) -> np.ndarray:
@@ -322,6 +350,24 @@ class Scorer:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MimrecError(f"{path}: not valid JSON ({exc})") from None
         return data if isinstance(data, dict) else {}
+
+
+def _stamp(store: Path | None) -> int | None:
+    try:
+        return os.stat(store / CURRENT).st_mtime_ns if store is not None else None
+    except OSError:
+        return None
+
+
+@contextmanager
+def fields_lock(store: Path) -> Iterator[None]:
+    """One writer of ``added_items.json`` at a time across processes (an advisory lock)."""
+    with open(store / ".added_items.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,8 +10,13 @@ from mimrec.errors import MimrecError
 
 
 def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          threads: int = 1) -> None:
-    """Serve ``run`` (a finished ``mimrec run`` folder) until interrupted."""
+          threads: int = 1, workers: int = 1) -> None:
+    """Serve ``run`` (a finished ``mimrec run`` folder) until interrupted.
+
+    With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle;
+    an item added through one is seen by the others at their next request (they follow the
+    store's ``CURRENT.json``).
+    """
     import torch
     import uvicorn
 
@@ -21,6 +26,8 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
 
     if not 0 < port < 65536:
         raise MimrecError(f"--port {port}: not a TCP port")
+    if workers < 1:
+        raise MimrecError(f"--workers {workers}: must be at least 1")
     if threads > 0:
         torch.set_num_threads(threads)
     bundle = load_bundle(run, model)
@@ -33,4 +40,11 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         writes = "not possible: this model reads no content vectors"
     print(f"mimrec: serving {bundle.model_key} of {run} ({len(scorer.catalogue.ids):,} items) at "
           f"http://{host}:{port}  docs: /docs  item writes: {writes}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    del app, scorer, bundle  # checked above; each worker process loads its own copy
+    os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
+                       "MIMREC_THREADS": str(threads)})
+    uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_level="warning", access_log=False)

@@ -1,6 +1,7 @@
 """Load benchmark of the scoring service: real HTTP on loopback, next to a trivial FastAPI endpoint.
 
-Both servers run under uvicorn in subprocesses (one worker each); 8 client threads post the same
+Both servers run under uvicorn in subprocesses (mimrec with ``--workers 2``, its default on 2
+cores; the trivial app with one worker); 8 client threads post the same
 request (C candidates x H history items of the run's catalogue) over keep-alive connections for a
 bounded time, in two phases per server:
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="offered requests/s of the at-rate phase")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1, help="mimrec serve --workers")
+    parser.add_argument("--workers", type=int, default=2, help="mimrec serve --workers")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -6,6 +6,7 @@ User mistakes (bad config key, missing file or column, ...) print one line and e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: the content model with the best valid AUC")
     serve.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads per forward pass (default 1; 0 = torch's default)")
-    serve.add_argument("--workers", type=int, default=1,
-                       help="server processes (default 1); items added through one are seen by "
-                            "all at their next request")
+    serve.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                       help="server processes (default: 2, or 1 on a 1-core machine); items added "
+                            "through one are scored by all from their next request")
     return parser
 
 

@@ -58,7 +58,8 @@ class Server:
         if token is not None:
             env["MIMREC_API_TOKEN"] = token
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(self.port), *extra],
+            [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(self.port),
+             *(extra or ("--workers", "1"))],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)

@@ -173,3 +173,18 @@ def test_two_workers_both_score_an_item_added_through_either(run_copy):
                 assert r.status_code == 200, r.text
     finally:
         s.stop()
+
+
+def test_a_port_in_use_is_a_one_line_error(trained_run):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "mimrec", "serve", str(trained_run), "--port",
+                            str(port)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"mimrec: error: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -28,6 +28,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         raise MimrecError(f"--port {port}: not a TCP port")
     if workers < 1:
         raise MimrecError(f"--workers {workers}: must be at least 1")
+    check_port_free(host, port)  # before the bundle loads, not after
     if threads > 0:
         torch.set_num_threads(threads)
     bundle = load_bundle(run, model)
@@ -48,3 +49,20 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
                        "MIMREC_THREADS": str(threads)})
     uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, host=host,
                 port=port, log_level="warning", access_log=False)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A clear error when ``host:port`` cannot be bound (in use, or not a local address)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise MimrecError(f"--host {host}: cannot resolve ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise MimrecError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

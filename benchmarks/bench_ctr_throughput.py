@@ -30,8 +30,9 @@ from pathlib import Path
 import torch
 
 from mimrec.config import load_config
+from mimrec.ctr.features import feature_tables
 from mimrec.ctr.model import CiUBM
-from mimrec.ctr.stage import content_table, feature_tables
+from mimrec.ctr.stage import content_table
 from mimrec.ctr.train import Batchable, batchable, predict, seed_everything, train_epoch
 from mimrec.ctr.variants import variant_config
 from mimrec.data.samples import TEST, TRAIN

@@ -9,11 +9,16 @@ means "none" (behaviour padding, or an item or user the model does not know).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mimrec.data.tables import require_columns
+
+if TYPE_CHECKING:
+    from mimrec.data.config import DataConfig
+    from mimrec.data.stage import DataArtifact
 
 
 @dataclass
@@ -70,3 +75,9 @@ def build_feature_tables(items: pd.DataFrame, users: pd.DataFrame | None, num_us
         require_columns(users, list(user_features), "users table")
         user_bags = [make_bag(f, users[f]) for f in user_features]
     return FeatureTables(item_bags, user_bags, len(items), num_users)
+
+
+def feature_tables(data: DataArtifact, data_cfg: DataConfig) -> FeatureTables:
+    """Feature tables of a data artifact's catalogue and users (training and serving alike)."""
+    return build_feature_tables(data.items, data.users, len(data.samples.user_ids),
+                                data_cfg.item_features, data_cfg.user_features)

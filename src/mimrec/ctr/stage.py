@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from mimrec.artifacts import stage_dir, write_manifest
 from mimrec.config import to_dict
 from mimrec.ctr.config import CtrConfig, Variant
-from mimrec.ctr.features import FeatureTables, build_feature_tables
+from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
 from mimrec.ctr.variants import content_source, variant_config
@@ -39,18 +39,11 @@ def make_progress(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console, transient=True)
 
 
-def feature_tables(data: DataArtifact, data_cfg: DataConfig) -> FeatureTables:
-    """Feature tables of the data artifact's catalogue and users."""
-    return build_feature_tables(data.items, data.users, len(data.samples.user_ids),
-                                data_cfg.item_features, data_cfg.user_features)
-
-
 def content_table(store: Path, items: pd.DataFrame) -> tuple[torch.Tensor, dict]:
     """Content vectors by model item index (row 0 = padding) from a Representation Center, and
     the store's identity for the manifest. Every catalogue item must be in the store."""
     center = RepresentationCenter(store)
-    vectors = center.lookup(items["item_id"].to_numpy())  # (I, E); unknown ids raise
-    table = torch.cat([torch.zeros(1, center.dim), torch.from_numpy(vectors)])
+    table = center.padded_table(items["item_id"].to_numpy())  # (1 + I, E); unknown ids raise
     return table, {"store": str(store.resolve()), "version": center.version,
                    **center.info.__dict__}
 

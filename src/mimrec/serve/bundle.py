@@ -18,11 +18,12 @@ from safetensors.torch import load_file
 from mimrec.artifacts import require_stage
 from mimrec.config import from_dict
 from mimrec.ctr.config import CtrConfig
-from mimrec.ctr.features import FeatureTables, build_feature_tables
+from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.variants import content_source, variant_config
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import Samples
+from mimrec.data.stage import read_data
 from mimrec.encoders.checkpoint import load_item_encoder
 from mimrec.encoders.item_encoder import ItemEncoder
 from mimrec.errors import MimrecError
@@ -82,19 +83,15 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     if not run.is_dir():
         raise MimrecError(f"run folder not found: {run}")
     manifest = require_stage(run / "ctr", "ctr")
-    require_stage(run / "data", "data")
+    data = read_data(run / "data")
     ctr_cfg = from_dict(CtrConfig, manifest["config"]["ctr"], "ctr")
     data_cfg = from_dict(DataConfig, manifest["config"]["data"], "data")
     key = choose_model(manifest["metrics"], model)
     variant = key.rsplit("-seed", 1)[0]
     model_cfg = variant_config(ctr_cfg.model, variant)
 
-    items = pd.read_parquet(run / "data" / "items.parquet")
-    users_path = run / "data" / "users.parquet"
-    users = pd.read_parquet(users_path) if users_path.is_file() else None
-    samples = Samples.load(run / "data" / "samples.npz")
-    tables = build_feature_tables(items, users, len(samples.user_ids), data_cfg.item_features,
-                                  data_cfg.user_features)
+    items = data.items
+    tables = feature_tables(data, data_cfg)
     store = store_info = encoder_dir = None
     content = None
     if model_cfg.uses_content:
@@ -113,7 +110,8 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     net.load_state_dict(load_file(weights))
     net.eval()
     encoder = load_item_encoder(encoder_dir) if encoder_dir else None
-    return ServingBundle(run, key, net, tables, items, users, samples.user_ids, samples, store,
+    return ServingBundle(run, key, net, tables, items, data.users, data.samples.user_ids,
+                         data.samples, store,
                          store_info, encoder, data_cfg.user_features, data_cfg.max_seq_len)
 
 
@@ -124,9 +122,7 @@ def content_rows(center: RepresentationCenter, catalogue: np.ndarray
 
     Returns the (1 + I + A, E) table and the A added ids.
     """
-    vectors = center.lookup(catalogue)  # every catalogue item must be in the store
     added = center.ids[~np.isin(center.ids, catalogue)]
-    extra = center.lookup(added) if len(added) else np.zeros((0, center.dim), np.float32)
-    table = np.concatenate([np.zeros((1, center.dim), np.float32), vectors, extra])
-    return torch.from_numpy(table), added
+    # every catalogue item must be in the store: unknown ids raise
+    return center.padded_table(np.concatenate([catalogue, added])), added
 

@@ -13,12 +13,9 @@ so a restarted service knows them again.
 from __future__ import annotations
 
 import copy
-import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
-from mimrec.store.center import CURRENT, RepresentationCenter, upsert
+from mimrec.store.center import CURRENT, RepresentationCenter, file_lock, upsert
 
 ADDED_ITEMS_FILE = "added_items.json"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
@@ -271,7 +268,7 @@ class Scorer:
         if attributes:
             record["attributes"] = list(attributes)
         record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self._add_lock, fields_lock(self.bundle.store):
+        with self._add_lock, file_lock(self.bundle.store / ".added_items.lock"):
             # re-read: another worker process may have added items since
             self.added_fields = {**self._read_added_fields(), key: record}
             write_json_atomic(self._added_path, self.added_fields)
@@ -282,19 +279,13 @@ class Scorer:
     def follow_store(self) -> None:
         """Pick up versions other processes wrote (another worker of this service added an
         item): one ``stat`` of ``CURRENT.json`` per call, a refresh only when it changed."""
-        store = self.bundle.store
-        if store is None:
-            return
-        try:
-            stamp = os.stat(store / CURRENT).st_mtime_ns
-        except OSError:
-            return
-        if stamp == self._store_stamp:
+        stamp = _stamp(self.bundle.store)
+        if stamp is None or stamp == self._store_stamp:
             return
         with self._add_lock:
             if stamp == self._store_stamp:
                 return
-            version = RepresentationCenter(store).version
+            version = RepresentationCenter(self.bundle.store).version
             if version != self.catalogue.store_version:
                 self.added_fields = self._read_added_fields()
                 self._refresh(version)
@@ -358,16 +349,6 @@ def _stamp(store: Path | None) -> int | None:
     except OSError:
         return None
 
-
-@contextmanager
-def fields_lock(store: Path) -> Iterator[None]:
-    """One writer of ``added_items.json`` at a time across processes (an advisory lock)."""
-    with open(store / ".added_items.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _jsonable(value: Any) -> Any:

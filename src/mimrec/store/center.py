@@ -139,6 +139,12 @@ class RepresentationCenter:
         """Vectors of ``ids`` (any shape (...)) -> (..., D); unknown ids raise."""
         return self.vectors[self.rows(ids)]
 
+    def padded_table(self, ids: np.ndarray | list) -> torch.Tensor:
+        """A model's content table: row 0 zeros (padding), then the vectors of ``ids`` in order.
+        Unknown ids raise. Shapes: N ids -> (1 + N, D) float32."""
+        vectors = self.lookup(np.asarray(ids))
+        return torch.from_numpy(np.concatenate([np.zeros((1, self.dim), np.float32), vectors]))
+
     def gather(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Vectors of row numbers, e.g. a padded (B, L) batch -> (B, L, D) float32 tensor.
 
@@ -171,15 +177,22 @@ class RepresentationCenter:
 
 
 @contextmanager
-def writer_lock(folder: Path) -> Iterator[None]:
-    """One writer at a time per store folder (an advisory lock on ``folder/.lock``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if needed), across processes."""
+    with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
+def writer_lock(folder: Path) -> Iterator[None]:
+    """One writer at a time per store folder (an advisory lock on ``folder/.lock``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / ".lock"):
+        yield
 
 
 def write_version(folder: str | Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,

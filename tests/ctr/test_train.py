@@ -58,3 +58,24 @@ def test_embedding_l2_shrinks_embeddings(slice_data):
         norms.append(float(sum(e.weight.detach().norm() for e in model.embeddings())))
     assert norms[1] < norms[0]
     assert torch.get_num_threads() >= 1
+
+
+def test_ema_weights_are_the_ones_judged_and_restored(slice_data):
+    s, tables = slice_data
+    train, valid = batchable(s, TRAIN), batchable(s, VALID)
+    seed_everything(0)
+    plain = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), tables)
+    seed_everything(0)
+    model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), tables)
+    cfg = TrainConfig(batch_size=256, lr=3e-3, max_epochs=3, patience=3)
+    fit(plain, train, valid, cfg)
+    log = fit(model, train, valid, TrainConfig(**{**cfg.__dict__, "ema_decay": 0.9}))
+    best = max(r["valid_auc"] for r in log)
+    # the model left in place is the best averaged one, not the last step's weights
+    assert auc(valid.label.numpy(), predict(model, valid)) == pytest.approx(best, abs=1e-6)
+    assert not np.allclose(predict(model, valid), predict(plain, valid))
+
+
+def test_ema_decay_outside_zero_one_is_rejected():
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

@@ -87,6 +87,8 @@ class TrainConfig:
             each step as ``l2 / 2 * ||E||^2`` (the FuxiCTR ``embedding_regularizer`` convention).
         max_epochs: upper bound on passes over train.
         patience: stop after this many epochs without a better valid AUC; the best is restored.
+        ema_decay: when > 0, judge and keep an exponential moving average of the weights
+            (updated every step with this decay) instead of the last step's weights.
         seeds: one model is trained per seed; reports give mean and std.
         deterministic: use torch's deterministic kernels, so one seed gives one result.
         device: ``auto`` takes a GPU when one is present.
@@ -101,6 +103,7 @@ class TrainConfig:
     embedding_l2: float = 0.0
     max_epochs: int = 20
     patience: int = 2
+    ema_decay: float = 0.0
     seeds: tuple[int, ...] = (0, 1, 2)
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -108,6 +111,8 @@ class TrainConfig:
     workers: int = 1
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ctr.train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.workers < 1:
             raise ValueError(f"ctr.train.workers must be >= 1, got {self.workers}")
 

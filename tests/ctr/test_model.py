@@ -91,3 +91,27 @@ def test_inference_cache_matches_a_fresh_computation_and_is_dropped_on_changes(t
         assert torch.allclose(model(user, item, history), cached, atol=1e-6)
         model.set_content(torch.randn(31, 12))
         assert not torch.allclose(model(user, item, history), cached, atol=1e-4)
+
+
+def test_item_id_dropout_hides_the_target_id_in_training_only(tables):
+    torch.manual_seed(0)
+    cfg = ModelConfig(item_id_dropout=1.0, dropout=0.0, batch_norm=False)
+    model = CiUBM(cfg, tables)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    user, item, history = _batch()
+    other = item.clone()
+    other[0] = 2 if int(item[0]) != 2 else 3
+    # give both target items the same features, so only their ID embeddings differ
+    for bag in model.item_features:
+        bag.index[int(other[0])] = bag.index[int(item[0])]
+    with torch.no_grad():
+        model.train()
+        assert torch.allclose(model(user, item, history)[0], model(user, other, history)[0])
+        model.eval()
+        assert not torch.allclose(model(user, item, history)[0], model(user, other, history)[0])
+
+
+def test_item_id_dropout_outside_zero_one_is_rejected():
+    with pytest.raises(ValueError, match="item_id_dropout"):
+        ModelConfig(item_id_dropout=1.5)

@@ -45,6 +45,9 @@ class ModelConfig:
         ciubm_modules: the content modules the ``ciubm`` variants switch on (``ciubm_raw``,
             ``ciubm_pretrain`` alike; each ``ciubm_no_*`` drops one of them). Default: all four;
             MUSE's best pair is ``["sa_ta", "simtier"]``.
+        item_id_dropout: in training, zero each sample's target item-ID embedding with this
+            probability (its features and content stay), so the model also learns to score an
+            item it has no trained ID for (cold start; DropoutNet-style). 0 = off.
         retrieval_k: keep only the K behaviours most similar in content to the target (GSU);
             0 = keep all. Applies when the sequence is longer than K.
     """
@@ -68,6 +71,12 @@ class ModelConfig:
     ciubm_modules: tuple[ContentModule, ...] = ("sa_ta", "simtier", "content_attention",
                                                 "target_content")
     retrieval_k: int = 0
+    item_id_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.item_id_dropout <= 1.0:
+            raise ValueError(f"ctr.model.item_id_dropout must be in [0, 1], "
+                             f"got {self.item_id_dropout}")
 
     @property
     def uses_content(self) -> bool:

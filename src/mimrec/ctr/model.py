@@ -156,6 +156,8 @@ class CiUBM(nn.Module):
         catalogue = tables["catalogue"]  # (I + 1, D)
         item_ids, history_ids = self.id_index(item), self.id_index(history)
         target = catalogue[item_ids]  # (B, D); behaviours are read from the catalogue rows
+        if self.training and self.cfg.item_id_dropout > 0 and self.item_id_embedding is not None:
+            target = self._drop_target_id(target)
         parts = [self.user_vectors(user, user_features), target]
         if self.target_attention is not None:
             parts.append(self.target_attention(target, catalogue, mask, index=history_ids,
@@ -171,6 +173,14 @@ class CiUBM(nn.Module):
         if self.target_content is not None:
             parts.append(self.target_content(self.content[item]))
         return self.tower(torch.cat(parts, dim=-1)).squeeze(-1)  # (B,)
+
+    def _drop_target_id(self, target: torch.Tensor) -> torch.Tensor:
+        """Zero the item-ID part (the first ``embedding_dim`` columns) of a random
+        ``item_id_dropout`` share of the target rows. Shapes: (B, D) -> (B, D)."""
+        d = self.cfg.embedding_dim
+        keep = (torch.rand(target.shape[0], 1, device=target.device)
+                >= self.cfg.item_id_dropout).to(target.dtype)
+        return torch.cat([target[:, :d] * keep, target[:, d:]], dim=-1)
 
     def catalogue_tables(self) -> dict:
         """Per-catalogue-item tensors every sample reads: item vectors and the linear parts of

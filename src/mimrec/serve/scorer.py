@@ -29,7 +29,7 @@ from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
-from mimrec.store.center import CURRENT, RepresentationCenter, file_lock, upsert
+from mimrec.store.center import CURRENT, RepresentationCenter, current_version, file_lock, upsert
 
 ADDED_ITEMS_FILE = "added_items.json"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
@@ -285,7 +285,7 @@ class Scorer:
         with self._add_lock:
             if stamp == self._store_stamp:
                 return
-            version = RepresentationCenter(self.bundle.store).version
+            version = current_version(self.bundle.store)  # the number only: no vectors read
             if version != self.catalogue.store_version:
                 self.added_fields = self._read_added_fields()
                 self._refresh(version)
@@ -348,7 +348,6 @@ def _stamp(store: Path | None) -> int | None:
         return os.stat(store / CURRENT).st_mtime_ns if store is not None else None
     except OSError:
         return None
-
 
 
 def _jsonable(value: Any) -> Any:

@@ -84,11 +84,7 @@ class RepresentationCenter:
 
     def __init__(self, folder: str | Path, version: int | None = None) -> None:
         self.folder = Path(folder)
-        current = self.folder / CURRENT
-        if not current.is_file():
-            raise MimrecError(f"{self.folder} is not a Representation Center (no {CURRENT}); "
-                              "build one with `mimrec index`")
-        self.version = version if version is not None else json.loads(current.read_text())["version"]
+        self.version = version if version is not None else current_version(self.folder)
         name = _version_name(self.version)
         path = self.folder / f"{name}.arrow"
         if not path.is_file():
@@ -174,6 +170,15 @@ class RepresentationCenter:
                 f"store {self.folder} was built by encoder {self.info.encoder} "
                 f"({self.info.encoder_hash[:12]}), the model expects {expected.encoder} "
                 f"({expected.encoder_hash[:12]})")
+
+
+def current_version(folder: str | Path) -> int:
+    """The version ``CURRENT.json`` of a store folder names (reads nothing else)."""
+    current = Path(folder) / CURRENT
+    if not current.is_file():
+        raise MimrecError(f"{folder} is not a Representation Center (no {CURRENT}); "
+                          "build one with `mimrec index`")
+    return json.loads(current.read_text())["version"]
 
 
 @contextmanager

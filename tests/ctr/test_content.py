@@ -94,3 +94,48 @@ def test_retrieval_keeps_the_most_similar_in_sequence_order():
     sims = torch.tensor([[0.9, 0.8, 0.1]])
     mask = torch.tensor([[False, False, True]])
     assert retrieve_top_k(sims, mask, 2)[0, -1].item() == 2  # the only valid one survives
+
+
+def _cold_id_model(tables):
+    model = _model(tables, sa_ta=True, simtier=False, content_attention=False,
+                   target_content=False, cold_id=True,
+                   ciubm_modules=("sa_ta", "cold_id"))
+    model.mark_trained(torch.arange(1, 21))  # items 21..30 were never a train target
+    return model
+
+
+def test_cold_id_fills_only_untrained_items_from_content(tables):
+    model = _cold_id_model(tables)
+    items = torch.arange(N_ITEMS + 1)
+    with torch.no_grad():
+        id_part = model.item_vectors(items)[:, :model.cfg.embedding_dim]
+        own = model.item_id_embedding(items)
+        generated = model.content_id(model.content)
+    torch.testing.assert_close(id_part[:21], own[:21])  # padding and trained items: their own
+    torch.testing.assert_close(id_part[21:], generated[21:])
+    assert not torch.allclose(generated[21:], own[21:])
+
+
+def test_cold_id_scores_an_added_item_from_its_content_and_ablation_drops_it(tables):
+    model = _cold_id_model(tables)
+    user, _, history = _batch()
+    new = N_ITEMS + 1
+    model.set_content(torch.cat([_content(), _content(1, 2)[1:]]))
+    with torch.no_grad():
+        target = model.catalogue_tables()["catalogue"][new, :model.cfg.embedding_dim]
+        torch.testing.assert_close(target, model.content_id(model.content[new]))
+        model(user, torch.full((3,), new), history)  # the extended catalogue is readable
+    cfg = variant_config(ModelConfig(ciubm_modules=("sa_ta", "cold_id")), "ciubm_no_cold_id")
+    assert not cfg.cold_id and cfg.sa_ta
+    assert variant_config(ModelConfig(ciubm_modules=("cold_id",)), "din").uses_content is False
+
+
+def test_cold_id_regression_does_not_move_id_embeddings(tables):
+    model = _cold_id_model(tables).train()
+    loss = model.auxiliary_loss(torch.tensor([1, 2, 3]))
+    loss.backward()
+    assert loss.item() > 0
+    assert model.item_id_embedding.weight.grad is None
+    assert model.content_id.weight.grad.abs().sum() > 0
+    din = _model(tables, "din")
+    assert din.auxiliary_loss(torch.tensor([1])) == 0.0

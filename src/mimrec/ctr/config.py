@@ -12,11 +12,11 @@ ContentSource = Literal["raw", "pretrain", "csft"]
 Variant = Literal[
     "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
     "ciubm_no_content_attention", "ciubm_no_target_content", "ciubm_no_retrieval",
-    "ciubm_raw", "ciubm_pretrain",
+    "ciubm_no_cold_id", "ciubm_raw", "ciubm_pretrain",
 ]
 
 # The content modules a CiUBM variant can switch on (each is a ModelConfig switch).
-ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content"]
+ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content", "cold_id"]
 
 
 
@@ -39,6 +39,10 @@ class ModelConfig:
         simtier_bins: number of SimTier bins over [-1, 1].
         content_attention: target attention in content space.
         target_content: the target's (projected) content vector as a feature.
+        cold_id: an item whose ID embedding training never updated (no train impression: a cold
+            item, or one added after training) gets an ID embedding generated from its content
+            vector by a linear map, fitted during training to the trained items' ID embeddings
+            (a regression the CTR loss does not see); trained items keep their own.
         content_proj_dim: size content vectors are projected to inside the CTR model.
         content_dropout: dropout on the projected content vectors (the target content feature
             and the inputs of content attention); regularises the content path.
@@ -66,6 +70,7 @@ class ModelConfig:
     simtier_bins: int = 20
     content_attention: bool = False
     target_content: bool = False
+    cold_id: bool = False
     content_proj_dim: int = 32
     content_dropout: float = 0.0
     ciubm_modules: tuple[ContentModule, ...] = ("sa_ta", "simtier", "content_attention",
@@ -82,7 +87,7 @@ class ModelConfig:
     def uses_content(self) -> bool:
         """Whether any module reads content vectors."""
         return (self.sa_ta or self.simtier or self.content_attention or self.target_content
-                or self.retrieval_k > 0)
+                or (self.cold_id and self.use_item_id) or self.retrieval_k > 0)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,10 @@ class CiUBM(nn.Module):
                                   if cfg.content_attention else None)
         self.target_content = (ContentProjection(content_dim, p, cfg.content_dropout)
                                if cfg.target_content else None)
+        self.content_id = (nn.Linear(content_dim, d)
+                           if cfg.cold_id and self.item_id_embedding is not None else None)
+        if self.content_id is not None:  # which ID embeddings training updates (see mark_trained)
+            self.register_buffer("id_trained", torch.ones(tables.num_items + 1, dtype=torch.bool))
         tower_in = (user_dim + item_dim * (1 + cfg.id_attention + cfg.sa_ta)
                     + cfg.simtier_bins * cfg.simtier
                     + p * (cfg.content_attention + cfg.target_content))
@@ -101,6 +105,20 @@ class CiUBM(nn.Module):
                                                 dim=-1)
         self.content = content.to(self.all_items.device)
         self.similarity.set_content(self.content)
+        # the catalogue spans every content row: items added after training included
+        self.all_items = torch.arange(max(self.num_id_items + 1, self.content.shape[0]),
+                                      device=self.content.device)
+        self.clear_cache()
+
+    def mark_trained(self, items: torch.Tensor) -> None:
+        """Record the items training updates the ID embedding of (the train targets, model
+        indices); with ``cold_id`` every other item's ID embedding is generated from content."""
+        if self.content_id is None:
+            return
+        trained = torch.zeros_like(self.id_trained)
+        trained[items.to(trained.device)] = True
+        trained[0] = True  # padding keeps its zero vector
+        self.id_trained.copy_(trained)
         self.clear_cache()
 
     def _reset_embeddings(self) -> None:
@@ -118,11 +136,29 @@ class CiUBM(nn.Module):
 
         Shapes: (...,) -> (..., item_dim).
         """
-        items = self.id_index(items)
-        parts = [bag(items) for bag in self.item_features]
+        ids = self.id_index(items)
+        parts = [bag(ids) for bag in self.item_features]
         if self.item_id_embedding is not None:
-            parts.insert(0, self.item_id_embedding(items))
+            parts.insert(0, self.item_id_embedding(ids))
+            if self.content_id is not None:
+                known = self.id_trained[ids] & (ids == items)  # (...,)
+                generated = self.content_id(self.content[items])  # (..., d)
+                parts[0] = torch.where(known.unsqueeze(-1), parts[0], generated)
         return torch.cat(parts, dim=-1)
+
+    def catalogue_index(self, items: torch.Tensor) -> torch.Tensor:
+        """Item indices into :meth:`catalogue_tables` rows: items past them read as unknown (0)."""
+        n = self.all_items.shape[0]
+        return torch.where(items < n, items, torch.zeros_like(items))
+
+    def auxiliary_loss(self, item: torch.Tensor) -> torch.Tensor | float:
+        """With ``cold_id``: the squared error of the content -> ID-embedding map on the batch's
+        target items, against their (detached) trained ID embeddings, so fitting the map never
+        moves them. Added to the CTR loss in training; 0 otherwise. Shapes: (B,) -> ()."""
+        if self.content_id is None:
+            return 0.0
+        trained = self.item_id_embedding(self.id_index(item)).detach()  # (B, d)
+        return (self.content_id(self.content[item]) - trained).pow(2).sum(-1).mean()
 
     def id_index(self, items: torch.Tensor) -> torch.Tensor:
         """Item indices for the ID tables: items added after training read as unknown (0)."""
@@ -154,7 +190,7 @@ class CiUBM(nn.Module):
         mask = history > 0
         tables = self.catalogue_tables()
         catalogue = tables["catalogue"]  # (I + 1, D)
-        item_ids, history_ids = self.id_index(item), self.id_index(history)
+        item_ids, history_ids = self.catalogue_index(item), self.catalogue_index(history)
         target = catalogue[item_ids]  # (B, D); behaviours are read from the catalogue rows
         if self.training and self.cfg.item_id_dropout > 0 and self.item_id_embedding is not None:
             target = self._drop_target_id(target)

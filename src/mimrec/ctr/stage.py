@@ -55,6 +55,7 @@ def train_one(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables
     seed_everything(seed, cfg.train.deterministic)
     model_cfg = variant_config(cfg.model, variant)
     model = CiUBM(model_cfg, tables, content if model_cfg.uses_content else None)
+    model.mark_trained(splits["train"].item)
     model = model.to(resolve_device(cfg.train.device))
     start = time.perf_counter()
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress)

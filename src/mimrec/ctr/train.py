@@ -13,6 +13,7 @@ from rich.progress import Progress
 from torch import nn
 
 from mimrec.ctr.config import TrainConfig
+from mimrec.ctr.model import CiUBM
 from mimrec.data.samples import Samples
 from mimrec.eval.metrics import auc
 
@@ -119,7 +120,7 @@ class WeightAverage:
             ours_t.copy_(theirs_t)
 
 
-def train_epoch(model: nn.Module, data: Batchable, opt: torch.optim.Optimizer,
+def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                 cfg: TrainConfig, progress: Progress | None, epoch: int,
                 ema: WeightAverage | None = None) -> float:
     """One pass over ``data`` in a random order; returns the mean BCE loss. ``ema``, when
@@ -135,7 +136,8 @@ def train_epoch(model: nn.Module, data: Batchable, opt: torch.optim.Optimizer,
         user, item, history, label = data.take(idx, device)
         loss = loss_fn(model(user, item, history), label)
         opt.zero_grad(set_to_none=True)
-        (loss + embedding_penalty(model, cfg.embedding_l2)).backward()
+        (loss + embedding_penalty(model, cfg.embedding_l2)
+         + model.auxiliary_loss(item)).backward()
         opt.step()
         if ema is not None:
             ema.update()
@@ -147,7 +149,7 @@ def train_epoch(model: nn.Module, data: Batchable, opt: torch.optim.Optimizer,
     return total / max(steps, 1)
 
 
-def fit(model: nn.Module, train: Batchable, valid: Batchable, cfg: TrainConfig,
+def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
         progress: Progress | None = None) -> list[dict]:
     """Train with early stopping on valid AUC; the best epoch's weights are restored in place.
 

@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from mimrec.ctr.config import ContentSource, ModelConfig, Variant
 
-_ALL_CONTENT = {"sa_ta": True, "simtier": True, "content_attention": True, "target_content": True}
+_ALL_CONTENT = {"sa_ta": True, "simtier": True, "content_attention": True, "target_content": True,
+                "cold_id": True}
 
 
 def variant_config(base: ModelConfig, name: Variant) -> ModelConfig:
@@ -37,6 +38,8 @@ def variant_config(base: ModelConfig, name: Variant) -> ModelConfig:
             return replace(base, **{**ciubm, "content_attention": False})
         case "ciubm_no_target_content":
             return replace(base, **{**ciubm, "target_content": False})
+        case "ciubm_no_cold_id":
+            return replace(base, **{**ciubm, "cold_id": False})
         case "ciubm_no_retrieval":
             return replace(base, **ciubm, retrieval_k=0)
     raise AssertionError(f"unhandled variant {name}")  # pragma: no cover

@@ -37,4 +37,4 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py --run runs/bench
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -46,3 +46,11 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("[data\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_value_check_names_its_key_once():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["ctr.train.ema_decay=1.5"])
+    assert str(err.value) == "ctr.train.ema_decay must be in [0, 1), got 1.5"
+    with pytest.raises(ConfigError, match=r"^csft: csft level weights must be >= 0"):
+        load_config(None, ["csft.modality_weight=-1.0"])

@@ -92,7 +92,12 @@ def from_dict(cls: type[T], raw: dict[str, Any], where: str = "") -> T:
     try:
         return cls(**values)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where or 'config'}: {exc}") from None
+        message = str(exc)
+        if not where:
+            message = f"config: {message}"
+        elif not message.startswith(f"{where}."):  # most checks already name their key
+            message = f"{where}: {message}"
+        raise ConfigError(message) from None
 
 
 def _coerce(tp: Any, value: Any, name: str) -> Any:

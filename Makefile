@@ -33,7 +33,9 @@ bench-env: $(BENCH_STAMP)
 # bench: every benchmark (benchmarks/run_all.py), results in runs/bench/results and
 # benchmarks/RESULTS.md; runs benchmarks/bench_serve.py too when it exists. About 1 hour on 2 cores.
 bench: $(STAMP) $(BENCH_STAMP)
-	$(PY) -m pip -q install -e ".[bench]"
+	# --no-warn-conflicts: the only conflicts pip would list are the unused declared dependencies
+	# of the --no-deps data packages (requirements/no-deps.txt)
+	$(PY) -m pip -q install --no-warn-conflicts -e ".[bench]"
 	$(PY) benchmarks/run_all.py --run runs/bench
 
 lint: $(STAMP)

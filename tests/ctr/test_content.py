@@ -45,7 +45,9 @@ def _batch():
 @pytest.mark.parametrize("variant", ["ciubm", "content_only"])
 @pytest.mark.parametrize("k", [0, 3])
 def test_padding_invariance_with_content_modules(tables, variant, k):
-    model = _model(tables, variant, retrieval_k=k)
+    every = ("sa_ta", "simtier", "content_attention", "target_content", "cold_id")
+    model = _model(tables, variant, retrieval_k=k, ciubm_modules=every)
+    model.mark_trained(torch.arange(1, 8))  # most items here get a generated ID
     user, item, history = _batch()
     with torch.no_grad():
         base = model(user, item, history)

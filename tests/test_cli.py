@@ -51,6 +51,12 @@ def test_run_writes_every_artifact_and_the_report(ml_slice, tiny_text, tmp_path)
     assert ctr["metrics"]["ciubm-seed0"]["content"]["encoder"] == "csft"
     assert set(report["retrieval"]) == {"pretrain", "csft"}
     assert "ciubm" in report["models"] and "alignment" in report
+    vs = report["models"]["ciubm"]["vs_baseline"]  # paired bootstrap against din
+    assert vs["seeds"] == [0, 1] and vs["resamples"] == 1000
+    low, high = vs["delta_auc_interval"]
+    assert low <= vs["delta_auc"] <= high
+    assert vs["delta_auc"] == pytest.approx(report["models"]["ciubm"]["auc"] - din["auc"])
+    assert "vs_baseline" not in din and "ΔAUC [interval]" in (out / "report.md").read_text()
 
 
 def test_stages_run_one_by_one_and_p1_cold(ml_slice, tmp_path):

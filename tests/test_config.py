@@ -54,3 +54,8 @@ def test_a_value_check_names_its_key_once():
     assert str(err.value) == "ctr.train.ema_decay must be in [0, 1), got 1.5"
     with pytest.raises(ConfigError, match=r"^csft: csft level weights must be >= 0"):
         load_config(None, ["csft.modality_weight=-1.0"])
+
+
+def test_negative_bootstrap_resamples_are_refused():
+    with pytest.raises(ConfigError, match="eval.bootstrap_resamples must be >= 0"):
+        load_config(None, ["eval.bootstrap_resamples=-1"])

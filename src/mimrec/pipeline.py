@@ -116,13 +116,18 @@ def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
 
 def summary_table(report: dict) -> Table:
     """The report's CTR table for the terminal."""
+    from mimrec.eval.report import interval_text
+
     table = Table(title=f"{report['protocol']} test metrics (mean over seeds)")
-    for col in ("model", "AUC", "gAUC", "LogLoss", "RelaImpr", *[f"AUC {b}" for b in BUCKETS]):
+    for col in ("model", "AUC", "gAUC", "LogLoss", "RelaImpr", *[f"AUC {b}" for b in BUCKETS],
+                f"ΔAUC vs {report['baseline']} [95%]"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, m in report["models"].items():
         table.add_row(name, f"{m['auc']:.4f}", f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
                       f"{m['rela_impr']:+.2f}%",
-                      *[f"{m['buckets'][b]['auc']:.4f}" for b in BUCKETS])
+                      *[f"{m['buckets'][b]['auc']:.4f}" for b in BUCKETS],
+                      interval_text(m.get("vs_baseline"), "delta_auc")
+                      if name != report["baseline"] else "")
     return table
 
 

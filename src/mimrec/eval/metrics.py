@@ -22,6 +22,16 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
     """Impression-weighted mean of per-user AUCs over users with both classes (vectorised)."""
+    _, user_auc, sizes = user_aucs(users, labels, scores)
+    if not len(user_auc):
+        return float("nan")
+    return float(np.average(user_auc, weights=sizes))
+
+
+def user_aucs(users: np.ndarray, labels: np.ndarray, scores: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user AUC of the users with both classes: their ids (sorted), AUCs and impression
+    counts (the gAUC weights). Ties share their average rank (Mann-Whitney U)."""
     users, labels, scores = np.asarray(users), np.asarray(labels, float), np.asarray(scores, float)
     order = np.lexsort((scores, users))
     users, labels, scores = users[order], labels[order], scores[order]
@@ -34,9 +44,7 @@ def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
     rank_sum = np.bincount(group, weights=ranks * labels)
     ok = (n_pos > 0) & (n_neg > 0)
     user_auc = (rank_sum[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2) / (n_pos[ok] * n_neg[ok])
-    if not ok.any():
-        return float("nan")
-    return float(np.average(user_auc, weights=sizes[ok]))
+    return users[starts][ok], user_auc, sizes[ok]
 
 
 def _group_ranks(group: np.ndarray, scores: np.ndarray) -> np.ndarray:

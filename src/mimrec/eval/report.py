@@ -14,6 +14,7 @@ from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import ctr_metrics, rela_impr
 from mimrec.eval.plot import plot_bucket_auc
+from mimrec.eval.significance import paired_bootstrap
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -37,27 +38,35 @@ def aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
-def model_metrics(ctr_dir: Path, data_dir: Path) -> dict[str, dict]:
-    """Test metrics per model, recomputed from the saved predictions and the data artifact."""
-    data = read_data(data_dir)
-    test = data.samples.subset(TEST)
+def test_predictions(ctr_dir: Path) -> dict[str, dict[int, np.ndarray]]:
+    """Saved test probabilities: model name -> training seed -> (N test,) array."""
+    per_model: dict[str, dict[int, np.ndarray]] = {}
     with np.load(ctr_dir / "predictions.npz", allow_pickle=False) as preds:
-        keys = [k for k in preds.files if k.endswith("/test")]
-        per_model: dict[str, list[dict]] = {}
-        for key in keys:
-            variant = key.split("-seed")[0]
-            per_model.setdefault(variant, []).append(
-                ctr_metrics(test["user"], test["label"], preds[key], test["bucket"]))
-    return {name: aggregate(seeds) for name, seeds in per_model.items()}
+        for key in preds.files:
+            if key.endswith("/test"):
+                variant, seed = key.removesuffix("/test").rsplit("-seed", 1)
+                per_model.setdefault(variant, {})[int(seed)] = preds[key]
+    return per_model
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
-    """Write report.json / report.md / report_buckets.png into ``out``; returns the report."""
+    """Write report.json / report.md / report_buckets.png into ``out``; returns the report.
+
+    Every metric is recomputed from the saved test predictions and the data artifact.
+    """
     data_dir = Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"])
-    models = model_metrics(ctr_dir, data_dir)
+    test = read_data(data_dir).samples.subset(TEST)
+    predictions = test_predictions(ctr_dir)
+    models = {name: aggregate([ctr_metrics(test["user"], test["label"], probs, test["bucket"])
+                               for probs in by_seed.values()])
+              for name, by_seed in predictions.items()}
     base = models.get(cfg.baseline)
-    for m in models.values():
+    for name, m in models.items():
         m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
+        if base and name != cfg.baseline and cfg.bootstrap_resamples:
+            m["vs_baseline"] = paired_bootstrap(test["user"], test["label"], predictions[name],
+                                                predictions[cfg.baseline],
+                                                cfg.bootstrap_resamples)
     data_manifest = read_manifest(data_dir)
     new_frac = data_manifest["config"]["new_item_fraction"]
     report = {"protocol": "P1-cold" if new_frac > 0 else "P1", "baseline": cfg.baseline,
@@ -100,6 +109,31 @@ def ctr_table(report: dict) -> list[str]:
     return rows
 
 
+def interval_text(vs: dict | None, key: str) -> str:
+    """``+0.0011 [-0.0008, +0.0030]``: a difference to the baseline and its bootstrap interval."""
+    if not vs or not math.isfinite(vs[key]):
+        return "n/a"
+    low, high = vs[f"{key}_interval"]
+    return f"{vs[key]:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def difference_table(report: dict) -> list[str]:
+    """Each model's AUC / gAUC difference to the baseline with its bootstrap interval."""
+    rows = [(name, m["vs_baseline"]) for name, m in report["models"].items()
+            if m.get("vs_baseline")]
+    if not rows:
+        return []
+    first = rows[0][1]
+    lines = [f"Difference to `{report['baseline']}`, mean over the paired seeds, with a "
+             f"{first['level']:.0%} interval from a paired bootstrap over test users "
+             f"({first['resamples']} resamples; an interval that contains 0 means these test users "
+             "cannot tell the two models apart):", "",
+             "| model | ΔAUC [interval] | ΔgAUC [interval] |", "|---|---|---|"]
+    lines += [f"| {name} | {interval_text(vs, 'delta_auc')} | {interval_text(vs, 'delta_gauc')} |"
+              for name, vs in rows]
+    return lines
+
+
 def retrieval_table(retrieval: dict) -> list[str]:
     """Protocol P2: next-positive retrieval by content similarity, one row per vector source."""
     rows = ["| vectors | Recall@10 | Recall@50 | MRR |", "|---|---|---|---|"]
@@ -125,6 +159,9 @@ def render_markdown(report: dict, with_plot: bool) -> str:
         seeds = next(iter(report["models"].values()))["seeds"]
         lines += [f"## CTR ({report['protocol']}, test split, mean ± std over {seeds} seeds)", "",
                   f"RelaImpr is against `{report['baseline']}`.", "", *ctr_table(report), ""]
+        differences = difference_table(report)
+        if differences:
+            lines += [*differences, ""]
         if with_plot:
             lines += ["![AUC per popularity bucket](report_buckets.png)", ""]
     if report.get("retrieval"):

@@ -5,7 +5,8 @@ user and item ID embeddings and switches every content module on (``cold_id`` ha
 embedding to fill there). ``ciubm`` switches on the content modules listed in
 ``ModelConfig.ciubm_modules`` (default: the four that read content into the model; the MovieLens
 config keeps SA-TA + SimTier, MUSE's best pair, chosen on valid, plus ``cold_id``); each
-``ciubm_no_*`` switches one of them off (the ablation rows; naming a module the set lacks gives ``ciubm`` itself).
+``ciubm_no_*`` switches one of them off (the ablation rows; naming a module the set lacks gives
+``ciubm`` itself).
 ``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm`` reading the raw pretrained text vectors or
 the stage-1 vectors instead of the C-SFT ones.
 """

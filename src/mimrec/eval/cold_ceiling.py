@@ -27,14 +27,14 @@ def train_rates(index: np.ndarray, label: np.ndarray, size: int
     return (clicks + 1) / (count + 2), count
 
 
-def predicted_rates(features: np.ndarray, samples: Samples, alpha: float = 1.0) -> np.ndarray:
+def predicted_rates(features: np.ndarray, rate: np.ndarray, count: np.ndarray,
+                    alpha: float = 1.0) -> np.ndarray:
     """Every item's click rate predicted from its features by a ridge regression fitted on the
-    items with train impressions (weighted by the square root of their count).
+    items with train impressions (their train ``rate``, weighted by the square root of their
+    ``count``; see :func:`train_rates`).
 
-    Shapes: ``features`` (I, F) -> (I,).
+    Shapes: ``features`` (I, F), ``rate``, ``count`` (I,) -> (I,).
     """
-    train = samples.split == TRAIN
-    rate, count = train_rates(samples.item[train], samples.label[train], len(features))
     warm = count > 0
     if not warm.any():
         raise ValueError("no item has a train impression: nothing to fit the item rates on")
@@ -56,13 +56,15 @@ def cold_ceiling(samples: Samples, item_features: dict[str, np.ndarray]) -> dict
         raise ValueError(f"the cold bucket of test has {int(cold.sum())} rows, not both labels: "
                          "run P1-cold (data.new_item_fraction > 0)")
     train = samples.split == TRAIN
-    users = int(samples.user.max()) + 1
-    user_rate, _ = train_rates(samples.user[train], samples.label[train], users)
+    n_items = len(samples.item_train_count)
+    user_rate, _ = train_rates(samples.user[train], samples.label[train], len(samples.user_ids))
+    item_rate, item_count = train_rates(samples.item[train], samples.label[train], n_items)
     result = {"cold_rows": float(cold.sum()),
               "user train rate": auc(labels, user_rate[samples.user[cold]])}
     for name, features in item_features.items():
-        result[name] = auc(labels, predicted_rates(features, samples)[samples.item[cold]])
-    oracle, _ = train_rates(samples.item[test], samples.label[test], len(samples.item_train_count))
+        predicted = predicted_rates(features, item_rate, item_count)
+        result[name] = auc(labels, predicted[samples.item[cold]])
+    oracle, _ = train_rates(samples.item[test], samples.label[test], n_items)
     result["oracle: item test rate"] = auc(labels, oracle[samples.item[cold]])
     return result
 

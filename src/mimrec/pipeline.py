@@ -68,10 +68,12 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
 
 
 def stage_train(cfg: PipelineConfig, out: Path, console: Console) -> None:
-    """Train the CTR variants on ``out/data`` (content from ``out/index``) into ``out/ctr``."""
+    """Train the CTR models on ``out/data`` (content from ``out/index``) into ``out/ctr``."""
     from mimrec.ctr.stage import run_ctr
+    from mimrec.ctr.variants import model_specs
 
-    console.print(f"[bold]train[/]: {', '.join(cfg.ctr.variants)} x seeds "
+    names = [spec.name for spec in model_specs(cfg.ctr)]
+    console.print(f"[bold]train[/]: {', '.join(names)} x seeds "
                   f"{list(cfg.ctr.train.seeds)} -> {out / 'ctr'}")
     index = out / "index" if (out / "index" / "manifest.json").is_file() else None
     run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index)

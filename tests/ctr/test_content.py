@@ -2,11 +2,12 @@ import pandas as pd
 import pytest
 import torch
 
-from mimrec.ctr.config import ModelConfig
+from mimrec.ctr.blocks import reads_content
+from mimrec.ctr.config import CtrConfig, ModelConfig
 from mimrec.ctr.content import SimTier, retrieve_top_k
 from mimrec.ctr.features import build_feature_tables
 from mimrec.ctr.model import CiUBM
-from mimrec.ctr.variants import variant_config
+from mimrec.ctr.variants import preset
 
 N_ITEMS, E = 30, 12
 
@@ -28,7 +29,8 @@ def _content(seed=0, n=N_ITEMS + 1):
 
 def _model(tables, variant="ciubm", **kw):
     torch.manual_seed(0)
-    model = CiUBM(variant_config(ModelConfig(**kw), variant), tables, _content()).eval()
+    cfg = CtrConfig(model=ModelConfig(**kw))
+    model = CiUBM(cfg.model, preset(cfg, variant), tables, _content()).eval()
     for name, p in model.named_parameters():
         if "embedding" in name:
             torch.nn.init.normal_(p, std=0.3)
@@ -76,8 +78,8 @@ def test_a_new_item_is_scored_from_its_content(tables):
 
 
 def test_content_modules_need_content(tables):
-    with pytest.raises(ValueError, match="pass content vectors"):
-        CiUBM(variant_config(ModelConfig(), "ciubm"), tables, None)
+    with pytest.raises(ValueError, match="reads content vectors"):
+        CiUBM(ModelConfig(), preset(CtrConfig(), "ciubm"), tables, None)
 
 
 def test_simtier_counts_valid_similarities_per_bin():
@@ -99,9 +101,7 @@ def test_retrieval_keeps_the_most_similar_in_sequence_order():
 
 
 def _cold_id_model(tables):
-    model = _model(tables, sa_ta=True, simtier=False, content_attention=False,
-                   target_content=False, cold_id=True,
-                   ciubm_modules=("sa_ta", "cold_id"))
+    model = _model(tables, ciubm_modules=("sa_ta", "cold_id"))
     model.mark_trained(torch.arange(1, 21))  # items 21..30 were never a train target
     return model
 
@@ -110,9 +110,9 @@ def test_cold_id_fills_only_untrained_items_from_content(tables):
     model = _cold_id_model(tables)
     items = torch.arange(N_ITEMS + 1)
     with torch.no_grad():
-        id_part = model.item_vectors(items)[:, :model.cfg.embedding_dim]
-        own = model.item_id_embedding(items)
-        generated = model.content_id(model.content)
+        id_part = model.items(items, model.content)[:, :model.cfg.embedding_dim]
+        own = model.items.id_embedding(items)
+        generated = model.items.cold_id.map(model.content)
     torch.testing.assert_close(id_part[:21], own[:21])  # padding and trained items: their own
     torch.testing.assert_close(id_part[21:], generated[21:])
     assert not torch.allclose(generated[21:], own[21:])
@@ -124,20 +124,21 @@ def test_cold_id_scores_an_added_item_from_its_content_and_ablation_drops_it(tab
     new = N_ITEMS + 1
     model.set_content(torch.cat([_content(), _content(1, 2)[1:]]))
     with torch.no_grad():
-        target = model.catalogue_tables()["catalogue"][new, :model.cfg.embedding_dim]
-        torch.testing.assert_close(target, model.content_id(model.content[new]))
+        target = model.catalogue_tables().vectors[new, :model.cfg.embedding_dim]
+        torch.testing.assert_close(target, model.items.cold_id.map(model.content[new]))
         model(user, torch.full((3,), new), history)  # the extended catalogue is readable
-    cfg = variant_config(ModelConfig(ciubm_modules=("sa_ta", "cold_id")), "ciubm_no_cold_id")
-    assert not cfg.cold_id and cfg.sa_ta
-    assert variant_config(ModelConfig(ciubm_modules=("cold_id",)), "din").uses_content is False
+    cfg = CtrConfig(model=ModelConfig(ciubm_modules=("sa_ta", "cold_id")))
+    ablation = preset(cfg, "ciubm_no_cold_id")
+    assert not ablation.cold_id and ablation.blocks == ("id_attention", "sa_ta")
+    assert not reads_content(preset(cfg, "din"))
 
 
 def test_cold_id_regression_does_not_move_id_embeddings(tables):
     model = _cold_id_model(tables).train()
-    loss = model.auxiliary_loss(torch.tensor([1, 2, 3]))
+    (loss,) = model.auxiliary_losses(torch.tensor([1, 2, 3]))
     loss.backward()
     assert loss.item() > 0
-    assert model.item_id_embedding.weight.grad is None
-    assert model.content_id.weight.grad.abs().sum() > 0
+    assert model.items.id_embedding.weight.grad is None
+    assert model.items.cold_id.map.weight.grad.abs().sum() > 0
     din = _model(tables, "din")
-    assert din.auxiliary_loss(torch.tensor([1])) == 0.0
+    assert din.auxiliary_losses(torch.tensor([1])) == []

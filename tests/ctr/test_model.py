@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mimrec.ctr.config import ModelConfig
+from mimrec.ctr.config import ModelConfig, ModelSpec
 from mimrec.ctr.features import build_feature_tables
 from mimrec.ctr.model import CiUBM
 
@@ -28,10 +28,15 @@ def _batch(b=6, L=7, seed=0):
     return user, item, history
 
 
+DIN = ModelSpec("din")
+EVERY_BLOCK = ModelSpec("every", ("id_attention", "sa_ta", "simtier", "content_attention",
+                                  "target_content"))
+
+
 @pytest.mark.parametrize("softmax", [False, True])
 def test_padding_does_not_change_the_logit(tables, softmax):
     torch.manual_seed(0)
-    model = CiUBM(ModelConfig(attention_softmax=softmax), tables).eval()
+    model = CiUBM(ModelConfig(attention_softmax=softmax), DIN, tables).eval()
     for p in model.parameters():  # embeddings start near zero: make them matter
         torch.nn.init.normal_(p, std=0.3)
     user, item, history = _batch()
@@ -46,7 +51,7 @@ def test_padding_does_not_change_the_logit(tables, softmax):
 
 def test_permuting_the_batch_permutes_the_scores(tables):
     torch.manual_seed(0)
-    model = CiUBM(ModelConfig(), tables).eval()
+    model = CiUBM(ModelConfig(), DIN, tables).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     user, item, history = _batch(b=10)
@@ -57,53 +62,51 @@ def test_permuting_the_batch_permutes_the_scores(tables):
 
 
 def test_switching_off_ids_removes_their_tables(tables):
-    full = CiUBM(ModelConfig(), tables)
-    no_ids = CiUBM(ModelConfig(use_item_id=False, use_user_id=False), tables)
-    assert full.item_id_embedding is not None and no_ids.item_id_embedding is None
+    full = CiUBM(ModelConfig(), DIN, tables)
+    no_ids = CiUBM(ModelConfig(), ModelSpec("no_ids", item_id=False, user_id=False), tables)
+    assert full.items.id_embedding is not None and no_ids.items.id_embedding is None
     assert len(no_ids.embeddings()) == len(full.embeddings()) - 2
 
 
-def test_inference_cache_matches_a_fresh_computation_and_is_dropped_on_changes(tables):
+def test_catalogue_tables_computed_once_give_the_same_logits(tables):
+    """Inference passes the catalogue tables computed once; training computes them per batch.
+    Both give the same logits, and tables of other weights give other logits."""
     torch.manual_seed(0)
-    content = torch.randn(31, 12)
-    cfg = ModelConfig(sa_ta=True, simtier=True, content_attention=True, target_content=True)
-    model = CiUBM(cfg, tables, content).eval()
+    model = CiUBM(ModelConfig(), EVERY_BLOCK, tables, torch.randn(31, 12)).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     user, item, history = _batch()
     with torch.inference_mode():
-        cached = model(user, item, history)
-        assert model._tables is not None
-        assert torch.allclose(model(user, item, history), cached)
-    with torch.enable_grad():  # autograd on: never served from the cache
-        assert torch.allclose(model(user, item, history), cached, atol=1e-6)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.train()
-    assert model._tables is None
-    model.eval()
-    with torch.no_grad():
-        model(user, item, history)
-        model.tower.net[0].weight.mul_(2.0)  # not a cached table: read live
-        model.item_id_embedding.weight.mul_(3.0)
-    model.load_state_dict(state)
-    assert model._tables is None
-    with torch.no_grad():
-        assert torch.allclose(model(user, item, history), cached, atol=1e-6)
-        model.set_content(torch.randn(31, 12))
-        assert not torch.allclose(model(user, item, history), cached, atol=1e-4)
+        tables_once = model.catalogue_tables()
+        fresh = model(user, item, history)
+        torch.testing.assert_close(model(user, item, history, tables=tables_once), fresh)
+        model.items.id_embedding.weight.mul_(3.0)
+        assert not torch.allclose(model(user, item, history), fresh, atol=1e-4)
+        torch.testing.assert_close(model(user, item, history, tables=tables_once), fresh)
+
+
+def test_the_model_describes_its_parts(tables):
+    model = CiUBM(ModelConfig(simtier_bins=20), ModelSpec("m", ("id_attention", "simtier")),
+                  tables, torch.randn(31, 12))
+    info = model.describe()
+    widths = {part["name"]: part["out_dim"] for part in info["parts"]}
+    d = ModelConfig().embedding_dim
+    assert widths == {"users": 2 * d, "items": 3 * d, "id_attention": 3 * d, "simtier": 20}
+    assert info["tower_in"] == sum(widths.values())
+    assert info["params"] == sum(p.numel() for p in model.parameters())
 
 
 def test_item_id_dropout_hides_the_target_id_in_training_only(tables):
     torch.manual_seed(0)
     cfg = ModelConfig(item_id_dropout=1.0, dropout=0.0, batch_norm=False)
-    model = CiUBM(cfg, tables)
+    model = CiUBM(cfg, DIN, tables)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     user, item, history = _batch()
     other = item.clone()
     other[0] = 2 if int(item[0]) != 2 else 3
     # give both target items the same features, so only their ID embeddings differ
-    for bag in model.item_features:
+    for bag in model.items.features:
         bag.index[int(other[0])] = bag.index[int(item[0])]
     with torch.no_grad():
         model.train()

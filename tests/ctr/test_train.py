@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimrec.ctr.config import ModelConfig, TrainConfig
+from mimrec.ctr.config import ModelConfig, ModelSpec, TrainConfig
 from mimrec.ctr.features import build_feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import batchable, fit, predict, seed_everything
@@ -27,7 +27,7 @@ def slice_data(ml100k, tmp_path_factory):
 def test_din_learns_on_real_data_and_restores_the_best_epoch(slice_data):
     s, tables = slice_data
     seed_everything(0)
-    model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), tables)
+    model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), ModelSpec("din"), tables)
     train, valid, test = (batchable(s, k) for k in (TRAIN, VALID, TEST))
     log = fit(model, train, valid, TrainConfig(batch_size=256, lr=3e-3, max_epochs=3, patience=1))
     best = max(r["valid_auc"] for r in log)
@@ -41,7 +41,7 @@ def test_same_seed_same_predictions(slice_data):
     preds = []
     for _ in range(2):
         seed_everything(3)
-        model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(16,)), tables)
+        model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(16,)), ModelSpec("din"), tables)
         fit(model, train, valid, TrainConfig(batch_size=512, max_epochs=1))
         preds.append(predict(model, valid))
     np.testing.assert_allclose(preds[0], preds[1], rtol=1e-6)
@@ -53,7 +53,7 @@ def test_embedding_l2_shrinks_embeddings(slice_data):
     norms = []
     for l2 in (0.0, 1.0):
         seed_everything(0)
-        model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(16,)), tables)
+        model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(16,)), ModelSpec("din"), tables)
         fit(model, train, valid, TrainConfig(batch_size=512, max_epochs=1, embedding_l2=l2))
         norms.append(float(sum(e.weight.detach().norm() for e in model.embeddings())))
     assert norms[1] < norms[0]
@@ -64,9 +64,9 @@ def test_ema_weights_are_the_ones_judged_and_restored(slice_data):
     s, tables = slice_data
     train, valid = batchable(s, TRAIN), batchable(s, VALID)
     seed_everything(0)
-    plain = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), tables)
+    plain = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), ModelSpec("din"), tables)
     seed_everything(0)
-    model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), tables)
+    model = CiUBM(ModelConfig(embedding_dim=8, mlp_units=(32,)), ModelSpec("din"), tables)
     cfg = TrainConfig(batch_size=256, lr=3e-3, max_epochs=3, patience=3)
     fit(plain, train, valid, cfg)
     log = fit(model, train, valid, TrainConfig(**{**cfg.__dict__, "ema_decay": 0.9}))

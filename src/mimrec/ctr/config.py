@@ -8,21 +8,61 @@ from typing import Literal
 # Where content vectors come from: the raw pretrained text model, stage 1, or C-SFT.
 ContentSource = Literal["raw", "pretrain", "csft"]
 
-# The named models a report can compare; each is resolved in mimrec.ctr.variants.
+# The preset models a report can compare; each resolves to a ModelSpec in mimrec.ctr.variants.
 Variant = Literal[
     "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
     "ciubm_no_content_attention", "ciubm_no_target_content", "ciubm_no_retrieval",
     "ciubm_no_cold_id", "ciubm_raw", "ciubm_pretrain",
 ]
 
-# The content modules a CiUBM variant can switch on (each is a ModelConfig switch).
+# The interest blocks a model can list (each is one class in mimrec.ctr.blocks).
+BlockKind = Literal["id_attention", "sa_ta", "simtier", "content_attention", "target_content"]
+
+# What the ``ciubm`` presets switch on: the content blocks, and the cold ID of the ID block.
 ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content", "cold_id"]
 
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model a run trains, as data: a name, its interest blocks, its ID parts and the vectors
+    its content blocks read. ID-only DIN is ``ModelSpec("din")``; CiUBM lists content blocks too.
+
+    Args:
+        name: the model's name in reports, weights files and ``mimrec serve --model``.
+        blocks: the interest blocks, in tower-input order (see :mod:`mimrec.ctr.blocks`). Each entry
+            is a block kind, or (in code) an ``InterestBlock`` subclass.
+        cold_id: an item whose ID embedding training never updated (a cold item, or one added
+            after training) gets an ID embedding generated from its content vector by a linear
+            map fitted to the trained items' ID embeddings (a regression the CTR loss does not
+            see); trained items keep their own.
+        item_id: embed the item id of target and behaviour items (off for content-only).
+        user_id: embed the user id (off for content-only).
+        retrieval_k: keep only the K behaviours most similar in content to the target (GSU, the
+            sequence pre-step); 0 = keep all. Applies when the sequence is longer than K.
+        source: the Representation Center store content blocks read (raw, stage 1 or C-SFT).
+    """
+
+    name: str
+    blocks: tuple[BlockKind | type, ...] = ("id_attention",)
+    cold_id: bool = False
+    item_id: bool = True
+    user_id: bool = True
+    retrieval_k: int = 0
+    source: ContentSource = "csft"
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name != self.name.strip():
+            raise ValueError(f"ctr.models: a model name must be a non-empty word, got {self.name!r}")
+        if len(set(self.blocks)) != len(self.blocks):
+            raise ValueError(f"ctr.models: model {self.name!r} lists a block twice: {self.blocks}")
+        if self.retrieval_k < 0:
+            raise ValueError(f"ctr.models: model {self.name!r}: retrieval_k must be >= 0, "
+                             f"got {self.retrieval_k}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the CiUBM model; ID-only DIN is this model with every content module off.
+    """Shape shared by every model of a run (what each model switches on is its ModelSpec).
 
     Args:
         embedding_dim: size of every ID / categorical embedding.
@@ -31,29 +71,17 @@ class ModelConfig:
         mlp_units: hidden sizes of the prediction tower.
         dropout: dropout in the tower.
         batch_norm: batch norm in the tower.
-        use_user_id: embed the user id (off for the content-only model).
-        use_item_id: embed the item id of target and behaviour items (off for content-only).
-        id_attention: DIN target attention over the behaviour ID vectors.
-        sa_ta: similarity-aware target attention (ID scores fused with content cosines).
-        simtier: histogram of target-to-behaviour content similarities as a feature.
         simtier_bins: number of SimTier bins over [-1, 1].
-        content_attention: target attention in content space.
-        target_content: the target's (projected) content vector as a feature.
-        cold_id: an item whose ID embedding training never updated (no train impression: a cold
-            item, or one added after training) gets an ID embedding generated from its content
-            vector by a linear map, fitted during training to the trained items' ID embeddings
-            (a regression the CTR loss does not see); trained items keep their own.
         content_proj_dim: size content vectors are projected to inside the CTR model.
         content_dropout: dropout on the projected content vectors (the target content feature
             and the inputs of content attention); regularises the content path.
-        ciubm_modules: the content modules the ``ciubm`` variants switch on (``ciubm_raw``,
-            ``ciubm_pretrain`` alike; each ``ciubm_no_*`` drops one of them). Default: all four;
-            MUSE's best pair is ``["sa_ta", "simtier"]``.
+        ciubm_modules: the content modules the ``ciubm`` presets switch on (``ciubm_raw``,
+            ``ciubm_pretrain`` alike; each ``ciubm_no_*`` drops one of them). Default: all four
+            content blocks; MUSE's best pair is ``["sa_ta", "simtier"]``.
         item_id_dropout: in training, zero each sample's target item-ID embedding with this
             probability (its features and content stay), so the model also learns to score an
             item it has no trained ID for (cold start; DropoutNet-style). 0 = off.
-        retrieval_k: keep only the K behaviours most similar in content to the target (GSU);
-            0 = keep all. Applies when the sequence is longer than K.
+        retrieval_k: the GSU top-K of the ``ciubm`` presets (see ``ModelSpec.retrieval_k``).
     """
 
     embedding_dim: int = 16
@@ -62,15 +90,7 @@ class ModelConfig:
     mlp_units: tuple[int, ...] = (256, 128)
     dropout: float = 0.2
     batch_norm: bool = True
-    use_user_id: bool = True
-    use_item_id: bool = True
-    id_attention: bool = True
-    sa_ta: bool = False
-    simtier: bool = False
     simtier_bins: int = 20
-    content_attention: bool = False
-    target_content: bool = False
-    cold_id: bool = False
     content_proj_dim: int = 32
     content_dropout: float = 0.0
     ciubm_modules: tuple[ContentModule, ...] = ("sa_ta", "simtier", "content_attention",
@@ -82,12 +102,6 @@ class ModelConfig:
         if not 0.0 <= self.item_id_dropout <= 1.0:
             raise ValueError(f"ctr.model.item_id_dropout must be in [0, 1], "
                              f"got {self.item_id_dropout}")
-
-    @property
-    def uses_content(self) -> bool:
-        """Whether any module reads content vectors."""
-        return (self.sa_ta or self.simtier or self.content_attention or self.target_content
-                or (self.cold_id and self.use_item_id) or self.retrieval_k > 0)
 
 
 @dataclass(frozen=True)
@@ -133,17 +147,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class CtrConfig:
-    """The CTR stage: the base model, the named variants trained from it, and their training.
+    """The CTR stage: the shared model shape, the models trained with it, and their training.
 
     Args:
-        model: shape shared by every variant.
-        variants: which named models to train (see :mod:`mimrec.ctr.variants`).
-        content_source: the Representation Center store content modules read (``ciubm_raw`` and
-            ``ciubm_pretrain`` fix their own).
+        model: shape shared by every model.
+        variants: preset models to train (see :mod:`mimrec.ctr.variants`).
+        models: further models given as data (``[[ctr.models]]`` tables: a name, a list of
+            blocks, ...), trained after the presets.
+        content_source: the Representation Center store the presets' content blocks read
+            (``ciubm_raw`` and ``ciubm_pretrain`` fix their own).
         train: optimisation and early stopping.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     variants: tuple[Variant, ...] = ("din",)
+    models: tuple[ModelSpec, ...] = ()
     content_source: ContentSource = "csft"
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        names = list(self.variants) + [m.name for m in self.models]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"ctr: model name {twice[0]!r} is given twice (variants and models)")

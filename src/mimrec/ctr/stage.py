@@ -1,7 +1,8 @@
-"""The CTR stage: train every configured variant for every seed, save weights and predictions.
+"""The CTR stage: train every configured model for every seed, save weights and predictions.
 
-Artifact files: ``<variant>-seed<k>.safetensors`` (weights), ``predictions.npz`` (valid and test
-probabilities per variant and seed), ``manifest.json`` (per-seed metrics and training logs).
+Artifact files: ``<model>-seed<k>.safetensors`` (weights), ``predictions.npz`` (valid and test
+probabilities per model and seed, keys ``<model>-seed<k>/<split>``), ``manifest.json`` (per model
+and seed: its spec, what it is made of, metrics and training log).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,12 @@ from safetensors.torch import save_file
 
 from mimrec.artifacts import stage_dir, write_manifest
 from mimrec.config import to_dict
-from mimrec.ctr.config import CtrConfig, Variant
+from mimrec.ctr.blocks import block_name, reads_content
+from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
-from mimrec.ctr.variants import content_source, variant_config
+from mimrec.ctr.variants import model_specs
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, read_data
@@ -48,43 +51,54 @@ def content_table(store: Path, items: pd.DataFrame) -> tuple[torch.Tensor, dict]
                    **center.info.__dict__}
 
 
-def train_one(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables,
+def model_key(spec: ModelSpec, seed: int) -> str:
+    """The key of one trained model in the artifact: ``<model>-seed<k>``."""
+    return f"{spec.name}-seed{seed}"
+
+
+def spec_record(spec: ModelSpec) -> dict:
+    """A spec as JSON-able data (block classes given in code are named by their class)."""
+    return {**to_dict(replace(spec, blocks=())),
+            "blocks": [block_name(b) for b in spec.blocks]}
+
+
+def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
               splits: dict[str, Batchable], progress: Progress | None,
               content: torch.Tensor | None) -> tuple[CiUBM, dict]:
-    """Train one variant with one seed; returns the model (best epoch) and its training record."""
+    """Train one model with one seed; returns the model (best epoch) and its training record."""
     seed_everything(seed, cfg.train.deterministic)
-    model_cfg = variant_config(cfg.model, variant)
-    model = CiUBM(model_cfg, tables, content if model_cfg.uses_content else None)
+    model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
     model.mark_trained(splits["train"].item)
     model = model.to(resolve_device(cfg.train.device))
     start = time.perf_counter()
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress)
     seconds = time.perf_counter() - start
     samples_seen = len(splits["train"]) * len(log)
-    return model, {"epochs": log, "train_seconds": seconds,
+    return model, {"model": spec.name, "seed": seed, "spec": spec_record(spec),
+                   "parts": model.describe(), "epochs": log, "train_seconds": seconds,
                    "train_samples_per_second": samples_seen / max(seconds, 1e-9)}
 
 
-def train_and_save(cfg: CtrConfig, variant: Variant, seed: int, tables: FeatureTables,
+def train_and_save(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
                    splits: dict[str, Batchable], content: torch.Tensor | None, folder: Path,
                    progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train one model, save its weights into ``folder``; returns its valid and test
     probabilities and its training record."""
-    model, record = train_one(cfg, variant, seed, tables, splits, progress, content)
+    model, record = train_one(cfg, spec, seed, tables, splits, progress, content)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-              folder / f"{variant}-seed{seed}.safetensors")
+              folder / f"{model_key(spec, seed)}.safetensors")
     return predict(model, splits["valid"]), predict(model, splits["test"]), record
 
 
-def _content_of(cfg: CtrConfig, variant: Variant, items: pd.DataFrame,
-                index_dir: Path | None) -> tuple[torch.Tensor | None, dict | None]:
-    """The content table a variant reads (None for ID-only models) and its store identity."""
-    if not variant_config(cfg.model, variant).uses_content:
+def _content_of(spec: ModelSpec, items: pd.DataFrame, index_dir: Path | None
+                ) -> tuple[torch.Tensor | None, dict | None]:
+    """The content table a model reads (None for ID-only models) and its store identity."""
+    if not reads_content(spec):
         return None, None
     if index_dir is None:
-        raise MimrecError(f"model {variant!r} needs content vectors: run `mimrec index` first "
+        raise MimrecError(f"model {spec.name!r} needs content vectors: run `mimrec index` first "
                           "(or train only 'din')")
-    return content_table(index_dir / content_source(variant, cfg.content_source), items)
+    return content_table(index_dir / spec.source, items)
 
 
 def _splits(data: DataArtifact) -> dict[str, Batchable]:
@@ -93,43 +107,43 @@ def _splits(data: DataArtifact) -> dict[str, Batchable]:
 
 
 def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_dir: Path | None,
-                variant: Variant, seed: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+                spec: ModelSpec, seed: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """One model in a worker process: reload the artifacts, train, save (see ``workers``)."""
     torch.set_num_threads(cfg.train.threads or 1)
     data = read_data(data_folder)
-    content, store = _content_of(cfg, variant, data.items, index_dir)
-    valid, test, record = train_and_save(cfg, variant, seed, feature_tables(data, data_cfg),
+    content, store = _content_of(spec, data.items, index_dir)
+    valid, test, record = train_and_save(cfg, spec, seed, feature_tables(data, data_cfg),
                                          _splits(data), content, folder, None)
     return valid, test, {**record, "content": store}
 
 
 def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
                index_dir: Path | None, progress: Progress):
-    """Yield ``(variant, seed, valid, test, record)`` for every model, in the order of
-    ``variants`` x ``seeds``; with ``workers`` > 1 the models train in a process pool."""
-    jobs = [(v, s) for v in cfg.variants for s in cfg.train.seeds]
+    """Yield ``(spec, seed, valid, test, record)`` for every model, in the order of
+    models x seeds; with ``workers`` > 1 the models train in a process pool."""
+    jobs = [(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds]
     if cfg.train.workers > 1:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx) as pool:
-            futures = [pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, v, s,
-                                   folder) for v, s in jobs]
-            for (variant, seed), future in zip(jobs, futures, strict=True):
-                yield variant, seed, *future.result()
+            futures = [pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, spec, s,
+                                   folder) for spec, s in jobs]
+            for (spec, seed), future in zip(jobs, futures, strict=True):
+                yield spec, seed, *future.result()
         return
     tables, splits = feature_tables(data, data_cfg), _splits(data)
-    for variant in cfg.variants:
-        content, store = _content_of(cfg, variant, data.items, index_dir)
+    for spec in model_specs(cfg):
+        content, store = _content_of(spec, data.items, index_dir)
         for seed in cfg.train.seeds:
-            valid, test, record = train_and_save(cfg, variant, seed, tables, splits, content,
+            valid, test, record = train_and_save(cfg, spec, seed, tables, splits, content,
                                                  folder, progress)
-            yield variant, seed, valid, test, {**record, "content": store}
+            yield spec, seed, valid, test, {**record, "content": store}
 
 
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
             console: Console | None = None, index_dir: Path | None = None) -> dict:
-    """Train ``cfg.variants`` x ``cfg.train.seeds`` on the data artifact, writing ``out``.
+    """Train every model of ``cfg`` x ``cfg.train.seeds`` on the data artifact, writing ``out``.
 
-    Content variants read their vectors from ``index_dir/<source>`` (the index artifact).
+    Content models read their vectors from ``index_dir/<source>`` (the index artifact).
     """
     console = console or Console(stderr=True)
     if cfg.train.threads:
@@ -137,9 +151,9 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     test = data.samples.subset(TEST)
     predictions, records = {}, {}
     with stage_dir(out) as tmp, make_progress(console) as progress:
-        for variant, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
-                                                               index_dir, progress):
-            key = f"{variant}-seed{seed}"
+        for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
+                                                            index_dir, progress):
+            key = model_key(spec, seed)
             predictions[f"{key}/valid"], predictions[f"{key}/test"] = valid, probs
             record["test"] = ctr_metrics(test["user"], test["label"], probs, test["bucket"])
             records[key] = record

@@ -1,4 +1,4 @@
-"""Training of a CTR model: Adam, BCE, embedding L2, early stopping on valid AUC, best restored."""
+"""Training of a CTR model: Adam on the task's loss, early stopping on valid AUC, best restored."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from mimrec.ctr.config import TrainConfig
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.task import CtrTask
 from mimrec.data.samples import Samples
 from mimrec.eval.metrics import auc
 
@@ -70,23 +71,18 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: Batchable, batch_size: int = 4096) -> np.ndarray:
-    """Click probabilities for every sample of ``data``, in order."""
+def predict(model: CiUBM, data: Batchable, batch_size: int = 4096) -> np.ndarray:
+    """Click probabilities for every sample of ``data``, in order (catalogue tables computed
+    once for all batches)."""
     model.eval()
     device = next(model.parameters()).device
+    tables = model.catalogue_tables()
     out = []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         user, item, history, _ = data.take(idx, device)
-        out.append(torch.sigmoid(model(user, item, history)).float().cpu())
+        out.append(torch.sigmoid(model(user, item, history, tables=tables)).float().cpu())
     return torch.cat(out).numpy()
-
-
-def embedding_penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
-    """``l2 / 2 * sum ||E||^2`` over the model's embedding tables."""
-    if l2 <= 0:
-        return 0.0
-    return 0.5 * l2 * sum(e.weight.pow(2).sum() for e in model.embeddings())
 
 
 class WeightAverage:
@@ -128,24 +124,22 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
     model.train()
     device = next(model.parameters()).device
     order = torch.randperm(len(data))
-    loss_fn = nn.BCEWithLogitsLoss()
+    task = CtrTask(cfg.embedding_l2)
     total, steps = 0.0, 0
-    task = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
+    bar = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
     for start in range(0, len(data), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
-        user, item, history, label = data.take(idx, device)
-        loss = loss_fn(model(user, item, history), label)
+        loss, bce = task.loss(model, *data.take(idx, device))
         opt.zero_grad(set_to_none=True)
-        (loss + embedding_penalty(model, cfg.embedding_l2)
-         + model.auxiliary_loss(item)).backward()
+        loss.backward()
         opt.step()
         if ema is not None:
             ema.update()
-        total, steps = total + loss.item(), steps + 1
+        total, steps = total + bce.item(), steps + 1
         if progress:
-            progress.update(task, advance=len(idx))
+            progress.update(bar, advance=len(idx))
     if progress:
-        progress.remove_task(task)
+        progress.remove_task(bar)
     return total / max(steps, 1)
 
 
@@ -164,7 +158,6 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     best_auc, best_state, since_best, log = -1.0, None, 0, []
     for epoch in range(1, cfg.max_epochs + 1):
         loss = train_epoch(model, train, opt, cfg, progress, epoch, ema)
-        judged.train()  # drops any inference cache built from earlier weights
         valid_auc = auc(valid.label.numpy(), predict(judged, valid))
         log.append({"epoch": epoch, "train_loss": loss, "valid_auc": valid_auc})
         if valid_auc > best_auc:

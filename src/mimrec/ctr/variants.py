@@ -1,57 +1,54 @@
-"""The named CTR models a report compares, resolved in one place from the base model config.
+"""The preset models a report compares, each resolved to a :class:`ModelSpec` in one place.
 
-``din`` is the ID-only baseline: CiUBM with every content module off. ``content_only`` drops the
-user and item ID embeddings and switches every content module on (``cold_id`` has no ID
-embedding to fill there). ``ciubm`` switches on the content modules listed in
-``ModelConfig.ciubm_modules`` (default: the four that read content into the model; the MovieLens
-config keeps SA-TA + SimTier, MUSE's best pair, chosen on valid, plus ``cold_id``); each
-``ciubm_no_*`` switches one of them off (the ablation rows; naming a module the set lacks gives
-``ciubm`` itself).
-``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm`` reading the raw pretrained text vectors or
-the stage-1 vectors instead of the C-SFT ones.
+``din`` is the ID-only baseline: ID target attention only. ``content_only`` drops the user and
+item ID embeddings and lists every content block (``cold_id`` has no ID embedding to fill
+there). ``ciubm`` adds the content modules listed in ``ModelConfig.ciubm_modules`` (default: the
+four content blocks; the MovieLens config keeps SA-TA + SimTier, MUSE's best pair, chosen on
+valid, plus ``cold_id``); each ``ciubm_no_*`` drops one of them (the ablation rows; naming a
+module the set lacks gives ``ciubm`` itself). ``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm``
+reading the raw pretrained text vectors or the stage-1 vectors instead of the C-SFT ones.
+Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`ModelSpec`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig, ModelSpec, Variant
 
-from mimrec.ctr.config import ContentSource, ModelConfig, Variant
-
-_ALL_CONTENT = {"sa_ta": True, "simtier": True, "content_attention": True, "target_content": True,
-                "cold_id": True}
+# Content blocks in tower-input order (the order the presets list them in).
+CONTENT_BLOCKS: tuple[BlockKind, ...] = ("sa_ta", "simtier", "content_attention", "target_content")
 
 
-def variant_config(base: ModelConfig, name: Variant) -> ModelConfig:
-    """The model config of one named variant."""
-    off = {key: False for key in _ALL_CONTENT}
-    ciubm = {**off, **{key: True for key in base.ciubm_modules}}
+def _ciubm(name: str, modules: tuple[ContentModule, ...], retrieval_k: int,
+           source: ContentSource) -> ModelSpec:
+    blocks = ("id_attention", *(b for b in CONTENT_BLOCKS if b in modules))
+    return ModelSpec(name, blocks, cold_id="cold_id" in modules, retrieval_k=retrieval_k,
+                     source=source)
+
+
+def preset(cfg: CtrConfig, name: Variant) -> ModelSpec:
+    """The spec of one preset model under a run's config."""
+    modules, k, source = cfg.model.ciubm_modules, cfg.model.retrieval_k, cfg.content_source
     match name:
         case "din":
-            return replace(base, **off, retrieval_k=0, use_user_id=True, use_item_id=True)
+            return ModelSpec("din")
         case "content_only":
-            return replace(base, **_ALL_CONTENT, use_user_id=False, use_item_id=False)
-        case "ciubm" | "ciubm_raw" | "ciubm_pretrain":
-            return replace(base, **ciubm)
-        case "ciubm_no_sa_ta":
-            return replace(base, **{**ciubm, "sa_ta": False})
-        case "ciubm_no_simtier":
-            return replace(base, **{**ciubm, "simtier": False})
-        case "ciubm_no_content_attention":
-            return replace(base, **{**ciubm, "content_attention": False})
-        case "ciubm_no_target_content":
-            return replace(base, **{**ciubm, "target_content": False})
-        case "ciubm_no_cold_id":
-            return replace(base, **{**ciubm, "cold_id": False})
-        case "ciubm_no_retrieval":
-            return replace(base, **ciubm, retrieval_k=0)
-    raise AssertionError(f"unhandled variant {name}")  # pragma: no cover
-
-
-def content_source(name: Variant, default: ContentSource) -> ContentSource:
-    """Which vectors a variant reads: ``ciubm_raw`` / ``ciubm_pretrain`` fix theirs."""
-    match name:
+            return ModelSpec(name, ("id_attention", *CONTENT_BLOCKS), cold_id=True, item_id=False,
+                             user_id=False, retrieval_k=k, source=source)
+        case "ciubm":
+            return _ciubm(name, modules, k, source)
         case "ciubm_raw":
-            return "raw"
+            return _ciubm(name, modules, k, "raw")
         case "ciubm_pretrain":
-            return "pretrain"
-    return default
+            return _ciubm(name, modules, k, "pretrain")
+        case "ciubm_no_retrieval":
+            return _ciubm(name, modules, 0, source)
+        case ("ciubm_no_sa_ta" | "ciubm_no_simtier" | "ciubm_no_content_attention"
+              | "ciubm_no_target_content" | "ciubm_no_cold_id"):
+            dropped = name.removeprefix("ciubm_no_")
+            return _ciubm(name, tuple(m for m in modules if m != dropped), k, source)
+    raise AssertionError(f"unhandled preset {name}")  # pragma: no cover
+
+
+def model_specs(cfg: CtrConfig) -> tuple[ModelSpec, ...]:
+    """Every model a run trains: the presets of ``variants``, then ``models``."""
+    return tuple(preset(cfg, name) for name in cfg.variants) + cfg.models

@@ -39,13 +39,13 @@ def aggregate(per_seed: list[dict]) -> dict:
 
 
 def test_predictions(ctr_dir: Path) -> dict[str, dict[int, np.ndarray]]:
-    """Saved test probabilities: model name -> training seed -> (N test,) array."""
+    """Saved test probabilities: model name -> training seed -> (N test,) array (the models
+    and seeds as the ctr manifest records them)."""
     per_model: dict[str, dict[int, np.ndarray]] = {}
+    records = require_stage(ctr_dir, "ctr")["metrics"]
     with np.load(ctr_dir / "predictions.npz", allow_pickle=False) as preds:
-        for key in preds.files:
-            if key.endswith("/test"):
-                variant, seed = key.removesuffix("/test").rsplit("-seed", 1)
-                per_model.setdefault(variant, {})[int(seed)] = preds[key]
+        for key, record in records.items():
+            per_model.setdefault(record["model"], {})[record["seed"]] = preds[f"{key}/test"]
     return per_model
 
 

@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 
 from mimrec.artifacts import require_stage
 from mimrec.config import from_dict
-from mimrec.ctr.config import CtrConfig
+from mimrec.ctr.blocks import reads_content
+from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.model import CiUBM
-from mimrec.ctr.variants import content_source, variant_config
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import Samples
 from mimrec.data.stage import read_data
@@ -41,7 +41,7 @@ class ServingBundle:
     """
 
     run: Path
-    model_key: str  # "<variant>-seed<k>"
+    model_key: str  # "<model>-seed<k>"
     model: CiUBM
     tables: FeatureTables
     items: pd.DataFrame  # the training catalogue, in model index order (row r = index r + 1)
@@ -60,7 +60,7 @@ def choose_model(metrics: dict, wanted: str | None) -> str:
     the content model with the best valid AUC (content models can score new items), else DIN's."""
     keys = list(metrics)
     if wanted:
-        matching = [k for k in keys if k == wanted or k.rsplit("-seed", 1)[0] == wanted]
+        matching = [k for k in keys if k == wanted or metrics[k]["model"] == wanted]
         if not matching:
             raise MimrecError(f"model {wanted!r} is not in this run; trained: {', '.join(keys)}")
         keys = matching
@@ -84,18 +84,20 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         raise MimrecError(f"run folder not found: {run}")
     manifest = require_stage(run / "ctr", "ctr")
     data = read_data(run / "data")
+    if any("spec" not in record for record in manifest["metrics"].values()):
+        raise MimrecError(f"{run / 'ctr'} was trained by an earlier mimrec (its models do not "
+                          "describe themselves): run `mimrec train` on this folder again")
     ctr_cfg = from_dict(CtrConfig, manifest["config"]["ctr"], "ctr")
     data_cfg = from_dict(DataConfig, manifest["config"]["data"], "data")
     key = choose_model(manifest["metrics"], model)
-    variant = key.rsplit("-seed", 1)[0]
-    model_cfg = variant_config(ctr_cfg.model, variant)
+    spec = from_dict(ModelSpec, manifest["metrics"][key]["spec"], f"model {key}")
 
     items = data.items
     tables = feature_tables(data, data_cfg)
     store = store_info = encoder_dir = None
     content = None
-    if model_cfg.uses_content:
-        store = run / "index" / content_source(variant, ctr_cfg.content_source)
+    if reads_content(spec):
+        store = run / "index" / spec.source
         center = RepresentationCenter(store)
         store_info = StoreInfo(**{k: manifest["metrics"][key]["content"][k]
                                   for k in ("encoder", "encoder_hash", "dim", "dtype")})
@@ -103,7 +105,7 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         content = content_rows(center, items["item_id"].astype(str).to_numpy())[0]
         if store_info.encoder in ENCODER_STAGES:
             encoder_dir = run / store_info.encoder
-    net = CiUBM(model_cfg, tables, content)
+    net = CiUBM(ctr_cfg.model, spec, tables, content)
     weights = run / "ctr" / f"{key}.safetensors"
     if not weights.is_file():
         raise MimrecError(f"model weights missing: {weights}")

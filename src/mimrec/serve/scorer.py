@@ -70,9 +70,10 @@ class Scorer:
     """Scores candidates for a behaviour history and adds items while serving.
 
     Thread-safe without a lock on the scoring path: a request reads one immutable snapshot
-    (model, catalogue); an addition builds a new model copy with the new content table off to the
-    side and publishes it with one reference swap. Additions are serialised among themselves.
-    Forward passes of concurrent requests run in parallel (torch releases the GIL in its ops).
+    (model, its catalogue tables, catalogue); an addition builds a new model copy with the new
+    content table off to the side and publishes it with one reference swap. Additions are
+    serialised among themselves. Forward passes of concurrent requests run in parallel (torch
+    releases the GIL in its ops).
     """
 
     def __init__(self, bundle: ServingBundle) -> None:
@@ -118,14 +119,15 @@ class Scorer:
     @property
     def catalogue(self) -> Catalogue:
         """The items requests can name now."""
-        return self._snapshot[1]
+        return self._snapshot[2]
 
     def _publish(self, model: CiUBM, catalogue: Catalogue) -> None:
-        """Warm the model's inference cache, then make (model, catalogue) current at once."""
+        """Compute the model's catalogue tables once (every request reads them), then make
+        (model, tables, catalogue) current at once."""
         model.eval()
         with torch.inference_mode():
-            model.catalogue_tables()
-        self._snapshot = (model, catalogue)
+            tables = model.catalogue_tables()
+        self._snapshot = (model, tables, catalogue)
 
     def item_indices(self, ids: list, name: str, catalogue: Catalogue | None = None) -> np.ndarray:
         """Model indices of ``ids``; unknown ids raise a :class:`RequestError` naming them."""
@@ -186,7 +188,7 @@ class Scorer:
         if len(history) > MAX_HISTORY:
             raise RequestError("history", f"at most {MAX_HISTORY} items, got {len(history)}")
         self.follow_store()
-        model, catalogue = self._snapshot
+        model, tables, catalogue = self._snapshot
         items = torch.from_numpy(self.item_indices(candidates, "candidates", catalogue))
         recent = self.item_indices(history, "history", catalogue)[-self.bundle.max_seq_len:]
         n = len(items)
@@ -195,7 +197,7 @@ class Scorer:
         user = torch.full((n,), self.user_row(user_id), dtype=torch.long)
         features = self.side_features(side or {}, n)
         with torch.inference_mode():
-            logits = model(user, items, hist, features)
+            logits = model(user, items, hist, features, tables=tables)
         return torch.sigmoid(logits).numpy().astype(float)
 
     # ---- browsing (the HTML page) ---------------------------------------------------------
@@ -320,8 +322,7 @@ class Scorer:
         table, added = content_rows(center, trained)
         catalogue = Catalogue.build(np.concatenate([trained, added]), len(trained), version)
         current = self.model
-        # the copy shares nothing with the live model; its inference cache starts empty
-        model = copy.deepcopy(current, memo={id(current._tables): None})
+        model = copy.deepcopy(current)  # the copy shares nothing with the live model
         model.set_content(table)
         self._publish(model, catalogue)
 

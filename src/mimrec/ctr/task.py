@@ -1,0 +1,40 @@
+"""The CTR training objective, composed in one place: binary cross-entropy on the logits, the L2
+penalty on the embedding tables, and the model's own auxiliary terms (the cold ID's regression).
+The training loop calls :meth:`CtrTask.loss` and knows no block by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mimrec.ctr.model import CiUBM
+
+
+def embedding_penalty(model: CiUBM, l2: float) -> torch.Tensor | float:
+    """``l2 / 2 * sum ||E||^2`` over the model's embedding tables (the FuxiCTR
+    ``embedding_regularizer`` convention)."""
+    if l2 <= 0:
+        return 0.0
+    return 0.5 * l2 * sum(e.weight.pow(2).sum() for e in model.embeddings())
+
+
+@dataclass(frozen=True)
+class CtrTask:
+    """The loss of one training step.
+
+    Args:
+        embedding_l2: coefficient of :func:`embedding_penalty`.
+    """
+
+    embedding_l2: float = 0.0
+
+    def loss(self, model: CiUBM, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
+             label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The total loss to minimise and its BCE part (what the training log reports)."""
+        bce = nn.functional.binary_cross_entropy_with_logits(model(user, item, history), label)
+        total = bce + embedding_penalty(model, self.embedding_l2)
+        for term in model.auxiliary_losses(item):
+            total = total + term
+        return total, bce

@@ -25,7 +25,7 @@ from mimrec.config import load_config
 from mimrec.ctr.features import build_feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, seed_everything, train_epoch
-from mimrec.ctr.variants import variant_config
+from mimrec.ctr.variants import preset
 from mimrec.data.movielens import load_movielens
 from mimrec.data.samples import TRAIN, build_samples
 from mimrec.data.tables import Dataset
@@ -51,11 +51,11 @@ def one_epoch(ds: Dataset, cfg, batch_size: int, smoke: bool) -> dict:
     build_seconds = time.perf_counter() - start
     tables = build_feature_tables(ds.items, ds.users, len(samples.user_ids),
                                   cfg.data.item_features, cfg.data.user_features)
-    model_cfg = variant_config(cfg.ctr.model, "din")
+    model_cfg = cfg.ctr.model
     if smoke:
         model_cfg = replace(model_cfg, embedding_dim=4, attention_units=(8,), mlp_units=(8,))
     seed_everything(0, cfg.ctr.train.deterministic)
-    model = CiUBM(model_cfg, tables)
+    model = CiUBM(model_cfg, preset(cfg.ctr, "din"), tables)
     train = batchable(samples, TRAIN)
     train_cfg = replace(cfg.ctr.train, batch_size=batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)

@@ -30,11 +30,12 @@ from pathlib import Path
 import torch
 
 from mimrec.config import load_config
+from mimrec.ctr.blocks import reads_content
 from mimrec.ctr.features import feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.stage import content_table
 from mimrec.ctr.train import Batchable, batchable, predict, seed_everything, train_epoch
-from mimrec.ctr.variants import variant_config
+from mimrec.ctr.variants import preset
 from mimrec.data.samples import TEST, TRAIN
 from mimrec.data.stage import read_data
 
@@ -54,19 +55,19 @@ def mimrec_rates(run: Path, config: Path, variant: str, batch_size: int, batches
     cfg = load_config(config, [])
     data = read_data(run / "data")
     tables = feature_tables(data, cfg.data)
-    model_cfg = variant_config(cfg.ctr.model, variant)
+    model_cfg, spec = cfg.ctr.model, preset(cfg.ctr, variant)  # trained from scratch here
     if smoke:
-        model_cfg = variant_config(
-            type(model_cfg)(embedding_dim=4, attention_units=(8,), mlp_units=(8,)), variant)
+        model_cfg = type(model_cfg)(embedding_dim=4, attention_units=(8,), mlp_units=(8,),
+                                    ciubm_modules=model_cfg.ciubm_modules)
     content, source = None, None
-    if model_cfg.uses_content:
-        store = run / "index" / cfg.ctr.content_source
+    if reads_content(spec):
+        store = run / "index" / spec.source
         if store.is_dir():
             content, source = content_table(store, data.items)[0], str(store)
         else:
             content, source = torch.randn(len(data.items) + 1, 128), "random (no index in run)"
     seed_everything(0, cfg.ctr.train.deterministic)
-    model = CiUBM(model_cfg, tables, content)
+    model = CiUBM(model_cfg, spec, tables, content)
     train = first_batches(batchable(data.samples, TRAIN), batch_size * batches)
     test = batchable(data.samples, TEST)
     train_cfg = type(cfg.ctr.train)(**{**cfg.ctr.train.__dict__, "batch_size": batch_size})

@@ -103,3 +103,32 @@ def test_help_explains_each_stage():
     assert r.returncode == 0 and "run" in r.stdout and "train" in r.stdout
     r = mimrec("train", "--help")
     assert "--set" in r.stdout and "OUT/ctr" in r.stdout
+
+
+def test_content_that_tells_nothing_ends_with_din_served(ml100k, tiny_text, tmp_path):
+    """Item content replaced by random words (titles) and shuffled genres / years: the content
+    model cannot beat DIN on valid, so the run says so and serves DIN, and CiUBM stays close."""
+    import dataclasses
+
+    import numpy as np
+
+    from tests.conftest import write_slice
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    items = ml100k.items.copy()
+    items["title"] = [" ".join(rng.choice(words, 3)) for _ in range(len(items))]
+    for column in ("genres", "year"):
+        items[column] = items[column].to_numpy()[rng.permutation(len(items))]
+    folder = write_slice(dataclasses.replace(ml100k, items=items), tmp_path / "d")
+    out = tmp_path / "run"
+    r = mimrec("run", "configs/movielens.toml", "--out", out, "--set", "data.dataset=files",
+               "--set", f"data.path={folder}", "--set", f"encoder.text_model={tiny_text}",
+               *QUICK, "--set", "ctr.train.max_epochs=2")
+    assert r.returncode == 0, r.stderr
+    assert "content did not beat the ID-only model on valid: serving din" in r.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["valid_best"] == "din"
+    assert abs(report["models"]["ciubm"]["gauc"] - report["models"]["din"]["gauc"]) <= 0.002
+    from mimrec.serve.bundle import load_bundle
+    assert load_bundle(out).model_key.startswith("din-seed")

@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     serve.add_argument("--model", default=None, metavar="NAME",
-                       help="model to serve: a variant (ciubm) or variant-seedK (ciubm-seed1); "
-                            "default: the content model with the best valid AUC")
+                       help="model to serve: a model name (ciubm) or name-seedK (ciubm-seed1); "
+                            "default: the valid-best model (DIN unless content did better on valid)")
     serve.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads per forward pass (default 1; 0 = torch's default)")
     serve.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),

@@ -90,6 +90,7 @@ def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:
         extra["retrieval"] = read_manifest(out / "csft")["metrics"].get("p2_valid", {})
     report = build_report(cfg.eval, out / "ctr", out, extra)
     console.print(summary_table(report))
+    console.print(report["selection"])
     console.print(f"report: {out / 'report.md'} (also report.json, report_buckets.png)")
     return report
 
@@ -120,12 +121,14 @@ def summary_table(report: dict) -> Table:
     """The report's CTR table for the terminal."""
     from mimrec.eval.report import interval_text
 
-    table = Table(title=f"{report['protocol']} test metrics (mean over seeds)")
-    for col in ("model", "AUC", "gAUC", "LogLoss", "RelaImpr", *[f"AUC {b}" for b in BUCKETS],
-                f"ΔAUC vs {report['baseline']} [95%]"):
+    table = Table(title=f"{report['protocol']} test metrics (mean over seeds; * valid-best)")
+    for col in ("model", "valid AUC", "AUC", "gAUC", "LogLoss", "RelaImpr",
+                *[f"AUC {b}" for b in BUCKETS], f"ΔAUC vs {report['baseline']} [95%]"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, m in report["models"].items():
-        table.add_row(name, f"{m['auc']:.4f}", f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
+        label = f"{name} *" if name == report.get("valid_best") else name
+        table.add_row(label, f"{m.get('valid_auc', float('nan')):.4f}", f"{m['auc']:.4f}",
+                      f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
                       f"{m['rela_impr']:+.2f}%",
                       *[f"{m['buckets'][b]['auc']:.4f}" for b in BUCKETS],
                       interval_text(m.get("vs_baseline"), "delta_auc")

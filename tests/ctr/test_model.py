@@ -92,7 +92,9 @@ def test_the_model_describes_its_parts(tables):
     widths = {part["name"]: part["out_dim"] for part in info["parts"]}
     d = ModelConfig().embedding_dim
     assert widths == {"users": 2 * d, "items": 3 * d, "id_attention": 3 * d, "simtier": 20}
-    assert info["tower_in"] == sum(widths.values())
+    # the ID tower reads the ID parts; the content residual the content blocks only
+    assert info["tower_in"] == widths["users"] + widths["items"] + widths["id_attention"]
+    assert info["residual_in"] == widths["simtier"]
     assert info["params"] == sum(p.numel() for p in model.parameters())
 
 

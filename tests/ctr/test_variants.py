@@ -111,6 +111,7 @@ def model_and_batch(tables):
     torch.manual_seed(0)
     cfg = CtrConfig(model=ModelConfig(content_dropout=0.5, batch_norm=False, dropout=0.0))
     model = CiUBM(cfg.model, preset(cfg, "ciubm"), tables, content)
+    torch.nn.init.normal_(model.residual.net[-1].weight)  # as if trained: it starts at 0
     batch = (torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6]),
              torch.tensor([[0, 1, 2], [7, 8, 9], [10, 11, 12]]))
     return model, batch

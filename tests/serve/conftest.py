@@ -59,7 +59,8 @@ class Server:
             env["MIMREC_API_TOKEN"] = token
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(self.port),
-             *(extra or ("--workers", "1"))],
+             "--model", "ciubm", *(extra or ("--workers", "1"))],  # the content model: it can
+            # take new items (by default the valid-best model is served, which may be DIN)
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)

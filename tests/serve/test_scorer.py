@@ -1,11 +1,13 @@
 """The scorer in-process: bundle loading, scores, errors, adding items, restart."""
 
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from mimrec.ctr.selection import selection_line, valid_best
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import choose_model, load_bundle
 from mimrec.serve.scorer import RequestError, Scorer
@@ -13,16 +15,18 @@ from mimrec.serve.scorer import RequestError, Scorer
 
 @pytest.fixture(scope="module")
 def scorer(trained_run):
-    return Scorer(load_bundle(trained_run))
+    return Scorer(load_bundle(trained_run, "ciubm"))
 
 
 def _some_ids(scorer, n, start=0):
     return [str(i) for i in scorer.catalogue.ids[start:start + n]]
 
 
-def test_default_model_is_the_content_model(scorer):
+def test_the_content_model_can_add_items_and_the_default_is_the_valid_best(scorer, trained_run):
     assert scorer.bundle.model_key == "ciubm-seed0"
     assert scorer.can_add_items and "title" in scorer.text_fields
+    metrics = json.loads((trained_run / "ctr" / "manifest.json").read_text())["metrics"]
+    assert load_bundle(trained_run).model_key == f"{valid_best(metrics)}-seed0"
 
 
 def test_scores_are_probabilities_in_candidate_order(scorer):
@@ -100,11 +104,28 @@ def test_id_only_model_cannot_add_items(trained_run):
         scorer.add_item("x", {"title": "x"}, None, None)
 
 
+def _record(model, seed, valid):
+    return {"model": model, "seed": seed, "epochs": [{"valid_auc": 0.5}, {"valid_auc": valid}]}
+
+
 def test_model_choice_errors():
-    metrics = {"din-seed0": {"epochs": [{"valid_auc": 0.7}]}}
+    metrics = {"din-seed0": _record("din", 0, 0.7)}
     with pytest.raises(MimrecError, match="'ciubm' is not in this run"):
         choose_model(metrics, "ciubm")
     assert choose_model(metrics, None) == "din-seed0"
+
+
+def test_the_valid_best_model_is_served_and_din_wins_a_tie():
+    metrics = {"din-seed0": _record("din", 0, 0.70), "din-seed1": _record("din", 1, 0.72),
+               "ciubm-seed0": _record("ciubm", 0, 0.70), "ciubm-seed1": _record("ciubm", 1, 0.72)}
+    assert choose_model(metrics, None) == "din-seed1"  # a tie on valid: the ID-only model
+    assert choose_model(metrics, "ciubm") == "ciubm-seed1"
+    assert choose_model(metrics, "ciubm-seed0") == "ciubm-seed0"
+    assert "content did not beat the ID-only model on valid: serving din" in selection_line(metrics)
+    metrics["ciubm-seed0"] = _record("ciubm", 0, 0.71)
+    assert choose_model(metrics, None) == "ciubm-seed1"
+    assert choose_model(metrics, None, margin=0.01) == "din-seed1"  # ahead by 0.005 only
+    assert selection_line(metrics).startswith("valid-best model: serving ciubm")
 
 
 def test_serving_imports_no_training_code():

@@ -40,6 +40,10 @@ class ModelSpec:
         retrieval_k: keep only the K behaviours most similar in content to the target (GSU, the
             sequence pre-step); 0 = keep all. Applies when the sequence is longer than K.
         source: the Representation Center store content blocks read (raw, stage 1 or C-SFT).
+        init_from: the name of another model of the run (one without ``init_from``) whose
+            trained weights of the same seed this one starts from, frozen: only the content
+            parts train, and the starting point is judged on valid too, so the model is never
+            worse on valid than the one it starts from. Empty = train everything from scratch.
     """
 
     name: str
@@ -49,6 +53,7 @@ class ModelSpec:
     user_id: bool = True
     retrieval_k: int = 0
     source: ContentSource = "csft"
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name != self.name.strip():
@@ -82,6 +87,12 @@ class ModelConfig:
             probability (its features and content stay), so the model also learns to score an
             item it has no trained ID for (cold start; DropoutNet-style). 0 = off.
         retrieval_k: the GSU top-K of the ``ciubm`` presets (see ``ModelSpec.retrieval_k``).
+        residual_units: hidden sizes of the content residual tower (its last layer starts at
+            zero, so a content model starts as its ID model).
+        ciubm_from_din: the ``ciubm`` presets start from the run's trained DIN of the same seed
+            (frozen; see ``ModelSpec.init_from``) when the run trains ``din``.
+        cold_id_halfway: the train count at which an item's own ID embedding and its
+            content-generated one weigh the same in the cold ID (weight ``k / (k + n)``).
     """
 
     embedding_dim: int = 16
@@ -97,8 +108,13 @@ class ModelConfig:
                                                 "target_content")
     retrieval_k: int = 0
     item_id_dropout: float = 0.0
+    residual_units: tuple[int, ...] = (64,)
+    ciubm_from_din: bool = True
+    cold_id_halfway: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.cold_id_halfway <= 0:
+            raise ValueError(f"ctr.model.cold_id_halfway must be > 0, got {self.cold_id_halfway}")
         if not 0.0 <= self.item_id_dropout <= 1.0:
             raise ValueError(f"ctr.model.item_id_dropout must be in [0, 1], "
                              f"got {self.item_id_dropout}")
@@ -157,6 +173,8 @@ class CtrConfig:
         content_source: the Representation Center store the presets' content blocks read
             (``ciubm_raw`` and ``ciubm_pretrain`` fix their own).
         train: optimisation and early stopping.
+        select_margin: the service (and the report's "valid-best") takes a model other than
+            ``din`` only when its mean valid AUC is higher than DIN's by more than this.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -164,9 +182,13 @@ class CtrConfig:
     models: tuple[ModelSpec, ...] = ()
     content_source: ContentSource = "csft"
     train: TrainConfig = field(default_factory=TrainConfig)
+    select_margin: float = 0.001
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.select_margin < 1.0:
+            raise ValueError(f"ctr.select_margin must be in [0, 1), got {self.select_margin}")
         names = list(self.variants) + [m.name for m in self.models]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"ctr: model name {twice[0]!r} is given twice (variants and models)")
+

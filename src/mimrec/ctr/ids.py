@@ -32,33 +32,41 @@ class FeatureBag(nn.Module):
 
 
 class ColdId(nn.Module):
-    """Content -> ID embedding for items whose ID embedding training never updated.
+    """Content-generated ID embeddings that an item's own ID embedding takes over from as its
+    train count grows (meta warm-up / generated embeddings).
 
-    A linear map of the item's content vector, fitted by :meth:`auxiliary_loss` (squared error
-    against the trained items' detached ID embeddings, so fitting never moves them).
+    ``id + gate * k / (k + n) * map(content)`` with ``n`` the item's train impressions, ``k`` =
+    ``halfway`` (the count at which both weigh the same) and ``gate`` a learned scalar that starts
+    at 0: at initialisation every item vector is its ID model's, and the content part grows only
+    as far as the CTR loss asks. A cold item (n = 0) or one added after training (its own ID is
+    the zero padding row) gets the whole generated part. The map is fitted by
+    :meth:`auxiliary_loss` (squared error against the trained items' detached ID embeddings, so
+    fitting it never moves them).
 
     Shapes: ``content`` (..., E) -> (..., D).
     """
 
-    def __init__(self, content_dim: int, dim: int, num_items: int) -> None:
+    def __init__(self, content_dim: int, dim: int, num_items: int, halfway: float) -> None:
         super().__init__()
         self.map = nn.Linear(content_dim, dim)
-        # which ID embeddings training updates (see mark_trained); padding keeps its zero vector
-        self.register_buffer("trained", torch.ones(num_items + 1, dtype=torch.bool))
+        self.gate = nn.Parameter(torch.zeros(()))
+        self.halfway = halfway
+        # train impressions per item (see mark_trained); an integer buffer, so a weight
+        # average copies it instead of averaging it
+        self.register_buffer("train_count", torch.zeros(num_items + 1, dtype=torch.long))
 
     def mark_trained(self, items: torch.Tensor) -> None:
-        trained = torch.zeros_like(self.trained)
-        trained[items.to(trained.device)] = True
-        trained[0] = True
-        self.trained.copy_(trained)
+        counts = torch.bincount(items.cpu(), minlength=self.train_count.shape[0])
+        self.train_count.copy_(counts[: self.train_count.shape[0]])
 
     def fill(self, id_vectors: torch.Tensor, ids: torch.Tensor, items: torch.Tensor,
              content: torch.Tensor) -> torch.Tensor:
-        """ID vectors with the untrained ones replaced by generated ones. ``ids`` are the ID-table
-        indices of ``items`` (0 past the tables). Shapes: (..., D), (...,), (...,) -> (..., D)."""
-        known = self.trained[ids] & (ids == items)  # (...,)
-        generated = self.map(content[items])  # (..., D)
-        return torch.where(known.unsqueeze(-1), id_vectors, generated)
+        """ID vectors plus the weighted generated part. ``ids`` are the ID-table indices of
+        ``items`` (0 past the tables: an added item, weight 1). Shapes: (..., D), (...,), (...,)
+        -> (..., D)."""
+        count = torch.where(ids == items, self.train_count[ids], 0).float()  # (...,)
+        weight = torch.where(items > 0, self.halfway / (self.halfway + count), 0.0)  # padding: 0
+        return id_vectors + self.gate * weight.unsqueeze(-1) * self.map(content[items])
 
     def auxiliary_loss(self, id_vectors: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """Squared error of the map on a batch's target items. Shapes: (B, D), (B, E) -> ()."""

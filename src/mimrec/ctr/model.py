@@ -3,8 +3,17 @@
 An ID block (:class:`~mimrec.ctr.ids.ItemVectors`, :class:`~mimrec.ctr.ids.UserVectors`: ID
 embeddings, categorical features, the cold ID), an optional sequence pre-step (content cosines
 and GSU top-K), a list of interest blocks that share one :class:`~mimrec.ctr.blocks.Behaviours`
-context and declare their output width, and an MLP tower over ``[user, target, block outputs]``.
-ID-only DIN is the list ``[id_attention]``; CiUBM adds content blocks (:class:`ModelSpec`).
+context and declare their output width, and two towers:
+
+- the ID tower over ``[user, target, outputs of the blocks that read no content]``: this is DIN;
+- the content residual over the outputs of the content blocks only (what it adds is content's
+  doing, not more capacity on ID features), whose last layer starts at zero and whose logit is
+  added to the ID tower's.
+
+So a content model starts as exactly its ID model (the cold ID's gate starts at 0 too) and can
+only add what training finds: ``logit = din(x) + residual(x, content)``. Started from a trained
+DIN (``ModelSpec.init_from``), the ID parts are frozen and only the content parts learn.
+ID-only DIN is the block list ``[id_attention]``; CiUBM adds content blocks (:class:`ModelSpec`).
 """
 
 from __future__ import annotations
@@ -63,11 +72,16 @@ class CiUBM(nn.Module):
         if spec.cold_id and spec.item_id:
             # built after the blocks: a seed draws the same initial weights as before the
             # model was composed from blocks (tests/ctr/test_golden.py)
-            self.items.cold_id = ColdId(dims.content_dim, d, tables.num_items)
-        tower_in = (self.users.out_dim + self.items.out_dim
-                    + sum(block.out_dim for block in self.blocks.values()))
-        self.tower = MLP(tower_in, cfg.mlp_units, out_dim=1, dropout=cfg.dropout,
+            self.items.cold_id = ColdId(dims.content_dim, d, tables.num_items,
+                                        cfg.cold_id_halfway)
+        id_in = (self.users.out_dim + self.items.out_dim
+                 + sum(b.out_dim for b in self.blocks.values() if not b.reads_content))
+        self.tower = MLP(id_in, cfg.mlp_units, out_dim=1, dropout=cfg.dropout,
                          batch_norm=cfg.batch_norm)
+        content_in = sum(b.out_dim for b in self.blocks.values() if b.reads_content)
+        self.residual = ContentResidual(content_in, cfg.residual_units,
+                                        cfg.dropout) if content_in else None
+        self.frozen: tuple[str, ...] = ()
         self._reset_embeddings()
 
     def set_content(self, content: torch.Tensor) -> None:
@@ -126,9 +140,38 @@ class CiUBM(nn.Module):
         tables = tables if tables is not None else self.catalogue_tables()
         target = self.items.drop_target_ids(tables.vectors[item])  # (B, D)
         ctx = Behaviours(target, item, history, history > 0, sims, tables)
-        parts = [self.users(user, user_features), target]
-        parts += [block(ctx, tables.prepared[name]) for name, block in self.blocks.items()]
-        return self.tower(torch.cat(parts, dim=-1)).squeeze(-1)  # (B,)
+        id_parts, content_parts = [self.users(user, user_features), target], []
+        for name, block in self.blocks.items():
+            out = block(ctx, tables.prepared[name])  # (B, out_dim)
+            (content_parts if block.reads_content else id_parts).append(out)
+        id_input = torch.cat(id_parts, dim=-1)
+        logit = self.tower(id_input).squeeze(-1)  # (B,)
+        if self.residual is not None:
+            logit = logit + self.residual(torch.cat(content_parts, dim=-1))
+        return logit
+
+    def start_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Start from a trained ID model's weights (``ModelSpec.init_from``) and freeze them:
+        every tensor of ``state`` this model has is copied and no longer trained, and the ID
+        tower stays in eval mode (its batch-norm statistics and dropout as trained), so training
+        moves only the content parts. ``state`` must not hold content parts."""
+        own = self.state_dict()
+        foreign = sorted(k for k in state if k not in own)
+        if foreign:
+            raise ValueError(f"the start weights hold tensors this model lacks: {foreign[:3]}")
+        self.load_state_dict(state, strict=False)
+        self.frozen = tuple(k for k, _ in self.named_parameters() if k in state)
+        for name, p in self.named_parameters():
+            if name in state:
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> CiUBM:
+        """As ``nn.Module.train``; a frozen ID tower (see :meth:`start_from`) stays in eval mode."""
+        super().train(mode)
+        if any(name.startswith("tower.") for name in self.frozen):
+            self.tower.eval()
+        return self
 
     def _sequence(self, item: torch.Tensor, history: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -159,8 +202,24 @@ class CiUBM(nn.Module):
                         for name, block in self.blocks.items()],
             "retrieval_k": self.retrieval_k,
             "tower_in": self.tower.net[0].in_features,
+            "residual_in": (self.residual.net[0].in_features if self.residual is not None
+                            else 0),
+            "frozen_params": sum(p.numel() for p in self.parameters() if not p.requires_grad),
             "params": count(self),
         }
+
+
+class ContentResidual(MLP):
+    """The content tower: an MLP whose last layer starts at zero, so its logit starts at 0 and
+    the model starts as its ID model. Shapes: (B, in_dim) -> (B,)."""
+
+    def __init__(self, in_dim: int, units: tuple[int, ...], dropout: float) -> None:
+        super().__init__(in_dim, units, out_dim=1, dropout=dropout)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).squeeze(-1)
 
 
 def trim_padding(history: torch.Tensor) -> torch.Tensor:

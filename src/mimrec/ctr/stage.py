@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from mimrec.artifacts import stage_dir, write_manifest
 from mimrec.config import to_dict
@@ -64,14 +64,19 @@ def spec_record(spec: ModelSpec) -> dict:
 
 def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
               splits: dict[str, Batchable], progress: Progress | None,
-              content: torch.Tensor | None) -> tuple[CiUBM, dict]:
-    """Train one model with one seed; returns the model (best epoch) and its training record."""
+              content: torch.Tensor | None, start_weights: dict | None = None
+              ) -> tuple[CiUBM, dict]:
+    """Train one model with one seed; returns the model (best epoch) and its training record.
+    ``start_weights``: the trained weights of ``spec.init_from`` (same seed), kept frozen."""
     seed_everything(seed, cfg.train.deterministic)
     model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
     model.mark_trained(splits["train"].item)
+    if start_weights is not None:
+        model.start_from(start_weights)
     model = model.to(resolve_device(cfg.train.device))
     start = time.perf_counter()
-    log = fit(model, splits["train"], splits["valid"], cfg.train, progress)
+    log = fit(model, splits["train"], splits["valid"], cfg.train, progress,
+              judge_start=start_weights is not None)
     seconds = time.perf_counter() - start
     samples_seen = len(splits["train"]) * len(log)
     return model, {"model": spec.name, "seed": seed, "spec": spec_record(spec),
@@ -83,8 +88,12 @@ def train_and_save(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTa
                    splits: dict[str, Batchable], content: torch.Tensor | None, folder: Path,
                    progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train one model, save its weights into ``folder``; returns its valid and test
-    probabilities and its training record."""
-    model, record = train_one(cfg, spec, seed, tables, splits, progress, content)
+    probabilities and its training record. A model with ``init_from`` starts from that model's
+    weights file in ``folder`` (trained first)."""
+    start = None
+    if spec.init_from:
+        start = load_file(folder / f"{spec.init_from}-seed{seed}.safetensors")
+    model, record = train_one(cfg, spec, seed, tables, splits, progress, content, start)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
               folder / f"{model_key(spec, seed)}.safetensors")
     return predict(model, splits["valid"]), predict(model, splits["test"]), record
@@ -120,23 +129,48 @@ def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_d
 def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
                index_dir: Path | None, progress: Progress):
     """Yield ``(spec, seed, valid, test, record)`` for every model, in the order of
-    models x seeds; with ``workers`` > 1 the models train in a process pool."""
-    jobs = [(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds]
+    models x seeds; with ``workers`` > 1 the models train in a process pool, a model that starts
+    from another as soon as that one is done."""
+    specs = model_specs(cfg)
     if cfg.train.workers > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx) as pool:
-            futures = [pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, spec, s,
-                                   folder) for spec, s in jobs]
-            for (spec, seed), future in zip(jobs, futures, strict=True):
-                yield spec, seed, *future.result()
+        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, specs)
         return
     tables, splits = feature_tables(data, data_cfg), _splits(data)
-    for spec in model_specs(cfg):
+    order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
+    results = {}
+    for spec in order:
         content, store = _content_of(spec, data.items, index_dir)
         for seed in cfg.train.seeds:
             valid, test, record = train_and_save(cfg, spec, seed, tables, splits, content,
                                                  folder, progress)
-            yield spec, seed, valid, test, {**record, "content": store}
+            results[spec.name, seed] = (valid, test, {**record, "content": store})
+    for spec in specs:
+        for seed in cfg.train.seeds:
+            yield spec, seed, *results[spec.name, seed]
+
+
+def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
+                   index_dir: Path | None, specs: tuple[ModelSpec, ...]):
+    """The models of :func:`_train_all` in ``workers`` processes, yielded in job order."""
+    jobs = [(spec, s) for spec in specs for s in cfg.train.seeds]
+    ctx = multiprocessing.get_context("spawn")
+    done: dict[tuple[str, int], tuple] = {}
+    with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx) as pool:
+        running: dict = {}
+        waiting, next_out = list(jobs), 0
+        while waiting or running:
+            for spec, seed in [j for j in waiting
+                               if not j[0].init_from or (j[0].init_from, j[1]) in done]:
+                waiting.remove((spec, seed))
+                running[pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, spec,
+                                    seed, folder)] = (spec.name, seed)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[running.pop(future)] = future.result()
+            while next_out < len(jobs) and (jobs[next_out][0].name, jobs[next_out][1]) in done:
+                spec, seed = jobs[next_out]
+                yield spec, seed, *done[spec.name, seed]
+                next_out += 1
 
 
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,

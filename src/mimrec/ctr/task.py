@@ -13,11 +13,12 @@ from mimrec.ctr.model import CiUBM
 
 
 def embedding_penalty(model: CiUBM, l2: float) -> torch.Tensor | float:
-    """``l2 / 2 * sum ||E||^2`` over the model's embedding tables (the FuxiCTR
-    ``embedding_regularizer`` convention)."""
-    if l2 <= 0:
+    """``l2 / 2 * sum ||E||^2`` over the model's trained embedding tables (the FuxiCTR
+    ``embedding_regularizer`` convention; frozen ones are left out)."""
+    tables = [e.weight for e in model.embeddings() if e.weight.requires_grad]
+    if l2 <= 0 or not tables:
         return 0.0
-    return 0.5 * l2 * sum(e.weight.pow(2).sum() for e in model.embeddings())
+    return 0.5 * l2 * sum(w.pow(2).sum() for w in tables)
 
 
 @dataclass(frozen=True)

@@ -144,18 +144,25 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
 
 
 def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
-        progress: Progress | None = None) -> list[dict]:
+        progress: Progress | None = None, judge_start: bool = False) -> list[dict]:
     """Train with early stopping on valid AUC; the best epoch's weights are restored in place.
 
     With ``cfg.ema_decay > 0`` the weights judged on valid (and restored) are an exponential
-    moving average of the trained weights, batch-norm statistics included.
+    moving average of the trained weights, batch-norm statistics included. With
+    ``judge_start`` the starting weights are a candidate too (epoch 0): a model that starts
+    from a trained one ends no worse than it on valid. Only parameters that require gradients
+    are trained.
 
     Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model
     best_auc, best_state, since_best, log = -1.0, None, 0, []
+    if judge_start:
+        best_auc = auc(valid.label.numpy(), predict(model, valid))
+        best_state = copy.deepcopy(model.state_dict())
+        log.append({"epoch": 0, "train_loss": None, "valid_auc": best_auc})
     for epoch in range(1, cfg.max_epochs + 1):
         loss = train_epoch(model, train, opt, cfg, progress, epoch, ema)
         valid_auc = auc(valid.label.numpy(), predict(judged, valid))

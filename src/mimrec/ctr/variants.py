@@ -12,7 +12,10 @@ Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`Model
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig, ModelSpec, Variant
+from mimrec.errors import ConfigError
 
 # Content blocks in tower-input order (the order the presets list them in).
 CONTENT_BLOCKS: tuple[BlockKind, ...] = ("sa_ta", "simtier", "content_attention", "target_content")
@@ -50,5 +53,14 @@ def preset(cfg: CtrConfig, name: Variant) -> ModelSpec:
 
 
 def model_specs(cfg: CtrConfig) -> tuple[ModelSpec, ...]:
-    """Every model a run trains: the presets of ``variants``, then ``models``."""
-    return tuple(preset(cfg, name) for name in cfg.variants) + cfg.models
+    """Every model a run trains: the presets of ``variants``, then ``models``. The ``ciubm``
+    presets start from the run's DIN when it trains one (``ctr.model.ciubm_from_din``)."""
+    from_din = "din" if cfg.model.ciubm_from_din and "din" in cfg.variants else ""
+    specs = tuple(replace(preset(cfg, name), init_from=from_din) if name.startswith("ciubm")
+                  else preset(cfg, name) for name in cfg.variants) + cfg.models
+    starts = {spec.name: spec.init_from for spec in specs}
+    for name, source in starts.items():
+        if source and (source not in starts or starts[source]):
+            raise ConfigError(f"ctr: model {name!r} starts from {source!r}, which must be a "
+                              f"model of this run that starts from scratch ({list(starts)})")
+    return specs

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mimrec.artifacts import read_manifest, require_stage, write_json_atomic
+from mimrec.ctr.selection import selection_line, valid_best, valid_scores
 from mimrec.data.samples import BUCKETS, TEST
 from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
@@ -60,6 +61,11 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     models = {name: aggregate([ctr_metrics(test["user"], test["label"], probs, test["bucket"])
                                for probs in by_seed.values()])
               for name, by_seed in predictions.items()}
+    ctr_manifest = require_stage(ctr_dir, "ctr")
+    records = ctr_manifest["metrics"]
+    margin = ctr_manifest["config"]["ctr"].get("select_margin", 0.0)
+    for name, score in valid_scores(records).items():
+        models[name]["valid_auc"] = score
     base = models.get(cfg.baseline)
     for name, m in models.items():
         m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
@@ -70,7 +76,9 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     data_manifest = read_manifest(data_dir)
     new_frac = data_manifest["config"]["new_item_fraction"]
     report = {"protocol": "P1-cold" if new_frac > 0 else "P1", "baseline": cfg.baseline,
-              "models": models, "data": data_manifest["metrics"], **(extra or {})}
+              "valid_best": valid_best(records, cfg.baseline, margin),
+              "selection": selection_line(records, cfg.baseline, margin), "models": models,
+              "data": data_manifest["metrics"], **(extra or {})}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "report.json", _finite(report))
     if cfg.plot:
@@ -96,10 +104,13 @@ def _fmt(mean: float, std: float) -> str:
 
 def ctr_table(report: dict) -> list[str]:
     """The markdown table of CTR models: one row per model."""
-    head = ["model", "AUC", "gAUC", "LogLoss", "RelaImpr"] + [f"AUC {b}" for b in BUCKETS]
+    head = (["model", "valid AUC", "AUC", "gAUC", "LogLoss", "RelaImpr"]
+            + [f"AUC {b}" for b in BUCKETS])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in report["models"].items():
-        cells = [name, _fmt(m["auc"], m["auc_std"]), _fmt(m["gauc"], m["gauc_std"]),
+        label = f"**{name}** (valid-best)" if name == report.get("valid_best") else name
+        cells = [label, f"{m.get('valid_auc', float('nan')):.4f}", _fmt(m["auc"], m["auc_std"]),
+                 _fmt(m["gauc"], m["gauc_std"]),
                  _fmt(m["logloss"], m["logloss_std"]), f"{m['rela_impr']:+.2f}%"]
         cells += [_fmt(m["buckets"][b]["auc"], m["buckets"][b]["auc_std"]) for b in BUCKETS]
         rows.append("| " + " | ".join(cells) + " |")
@@ -158,7 +169,8 @@ def render_markdown(report: dict, with_plot: bool) -> str:
     if report.get("models"):
         seeds = next(iter(report["models"].values()))["seeds"]
         lines += [f"## CTR ({report['protocol']}, test split, mean ± std over {seeds} seeds)", "",
-                  f"RelaImpr is against `{report['baseline']}`.", "", *ctr_table(report), ""]
+                  f"RelaImpr is against `{report['baseline']}`. Model choice is made on valid: "
+                  f"{report['selection']}.", "", *ctr_table(report), ""]
         differences = difference_table(report)
         if differences:
             lines += [*differences, ""]

@@ -21,6 +21,7 @@ from mimrec.ctr.blocks import reads_content
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.selection import best_seed, valid_best
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import Samples
 from mimrec.data.stage import read_data
@@ -55,21 +56,19 @@ class ServingBundle:
     max_seq_len: int
 
 
-def choose_model(metrics: dict, wanted: str | None) -> str:
-    """The model key to serve: ``wanted`` (a variant name or "<variant>-seed<k>"), or by default
-    the content model with the best valid AUC (content models can score new items), else DIN's."""
-    keys = list(metrics)
-    if wanted:
-        matching = [k for k in keys if k == wanted or metrics[k]["model"] == wanted]
-        if not matching:
-            raise MimrecError(f"model {wanted!r} is not in this run; trained: {', '.join(keys)}")
-        keys = matching
-    else:
-        content = [k for k in keys if metrics[k].get("content")]
-        keys = content or keys
-    if not keys:
+def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
+                 margin: float = 0.0) -> str:
+    """The model key to serve: ``wanted`` (a model name, its best valid seed, or
+    "<model>-seed<k>"), or by default the valid-best model (:mod:`mimrec.ctr.selection`: the
+    ID-only baseline unless a content model did better on valid), its best valid seed."""
+    if not metrics:
         raise MimrecError("the ctr artifact holds no trained model")
-    return max(keys, key=lambda k: max(e["valid_auc"] for e in metrics[k]["epochs"]))
+    if wanted in metrics:
+        return wanted
+    names = {record["model"] for record in metrics.values()}
+    if wanted and wanted not in names:
+        raise MimrecError(f"model {wanted!r} is not in this run; trained: {', '.join(metrics)}")
+    return best_seed(metrics, wanted or valid_best(metrics, baseline, margin))
 
 
 def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
@@ -89,7 +88,7 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
                           "describe themselves): run `mimrec train` on this folder again")
     ctr_cfg = from_dict(CtrConfig, manifest["config"]["ctr"], "ctr")
     data_cfg = from_dict(DataConfig, manifest["config"]["data"], "data")
-    key = choose_model(manifest["metrics"], model)
+    key = choose_model(manifest["metrics"], model, margin=ctr_cfg.select_margin)
     spec = from_dict(ModelSpec, manifest["metrics"][key]["spec"], f"model {key}")
 
     items = data.items

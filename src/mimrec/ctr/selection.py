@@ -1,0 +1,52 @@
+"""Model selection on valid: which trained model a run serves by default.
+
+A model's valid score is the mean over its seeds of the best valid AUC of each seed's training
+(the weights kept). Another model is chosen over the ID-only baseline only when its score is
+higher by more than ``margin`` (``ctr.select_margin``): a gain the size of valid noise does not
+make the service switch to content.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def valid_scores(records: dict[str, dict]) -> dict[str, float]:
+    """Mean best valid AUC per model name, from the ctr manifest's per-key records."""
+    per_model: dict[str, list[float]] = {}
+    for record in records.values():
+        best = max(e["valid_auc"] for e in record["epochs"])
+        per_model.setdefault(record["model"], []).append(best)
+    return {name: float(np.mean(v)) for name, v in per_model.items()}
+
+
+def valid_best(records: dict[str, dict], baseline: str = "din", margin: float = 0.0) -> str:
+    """The name of the model with the best valid score; ``baseline`` unless another beats it by
+    more than ``margin``."""
+    scores = valid_scores(records)
+    if not scores:
+        raise ValueError("no trained model to choose from")
+    top = max(scores.values())
+    if baseline in scores and scores[baseline] + margin >= top:
+        return baseline
+    return next(name for name, score in scores.items() if score == top)
+
+
+def best_seed(records: dict[str, dict], name: str) -> str:
+    """The key (``<model>-seed<k>``) of a model's seed with the best valid AUC."""
+    keys = [k for k, r in records.items() if r["model"] == name]
+    return max(keys, key=lambda k: max(e["valid_auc"] for e in records[k]["epochs"]))
+
+
+def selection_line(records: dict[str, dict], baseline: str = "din", margin: float = 0.0) -> str:
+    """One line on what valid chose, e.g. ``content did not beat the ID-only model on valid:
+    serving din``."""
+    scores = valid_scores(records)
+    chosen = valid_best(records, baseline, margin)
+    if chosen == baseline and len(scores) > 1:
+        return (f"content did not beat the ID-only model on valid: serving {baseline} "
+                f"(valid AUC {scores[baseline]:.4f}; best other "
+                f"{max(s for n, s in scores.items() if n != baseline):.4f}; a content model "
+                f"must be ahead by more than {margin:g})")
+    base = f" vs {baseline} {scores[baseline]:.4f}" if baseline in scores else ""
+    return f"valid-best model: serving {chosen} (valid AUC {scores[chosen]:.4f}{base})"

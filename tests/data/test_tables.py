@@ -49,7 +49,13 @@ def test_dates_are_parsed(small_frames, tmp_path):
         ("interactions", lambda d: d.assign(item_id=["a", "b", "a", "zz"]),
          "not in the items table"),
         ("interactions", lambda d: d.iloc[:0], "the table is empty"),
-        ("interactions", lambda d: d.assign(rating=["5", "x", "4", "4"]), "'rating' is not a number"),
+        ("interactions", lambda d: d.assign(rating=["5", "x", "4", "4"]),
+         "'rating' is not a finite number"),
+        ("interactions", lambda d: d.assign(rating=["5", "Infinity", "4", "4"]),
+         "'rating' is not a finite number"),
+        ("items", lambda d: d.assign(title=["1", "Infinity", "3"]),  # read as numbers
+         "a number must be finite, got inf"),
+        ("items", lambda d: d.assign(item_id=["a", "   ", "c"]), "must not be empty or blank"),
         ("items", lambda d: d.assign(item_id=["a", "a", "c"]), "duplicate item_id 'a'"),
         ("items", lambda d: d.drop(columns=["title"]), "missing column 'title'"),
     ],
@@ -99,3 +105,29 @@ def test_movielens_kg_tokens_on_request(ml100k):
     kg = load_movielens(4.0, ("title",), kg=True)
     toy = kg.items[kg.items["item_id"] == "1"].iloc[0]
     assert any(t.startswith("actor:") for t in toy["attributes"])
+
+
+@pytest.mark.parametrize(
+    "table, column, value, message",
+    [
+        ("items", "item_id", "b\x00x", "control characters"),
+        ("items", "item_id", "b\nx", "control characters"),
+        ("items", "item_id", "b" * 300, "at most 256 characters"),
+        ("interactions", "user_id", "1\u20282", "control characters"),
+        ("items", "title", "B\x00", "control character"),
+        ("items", "title", "B" * 20_000, "at most 10,000 characters"),
+        ("items", "attributes", "ok b\x01d", "a token must not contain control characters"),
+    ],
+)
+def test_ids_and_content_that_break_the_validation_rules_are_refused(
+        small_frames, tmp_path, table, column, value, message):
+    frame = small_frames[table].copy()
+    frame[column] = frame[column].astype(str) if column in frame else "x"
+    frame.loc[1, column] = value
+    small_frames[table] = frame
+    folder = _write(tmp_path / "d", small_frames, fmt="parquet")
+    with pytest.raises(DataError) as err:
+        load_files(folder, 4.0, ("title",))
+    text = str(err.value)
+    assert message in text and f"'{column}'" in text and "row 2" in text
+    assert "\n" not in text.replace("\\n", "")

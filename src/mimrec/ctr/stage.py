@@ -3,11 +3,13 @@
 Artifact files: ``<model>-seed<k>.safetensors`` (weights), ``predictions.npz`` (valid and test
 probabilities per model and seed, keys ``<model>-seed<k>/<split>``), ``manifest.json`` (per model
 and seed: its spec, what it is made of, metrics and training log).
+Models of an earlier artifact that a run does not retrain are kept (:mod:`mimrec.ctr.kept`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -25,6 +27,7 @@ from mimrec.config import to_dict
 from mimrec.ctr.blocks import block_name, reads_content
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
+from mimrec.ctr.kept import KeptModels, kept_models
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
 from mimrec.ctr.variants import model_specs
@@ -33,6 +36,7 @@ from mimrec.data.samples import TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
+from mimrec.processes import die_with_parent
 from mimrec.store.center import RepresentationCenter
 
 
@@ -124,7 +128,8 @@ def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder:
     jobs = [(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds]
     if cfg.train.workers > 1:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx,
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, spec, s,
                                    folder) for spec, s in jobs]
             for (spec, seed), future in zip(jobs, futures, strict=True):
@@ -140,17 +145,29 @@ def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder:
 
 
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
-            console: Console | None = None, index_dir: Path | None = None) -> dict:
+            console: Console | None = None, index_dir: Path | None = None,
+            replace: bool = False) -> dict:
     """Train every model of ``cfg`` x ``cfg.train.seeds`` on the data artifact, writing ``out``.
 
-    Content models read their vectors from ``index_dir/<source>`` (the index artifact).
+    Content models read their vectors from ``index_dir/<source>`` (the index artifact). Models
+    already in ``out`` that this run does not train are kept unless ``replace``.
     """
     console = console or Console(stderr=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     test = data.samples.subset(TEST)
-    predictions, records = {}, {}
+    config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}
+    kept, note = KeptModels(), None
+    if not replace:
+        retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
+        kept, note = kept_models(out, config, data.folder, retrained)
+    if note:
+        console.print(f"  {note}")
+    predictions, records = dict(kept.predictions), dict(kept.records)
     with stage_dir(out) as tmp, make_progress(console) as progress:
+        kept.copy_into(tmp)
+        if records:
+            console.print(f"  keeping {', '.join(records)} (not retrained; --replace drops them)")
         for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
                                                             index_dir, progress):
             key = model_key(spec, seed)
@@ -162,6 +179,5 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                           f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
         np.savez(tmp / "predictions.npz", **predictions)
         parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
-        write_manifest(tmp, "ctr", {"ctr": to_dict(cfg), "data": to_dict(data_cfg)},
-                       parents=parents, metrics=records)
+        write_manifest(tmp, "ctr", config, parents=parents, metrics=records)
     return records

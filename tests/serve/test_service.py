@@ -37,9 +37,9 @@ def test_score_round_trip_and_service_pages(server):
     assert as_ints.json()["scores"] == pytest.approx(scores, rel=1e-6)
     assert "/v1/score" in c.get("/openapi.json").json()["paths"]
     assert "mimrec scoring service" in c.get("/").text
-    history_page = c.get("/v1/users/1/history?limit=5").json()
+    history_page = c.get("/v1/users/1/history?limit=5", headers=AUTH).json()
     assert len(history_page["history"]) <= 5 and history_page["history"][0]["title"]
-    metrics = c.get("/metrics").text
+    metrics = c.get("/metrics", headers=AUTH).text
     line = next(x for x in metrics.splitlines()
                 if x.startswith('mimrec_requests_total{method="POST",route="/v1/score",status="200"}'))
     assert float(line.split()[-1]) >= 2
@@ -188,3 +188,30 @@ def test_a_port_in_use_is_a_one_line_error(trained_run):
                             str(port)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip() == f"mimrec: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_the_real_server_refuses_foreign_hosts_huge_heads_and_bad_ids(server):
+    """Over real HTTP (uvicorn + httptools): DNS-rebinding hosts, a request head that httptools
+    would otherwise buffer whole (10 MB was accepted), and the ids of issue 17."""
+    import socket
+
+    c = server.client
+    assert "not served here" in _problem(c.get("/healthz", headers={"Host": "rebind.example"}),
+                                         400, "Host")
+    assert c.get("/healthz", headers={"Host": f"localhost:{server.port}"}).status_code == 200
+    _problem(c.get("/v1/users/1/history"), 401, "Authorization")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+                      + b"a" * 10_000_000 + b"\r\n\r\n")
+        except OSError:
+            pass  # the server may close before the client has sent it all
+        head = s.recv(200)
+    assert head.startswith(b"HTTP/1.1 431")
+    version = c.get("/healthz").json()["store_version"]
+    for bad in ("1\x00x", "x" * (1 << 20), "", "a\nb"):
+        _problem(c.post("/v1/items", json={"item_id": bad, "title": "x"}, headers=AUTH), 422,
+                 "item_id")
+    assert c.get("/healthz").json()["store_version"] == version
+    ok = c.post("/v1/items", json={"item_id": "after-bad-ids", "title": "x"}, headers=AUTH)
+    assert ok.status_code == 201, ok.text

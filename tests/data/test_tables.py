@@ -1,8 +1,14 @@
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mimrec.data.files import load_files
 from mimrec.errors import DataError
+from mimrec.validation import id_problem, text_problem
 from tests.conftest import write_slice
 
 
@@ -131,3 +137,40 @@ def test_ids_and_content_that_break_the_validation_rules_are_refused(
     text = str(err.value)
     assert message in text and f"'{column}'" in text and "row 2" in text
     assert "\n" not in text.replace("\\n", "")
+
+
+IDS = st.one_of(st.sampled_from(["a", "b", "c", " d ", "7", "x" * 256]), st.text(max_size=6),
+                st.sampled_from(["", "e\x00", "f\ng", "x" * 257]))
+TEXTS = st.one_of(st.text(max_size=8), st.sampled_from(["Toy Story", "t\x00", "ok\nline"]))
+NUMBERS = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_table_loads_into_valid_data_or_is_one_line_error(data):
+    """Whatever the tables hold, the loader returns data in which every id and text passes the
+    validation rules, item ids are unique and every interaction names a known item, with the
+    events kept one for one; or it refuses with one line naming the data."""
+    n = data.draw(st.integers(1, 5))
+    ids = data.draw(st.lists(IDS, min_size=n, max_size=n))
+    titles = data.draw(st.one_of(st.lists(TEXTS, min_size=n, max_size=n),
+                                 st.lists(NUMBERS, min_size=n, max_size=n)))
+    events = data.draw(st.lists(st.tuples(IDS, IDS, st.integers(0, 10**9), NUMBERS),
+                                min_size=1, max_size=8))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        pd.DataFrame({"item_id": ids, "title": titles}).to_parquet(folder / "items.parquet")
+        pd.DataFrame(events, columns=["user_id", "item_id", "timestamp", "rating"]).to_parquet(
+            folder / "interactions.parquet")
+        try:
+            ds = load_files(folder, 4.0, ("title",))
+        except DataError as err:
+            assert "\n" not in str(err).replace("\\n", "") and folder.name in str(err)
+            return
+    assert len(ds.interactions) == len(events)
+    assert ds.items["item_id"].is_unique
+    for column in (ds.items["item_id"], ds.interactions["item_id"], ds.interactions["user_id"]):
+        assert all(id_problem(v) is None for v in column)
+    assert ds.interactions["item_id"].isin(ds.items["item_id"]).all()
+    assert ds.interactions["label"].isin([0, 1]).all()
+    assert all(text_problem(t) is None for t in ds.items["title"] if not pd.isna(t))

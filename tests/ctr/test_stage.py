@@ -135,3 +135,18 @@ def test_pool_workers_die_with_their_parent(tmp_path):
     while any(pid_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(pid_alive(p) for p in workers)
+
+
+def test_a_diverged_model_never_replaces_the_trained_artifact(artifacts, tmp_path, monkeypatch):
+    from mimrec.ctr import stage
+    from mimrec.errors import MimrecError
+
+    data_cfg, data, index = artifacts
+    out = tmp_path / "ctr"
+    run_ctr(_quick(("din",)), data_cfg, data, out, index_dir=index)
+    before = (out / "manifest.json").read_text()
+    monkeypatch.setattr(stage, "predict", lambda model, split: np.full(len(split), np.nan))
+    with pytest.raises(MimrecError, match="din-seed1 predicts NaN.*left as it was"):
+        run_ctr(_quick(("din",), seeds=(1,)), data_cfg, data, out, index_dir=index)
+    assert (out / "manifest.json").read_text() == before
+    assert not list(tmp_path.glob(".ctr.tmp-*"))

@@ -171,6 +171,10 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
                                                             index_dir, progress):
             key = model_key(spec, seed)
+            if not (np.isfinite(valid).all() and np.isfinite(probs).all()):
+                raise MimrecError(f"ctr: {key} predicts NaN or infinity (training diverged; try "
+                                  f"a lower ctr.train.lr than {cfg.train.lr}); {out} was left "
+                                  "as it was")
             predictions[f"{key}/valid"], predictions[f"{key}/test"] = valid, probs
             record["test"] = ctr_metrics(test["user"], test["label"], probs, test["bucket"])
             records[key] = record

@@ -30,6 +30,8 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         raise MimrecError(f"--port {port}: not a TCP port")
     if workers < 1:
         raise MimrecError(f"--workers {workers}: must be at least 1")
+    if threads < 0:
+        raise MimrecError(f"--threads {threads}: must be 0 (torch's default) or more")
     check_port_free(host, port)  # before the bundle loads, not after
     if threads > 0:
         torch.set_num_threads(threads)

@@ -150,3 +150,19 @@ def test_a_diverged_model_never_replaces_the_trained_artifact(artifacts, tmp_pat
         run_ctr(_quick(("din",), seeds=(1,)), data_cfg, data, out, index_dir=index)
     assert (out / "manifest.json").read_text() == before
     assert not list(tmp_path.glob(".ctr.tmp-*"))
+
+
+def test_a_split_with_one_class_is_refused_before_training(artifacts, tmp_path):
+    """Valid AUC (early stopping) and the test report need clicks and non-clicks."""
+    import dataclasses
+
+    from mimrec.data.samples import VALID
+    from mimrec.errors import DataError
+
+    data_cfg, data, index = artifacts
+    label = data.samples.label.copy()
+    label[data.samples.split == VALID] = 1
+    one_class = dataclasses.replace(data, samples=dataclasses.replace(data.samples, label=label))
+    with pytest.raises(DataError, match="valid needs a click and a non-click"):
+        run_ctr(_quick(("din",)), data_cfg, one_class, tmp_path / "ctr", index_dir=index)
+    assert not (tmp_path / "ctr").exists()

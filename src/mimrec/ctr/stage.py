@@ -32,8 +32,8 @@ from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
 from mimrec.ctr.variants import model_specs
 from mimrec.data.config import DataConfig
-from mimrec.data.samples import TEST, TRAIN, VALID
-from mimrec.data.stage import DataArtifact, read_data
+from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
+from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
 from mimrec.processes import die_with_parent
@@ -153,6 +153,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     already in ``out`` that this run does not train are kept unless ``replace``.
     """
     console = console or Console(stderr=True)
+    check_splits(data.samples, str(data.folder), both_classes=tuple(SPLITS))  # before training
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     test = data.samples.subset(TEST)

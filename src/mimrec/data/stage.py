@@ -45,18 +45,24 @@ def sample_stats(samples: Samples) -> dict:
     return stats
 
 
-def check_splits(samples: Samples, name: str) -> None:
-    """Refuse data too small to train and judge a model: every split (train, valid, test) needs
-    at least one click and one non-click (AUC, early stopping and the report need both)."""
+def check_splits(samples: Samples, name: str, both_classes: tuple[str, ...] = ("train",)) -> None:
+    """Refuse data too small to form train / valid / test: every split needs an event, and the
+    splits in ``both_classes`` a click and a non-click (what training and its AUC need).
+
+    The data stage asks this of train; the CTR stage of every split (early stopping on valid AUC
+    and the test report need both classes), before it trains anything.
+    """
     counts = {split: (int(((samples.split == code) & (samples.label > 0)).sum()),
                       int(((samples.split == code) & (samples.label == 0)).sum()))
               for split, code in SPLITS.items()}
-    short = [split for split, (pos, neg) in counts.items() if pos == 0 or neg == 0]
+    short = [split for split, (pos, neg) in counts.items()
+             if pos + neg == 0 or (split in both_classes and (pos == 0 or neg == 0))]
     if short:
+        need = ("a click and a non-click" if short[0] in both_classes else "at least one event")
         shown = ", ".join(f"{s} {p} clicks / {n} non-clicks" for s, (p, n) in counts.items())
-        raise DataError(f"{name}: too small to form train/valid/test: {short[0]} needs at least "
-                        f"one click and one non-click ({shown}); add events or change "
-                        "data.train_fraction / data.valid_fraction")
+        raise DataError(f"{name}: too small to form train/valid/test: {short[0]} needs {need} "
+                        f"({shown}); add events or change data.train_fraction / "
+                        "data.valid_fraction")
 
 
 def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = ()) -> DataArtifact:

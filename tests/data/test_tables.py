@@ -155,7 +155,8 @@ def test_any_table_loads_into_valid_data_or_is_one_line_error(data):
     ids = data.draw(st.lists(IDS, min_size=n, max_size=n))
     titles = data.draw(st.one_of(st.lists(TEXTS, min_size=n, max_size=n),
                                  st.lists(NUMBERS, min_size=n, max_size=n)))
-    events = data.draw(st.lists(st.tuples(IDS, IDS, st.integers(0, 10**9), NUMBERS),
+    events = data.draw(st.lists(st.tuples(IDS, IDS, st.one_of(st.integers(0, 10**9), NUMBERS),
+                                          NUMBERS),
                                 min_size=1, max_size=8))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -105,7 +105,8 @@ def parse_timestamps(df: pd.DataFrame, source: str) -> np.ndarray:
     """Timestamps as int64 seconds: numbers are taken as Unix seconds, strings are parsed as dates."""
     ts = df["timestamp"]
     if pd.api.types.is_numeric_dtype(ts):
-        bad = ts.isna().to_numpy() | ~np.isfinite(ts.to_numpy(dtype=float, na_value=np.nan))
+        seconds = ts.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~(np.abs(seconds) < 2.0**62)  # NaN, infinity, or beyond int64 seconds
         if bad.any():
             raise DataError(f"{source}: column 'timestamp' has a missing value at {_example(df, bad)}")
         return ts.to_numpy().astype(np.int64)
@@ -134,12 +135,14 @@ def validate_interactions(df: pd.DataFrame, source: str, positive_rating: float)
         }
     )
     if "rating" in df.columns:
-        rating = pd.to_numeric(df["rating"], errors="coerce")
-        bad = ~np.isfinite(rating.to_numpy(dtype=float, na_value=np.nan))
+        rating = pd.to_numeric(df["rating"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(over="ignore"):
+            rating32 = rating.astype(np.float32)  # stored as float32: 1e300 would become inf
+        bad = ~np.isfinite(rating32)
         if bad.any():
             raise DataError(f"{source}: column 'rating' is not a finite number at "
                             f"{_example(df, bad)}")
-        out["rating"] = rating.to_numpy(dtype=np.float32)
+        out["rating"] = rating32
     if "label" in df.columns:
         label = pd.to_numeric(df["label"], errors="coerce")
         bad = ~label.isin([0, 1]).to_numpy()

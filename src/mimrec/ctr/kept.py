@@ -1,11 +1,12 @@
 """Models of an earlier CTR artifact that a new ``mimrec train`` keeps.
 
 Retraining a subset of the models (``--set "ctr.variants=['din']"``) must not delete the others:
-a model (variant x seed) of the artifact already at ``OUT/ctr`` that this run does not train is
-carried into the new artifact (weights, predictions, record), when it can still be served and
-compared: it was trained on the same data artifact, with the same model shape and content source.
-Models trained on an earlier data artifact are stale and are dropped, with a note; a model shape
-or data config that differs is an error, unless the user asks to replace the old models.
+a model (model x seed) of the artifact already at ``OUT/ctr`` that this run does not train is
+carried into the new artifact (weights, predictions, record with its spec), when it can still be
+served and compared: it was trained on the same data artifact with the same shared model shape
+(``ctr.model``; what each model switches on travels in its record's spec). Models trained on an
+earlier data artifact are stale and are dropped, with a note; a shape or data config that
+differs is an error, unless the user asks to replace them.
 """
 
 from __future__ import annotations
@@ -55,13 +56,17 @@ def kept_models(out: Path, config: dict, data_folder: Path, retrained: set[str])
     if manifest["parents"]["data"]["hash"] != read_manifest(data_folder)["hash"]:
         return KeptModels(), (f"dropping {len(others)} models of {out} trained on an earlier "
                               f"data artifact: {', '.join(others)}")
+    if any("spec" not in manifest["metrics"][k] for k in others):
+        raise MimrecError(
+            f"{out} holds models this run does not retrain ({', '.join(others)}) and they were "
+            "trained by an earlier mimrec (their records carry no spec); retrain them too or "
+            "pass --replace to drop them")
     old = manifest["config"]
-    for key in ("model", "content_source"):
-        if old["ctr"][key] != config["ctr"][key]:
-            raise MimrecError(
-                f"{out} holds models this run does not retrain ({', '.join(others)}) and they "
-                f"were trained with another ctr.{key}; retrain them too (add them to "
-                "ctr.variants / ctr.train.seeds) or pass --replace to drop them")
+    if old["ctr"]["model"] != config["ctr"]["model"]:
+        raise MimrecError(
+            f"{out} holds models this run does not retrain ({', '.join(others)}) and they were "
+            "trained with another ctr.model; retrain them too (add them to ctr.variants / "
+            "ctr.train.seeds) or pass --replace to drop them")
     if old["data"] != config["data"]:
         raise MimrecError(
             f"{out} holds models this run does not retrain ({', '.join(others)}) and they were "

@@ -208,6 +208,10 @@ def test_the_real_server_refuses_foreign_hosts_huge_heads_and_bad_ids(server):
             pass  # the server may close before the client has sent it all
         head = s.recv(200)
     assert head.startswith(b"HTTP/1.1 431")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = s.recv(500)
+    assert answer.startswith(b"HTTP/1.1 400") and b'"field": "request"' in answer
     version = c.get("/healthz").json()["store_version"]
     for bad in ("1\x00x", "x" * (1 << 20), "", "a\nb"):
         _problem(c.post("/v1/items", json={"item_id": bad, "title": "x"}, headers=AUTH), 422,

@@ -3,7 +3,8 @@
 httptools buffers a request head of any size before the app sees it (a 10 MB header line is
 accepted), so the app's header limit alone does not bound memory. This protocol counts the bytes
 of a head that is still incomplete after each read and answers 431 (JSON) and closes the
-connection once they pass :data:`MAX_HEAD_BYTES`.
+connection once they pass :data:`MAX_HEAD_BYTES`; a request it cannot parse gets a JSON 400
+instead of uvicorn's plain-text one.
 """
 
 from __future__ import annotations
@@ -44,10 +45,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes, self._completed = True, 0, True
 
     def _refuse_head(self) -> None:
-        body = json.dumps({"error": "request refused", "detail": [{
-            "field": "headers",
-            "problem": f"request head over the {MAX_HEAD_BYTES:,}-byte limit"}]}).encode()
+        self._close_with(431, "Request Header Fields Too Large", "headers",
+                         f"request head over the {MAX_HEAD_BYTES:,}-byte limit")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, as JSON like every other error."""
+        self._close_with(400, "Bad Request", "request", f"not a valid HTTP request ({msg})")
+
+    def _close_with(self, status: int, reason: str, field: str, problem: str) -> None:
+        body = json.dumps({"error": "request refused",
+                           "detail": [{"field": field, "problem": problem}]}).encode()
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
         self.transport.close()

@@ -132,3 +132,39 @@ def test_content_that_tells_nothing_ends_with_din_served(ml100k, tiny_text, tmp_
     assert abs(report["models"]["ciubm"]["gauc"] - report["models"]["din"]["gauc"]) <= 0.002
     from mimrec.serve.bundle import load_bundle
     assert load_bundle(out).model_key.startswith("din-seed")
+
+
+def test_careless_settings_and_files_are_one_line_errors(small_frames, tmp_path):
+    """Each of these ended in a traceback, or replaced a trained artifact, before."""
+    out = tmp_path / "run"
+    (out / "ctr").mkdir(parents=True)
+    (out / "ctr" / "manifest.json").write_text('{"stage": "ctr"}')
+    for setting in ("ctr.train.batch_size=-5", "ctr.train.max_epochs=0", "ctr.train.seeds=[]",
+                    "ctr.variants=[]", "ctr.train.embedding_l2=-1"):
+        line = _one_line_error(mimrec("train", "configs/movielens.toml", "--out", out,
+                                      "--set", setting))
+        assert setting.split("=")[0] in line and "out of range" in line
+    assert (out / "ctr" / "manifest.json").read_text() == '{"stage": "ctr"}'  # untouched
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes("name = 'caf\u00e9'\n".encode("latin-1"))
+    assert "not UTF-8" in _one_line_error(mimrec("data", latin1, "--out", out))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert "is not a folder" in _one_line_error(mimrec("data", "configs/movielens.toml",
+                                                       "--out", a_file))
+    assert a_file.read_text() == "x"
+
+
+def test_a_table_too_small_for_three_splits_is_refused_at_the_data_stage(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "timestamp": [1, 2, 3],
+                  "rating": [5, 2, 4]}).to_csv(folder / "interactions.csv", index=False)
+    pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"], "year": ["1", "2"],
+                  "genres": ["x", "y"]}).to_csv(folder / "items.csv", index=False)
+    out = tmp_path / "run"
+    line = _one_line_error(mimrec("data", "configs/movielens.toml", "--out", out,
+                                  "--set", "data.dataset=files", "--set", f"data.path={folder}",
+                                  "--set", "data.user_features=[]"))
+    assert "too small to form train/valid/test" in line and "test 0 clicks / 0 non-clicks" in line
+    assert not (out / "data").exists()

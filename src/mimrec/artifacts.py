@@ -2,7 +2,8 @@
 config, the parent artifacts it read (with content hashes), the package version and its metrics.
 
 Writes are atomic: a stage fills ``<folder>.tmp-<pid>`` and renames it into place when done, so an
-interrupted stage never leaves a half-written artifact behind the name of a finished one.
+interrupted stage never leaves a half-written artifact behind the name of a finished one; the
+temporary folders of killed runs are removed when the stage next runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import mimrec
 from mimrec.errors import MimrecError
+from mimrec.processes import remove_stale_temps
 
 MANIFEST = "manifest.json"
 
@@ -53,6 +55,7 @@ def stage_dir(folder: Path) -> Iterator[Path]:
     """Yield a temporary folder to fill; on success it replaces ``folder`` in one rename."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder.parent, f".{folder.name}.*-*")  # left by killed runs
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -46,10 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="run folder holding stage artifacts")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set ctr.train.seeds=[0] (repeatable)")
+        if name == "train":
+            p.add_argument("--replace", action="store_true",
+                           help="drop the models already in OUT/ctr that this run does not "
+                                "train (default: keep them)")
     serve = sub.add_parser(
         "serve", help=SERVE_HELP, description=SERVE_HELP + " Item writes (POST /v1/items) need "
         "the bearer token set in the environment variable MIMREC_API_TOKEN; without it they are "
-        "refused.")
+        "refused. Users' data and /metrics need MIMREC_READ_TOKEN or MIMREC_API_TOKEN.")
     serve.add_argument("run", type=Path, help="a finished run folder, e.g. runs/demo")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
@@ -61,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                        help="server processes (default: 2, or 1 on a 1-core machine); items added "
                             "through one are scored by all from their next request")
+    serve.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[],
+                       metavar="NAME",
+                       help="a host name requests may name in their Host header (repeatable; "
+                            "'*' = any); default: localhost, 127.0.0.1, ::1 and the --host")
     return parser
 
 
@@ -71,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from mimrec.serve.server import serve
 
-            serve(args.run, args.host, args.port, args.model, args.threads, args.workers)
+            serve(args.run, args.host, args.port, args.model, args.threads, args.workers,
+                  tuple(args.allowed_hosts))
         else:
-            dispatch(args.command, args.config, args.overrides, args.out)
+            dispatch(args.command, args.config, args.overrides, args.out,
+                     getattr(args, "replace", False))
     except MimrecError as exc:
         print(f"mimrec: error: {exc}", file=sys.stderr)
         return 2
@@ -83,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def dispatch(command: str, config: Path, overrides: list[str], out: Path) -> None:
+def dispatch(command: str, config: Path, overrides: list[str], out: Path,
+             replace: bool = False) -> None:
     """Load the config and run one subcommand (heavy imports happen here, not at --help)."""
     from rich.console import Console
 
@@ -91,6 +102,9 @@ def dispatch(command: str, config: Path, overrides: list[str], out: Path) -> Non
     from mimrec.config import load_config
 
     cfg = load_config(config, overrides)
+    if out.exists() and not out.is_dir():
+        raise MimrecError(f"--out {out}: exists and is not a folder (a run folder holds one "
+                          "folder per stage)")
     console = Console() if sys.stdout.isatty() else Console(width=160)
     match command:
         case "run":
@@ -104,6 +118,6 @@ def dispatch(command: str, config: Path, overrides: list[str], out: Path) -> Non
         case "index":
             pipeline.stage_index(cfg, out, console)
         case "train":
-            pipeline.stage_train(cfg, out, console)
+            pipeline.stage_train(cfg, out, console, replace)
         case "eval":
             pipeline.stage_eval(cfg, out, console)

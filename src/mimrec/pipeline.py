@@ -67,8 +67,9 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
         console.print(f"  {name}: {m['items']:,} items x {m['dim']}")
 
 
-def stage_train(cfg: PipelineConfig, out: Path, console: Console) -> None:
-    """Train the CTR models on ``out/data`` (content from ``out/index``) into ``out/ctr``."""
+def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool = False) -> None:
+    """Train the CTR models on ``out/data`` (content from ``out/index``) into ``out/ctr``;
+    models already there that this run does not train are kept unless ``replace``."""
     from mimrec.ctr.stage import run_ctr
     from mimrec.ctr.variants import model_specs
 
@@ -76,7 +77,7 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console) -> None:
     console.print(f"[bold]train[/]: {', '.join(names)} x seeds "
                   f"{list(cfg.ctr.train.seeds)} -> {out / 'ctr'}")
     index = out / "index" if (out / "index" / "manifest.json").is_file() else None
-    run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index)
+    run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index, replace)
 
 
 def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:

@@ -81,3 +81,9 @@ def test_ctr_quality_benchmark_summarises_a_trained_run(ml100k, tmp_path):
         "--seeds", "0", "1", "--fuxictr-configs", "--json", str(tmp_path / "q.json"))
     din = json.loads((tmp_path / "q.json").read_text())["models"]["mimrec din"]
     assert len(din["auc"]["values"]) == 2 and 0 < din["auc"]["mean"] < 1
+
+
+def test_request_guards_benchmark_smoke():
+    r = run(sys.executable, "benchmarks/bench_request_guards.py", "--requests", "200",
+            "--repeats", "1")
+    assert "guarded" in r.stdout and "of a 3 ms forward pass" in r.stdout

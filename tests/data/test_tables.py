@@ -1,8 +1,14 @@
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mimrec.data.files import load_files
 from mimrec.errors import DataError
+from mimrec.validation import id_problem, text_problem
 from tests.conftest import write_slice
 
 
@@ -49,7 +55,13 @@ def test_dates_are_parsed(small_frames, tmp_path):
         ("interactions", lambda d: d.assign(item_id=["a", "b", "a", "zz"]),
          "not in the items table"),
         ("interactions", lambda d: d.iloc[:0], "the table is empty"),
-        ("interactions", lambda d: d.assign(rating=["5", "x", "4", "4"]), "'rating' is not a number"),
+        ("interactions", lambda d: d.assign(rating=["5", "x", "4", "4"]),
+         "'rating' is not a finite number"),
+        ("interactions", lambda d: d.assign(rating=["5", "Infinity", "4", "4"]),
+         "'rating' is not a finite number"),
+        ("items", lambda d: d.assign(title=["1", "Infinity", "3"]),  # read as numbers
+         "a number must be finite, got inf"),
+        ("items", lambda d: d.assign(item_id=["a", "   ", "c"]), "must not be empty or blank"),
         ("items", lambda d: d.assign(item_id=["a", "a", "c"]), "duplicate item_id 'a'"),
         ("items", lambda d: d.drop(columns=["title"]), "missing column 'title'"),
     ],
@@ -99,3 +111,67 @@ def test_movielens_kg_tokens_on_request(ml100k):
     kg = load_movielens(4.0, ("title",), kg=True)
     toy = kg.items[kg.items["item_id"] == "1"].iloc[0]
     assert any(t.startswith("actor:") for t in toy["attributes"])
+
+
+@pytest.mark.parametrize(
+    "table, column, value, message",
+    [
+        ("items", "item_id", "b\x00x", "control characters"),
+        ("items", "item_id", "b\nx", "control characters"),
+        ("items", "item_id", "b" * 300, "at most 256 characters"),
+        ("interactions", "user_id", "1\u20282", "control characters"),
+        ("items", "title", "B\x00", "control character"),
+        ("items", "title", "B" * 20_000, "at most 10,000 characters"),
+        ("items", "attributes", "ok b\x01d", "a token must not contain control characters"),
+    ],
+)
+def test_ids_and_content_that_break_the_validation_rules_are_refused(
+        small_frames, tmp_path, table, column, value, message):
+    frame = small_frames[table].copy()
+    frame[column] = frame[column].astype(str) if column in frame else "x"
+    frame.loc[1, column] = value
+    small_frames[table] = frame
+    folder = _write(tmp_path / "d", small_frames, fmt="parquet")
+    with pytest.raises(DataError) as err:
+        load_files(folder, 4.0, ("title",))
+    text = str(err.value)
+    assert message in text and f"'{column}'" in text and "row 2" in text
+    assert "\n" not in text.replace("\\n", "")
+
+
+IDS = st.one_of(st.sampled_from(["a", "b", "c", " d ", "7", "x" * 256]), st.text(max_size=6),
+                st.sampled_from(["", "e\x00", "f\ng", "x" * 257]))
+TEXTS = st.one_of(st.text(max_size=8), st.sampled_from(["Toy Story", "t\x00", "ok\nline"]))
+NUMBERS = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_table_loads_into_valid_data_or_is_one_line_error(data):
+    """Whatever the tables hold, the loader returns data in which every id and text passes the
+    validation rules, item ids are unique and every interaction names a known item, with the
+    events kept one for one; or it refuses with one line naming the data."""
+    n = data.draw(st.integers(1, 5))
+    ids = data.draw(st.lists(IDS, min_size=n, max_size=n))
+    titles = data.draw(st.one_of(st.lists(TEXTS, min_size=n, max_size=n),
+                                 st.lists(NUMBERS, min_size=n, max_size=n)))
+    events = data.draw(st.lists(st.tuples(IDS, IDS, st.one_of(st.integers(0, 10**9), NUMBERS),
+                                          NUMBERS),
+                                min_size=1, max_size=8))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        pd.DataFrame({"item_id": ids, "title": titles}).to_parquet(folder / "items.parquet")
+        pd.DataFrame(events, columns=["user_id", "item_id", "timestamp", "rating"]).to_parquet(
+            folder / "interactions.parquet")
+        try:
+            ds = load_files(folder, 4.0, ("title",))
+        except DataError as err:
+            assert "\n" not in str(err).replace("\\n", "") and folder.name in str(err)
+            return
+    assert len(ds.interactions) == len(events)
+    assert ds.items["item_id"].is_unique
+    for column in (ds.items["item_id"], ds.interactions["item_id"], ds.interactions["user_id"]):
+        assert all(id_problem(v) is None for v in column)
+    assert ds.interactions["item_id"].isin(ds.items["item_id"]).all()
+    assert ds.interactions["label"].isin([0, 1]).all()
+    assert all(text_problem(t) is None for t in ds.items["title"] if not pd.isna(t))

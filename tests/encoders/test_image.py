@@ -67,3 +67,26 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
     save_file({"weight": torch.zeros(2)}, path)
     with pytest.raises(MimrecError, match="do not fit efficientnet-lite0"):
         load_image_tower(path, "efficientnet-lite0", 32)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("size", [(10_000, 10_000), (20_000, 20_000), (5_000, 5_000)])
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(size) -> None:
+    """A 12 KB PNG declaring 10000 x 10000 pixels decoded to a 286 MiB array before; a larger
+    one raised PIL's decompression-bomb error. Both are now one MimrecError naming the size."""
+    from tests.png_bombs import declared_png
+
+    bomb = declared_png(*size)
+    assert len(bomb) < 20_000
+    with pytest.raises(MimrecError, match="cannot read image image bytes: .*pixels|bomb"):
+        decode_image(bomb)
+
+
+def test_a_truncated_image_is_a_mimrec_error() -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, format="PNG")
+    for cut in (20, 40, len(buf.getvalue()) // 2):
+        with pytest.raises(MimrecError, match="cannot read image"):
+            decode_image(buf.getvalue()[:cut])

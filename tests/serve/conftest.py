@@ -97,3 +97,12 @@ def server(trained_run, tmp_path_factory) -> Iterator[Server]:
     s = Server(run)
     yield s
     s.stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fuzz run's example counts, always printed (CI logs show them)."""
+    import sys
+
+    fuzz = sys.modules.get("tests.serve.test_fuzz")
+    for line in getattr(fuzz, "SUMMARY", []):
+        terminalreporter.write_line(line)

@@ -37,6 +37,8 @@ def test_page_scores_a_history_and_adds_an_item(run_copy, browser):
     wait = WebDriverWait(browser, 60)
     try:
         browser.get(server.url + "/")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "error"), "API token"))
+        browser.find_element(By.ID, "token").send_keys(TOKEN, "\t")  # tab out: "change"
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#user option")) > 1)
         Select(browser.find_element(By.ID, "user")).select_by_index(1)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) > 0)
@@ -49,7 +51,6 @@ def test_page_scores_a_history_and_adds_an_item(run_copy, browser):
         browser.find_element(By.ID, "new-id").clear()
         browser.find_element(By.ID, "new-id").send_keys("page-item")
         browser.find_element(By.ID, "field-title").send_keys("a brand new comedy film")
-        browser.find_element(By.ID, "token").send_keys(TOKEN)
         browser.find_element(By.ID, "add").click()
         wait.until(ec.text_to_be_present_in_element((By.ID, "add-result"), "added page-item"))
 

@@ -37,9 +37,9 @@ def test_score_round_trip_and_service_pages(server):
     assert as_ints.json()["scores"] == pytest.approx(scores, rel=1e-6)
     assert "/v1/score" in c.get("/openapi.json").json()["paths"]
     assert "mimrec scoring service" in c.get("/").text
-    history_page = c.get("/v1/users/1/history?limit=5").json()
+    history_page = c.get("/v1/users/1/history?limit=5", headers=AUTH).json()
     assert len(history_page["history"]) <= 5 and history_page["history"][0]["title"]
-    metrics = c.get("/metrics").text
+    metrics = c.get("/metrics", headers=AUTH).text
     line = next(x for x in metrics.splitlines()
                 if x.startswith('mimrec_requests_total{method="POST",route="/v1/score",status="200"}'))
     assert float(line.split()[-1]) >= 2
@@ -188,3 +188,92 @@ def test_a_port_in_use_is_a_one_line_error(trained_run):
                             str(port)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip() == f"mimrec: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_the_real_server_refuses_foreign_hosts_huge_heads_and_bad_ids(server):
+    """Over real HTTP (uvicorn + httptools): DNS-rebinding hosts, a request head that httptools
+    would otherwise buffer whole (10 MB was accepted), and the ids of issue 17."""
+    import socket
+
+    c = server.client
+    assert "not served here" in _problem(c.get("/healthz", headers={"Host": "rebind.example"}),
+                                         400, "Host")
+    assert c.get("/healthz", headers={"Host": f"localhost:{server.port}"}).status_code == 200
+    _problem(c.get("/v1/users/1/history"), 401, "Authorization")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+                      + b"a" * 10_000_000 + b"\r\n\r\n")
+        except OSError:
+            pass  # the server may close before the client has sent it all
+        head = s.recv(200)
+    assert head.startswith(b"HTTP/1.1 431")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = s.recv(500)
+    assert answer.startswith(b"HTTP/1.1 400") and b'"field": "request"' in answer
+    version = c.get("/healthz").json()["store_version"]
+    for bad in ("1\x00x", "x" * (1 << 20), "", "a\nb"):
+        _problem(c.post("/v1/items", json={"item_id": bad, "title": "x"}, headers=AUTH), 422,
+                 "item_id")
+    assert c.get("/healthz").json()["store_version"] == version
+    ok = c.post("/v1/items", json={"item_id": "after-bad-ids", "title": "x"}, headers=AUTH)
+    assert ok.status_code == 201, ok.text
+
+
+@pytest.mark.slow
+def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy):
+    """Items are added from 4 threads while the server is killed with SIGKILL, twice: every item
+    that got a 201 is served after the restart, and the store holds no duplicate id."""
+    import signal
+    import threading
+    import time
+
+    import httpx
+
+    from mimrec.store.center import RepresentationCenter
+
+    acknowledged: list[str] = []
+    for round_ in range(2):
+        s = Server(run_copy)
+        stop = threading.Event()
+
+        def add(worker: int, url: str = s.url, stop: threading.Event = stop,
+                round_: int = round_) -> None:
+            with httpx.Client(base_url=url, timeout=30) as c:
+                k = 0
+                while not stop.is_set():
+                    key = f"kill{round_}-{worker}-{k}"
+                    try:
+                        r = c.post("/v1/items", json={"item_id": key, "title": f"film {k}"},
+                                   headers=AUTH)
+                    except httpx.TransportError:
+                        return  # the server is gone: this one was never acknowledged
+                    if r.status_code == 201:
+                        acknowledged.append(key)
+                    k += 1
+
+        threads = [threading.Thread(target=add, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while (sum(k.startswith(f"kill{round_}-") for k in acknowledged) < 3
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        time.sleep(0.1 * round_)  # kill at another point of the write
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+        s.client.close()
+    assert len(acknowledged) >= 6
+    s = Server(run_copy)
+    try:
+        missing = [k for k in acknowledged if s.client.get(f"/v1/items/{k}").status_code != 200]
+        assert missing == []
+    finally:
+        s.stop()
+    center = RepresentationCenter(run_copy / "index" / "csft")
+    assert len(set(center.ids)) == len(center.ids)
+    print(f"kill -9 runs: 2, acknowledged items: {len(acknowledged)}, lost: {len(missing)}")

@@ -1,10 +1,14 @@
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mimrec.errors import MimrecError
 from mimrec.store.center import (
@@ -14,6 +18,7 @@ from mimrec.store.center import (
     upsert,
     write_version,
 )
+from mimrec.validation import id_problem
 
 INFO = StoreInfo(encoder="csft", encoder_hash="abc123", dim=8)
 
@@ -93,3 +98,75 @@ def test_a_writer_killed_half_way_leaves_the_old_version_readable(store):
     assert center.version == 1 and "x" not in center
     np.testing.assert_array_equal(center.vectors, vectors)
     assert upsert(folder, ["x"], np.zeros((1, 8), dtype=np.float32)) >= 2  # still writable
+    assert not list(folder.glob(".*.tmp-*"))  # the killed writer's half file was removed
+
+
+@pytest.mark.parametrize("bad", ["1\x00x", "", "   ", "a\nb", "x" * 10_000, " 1", "\ud800"])
+def test_the_store_refuses_bad_ids_before_writing(store, bad):
+    """The id that corrupted the store through the service ("1\x00x" became a second "1")."""
+    folder, ids, vectors = store
+    files = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(MimrecError, match="refused"):
+        upsert(folder, [bad], np.ones((1, 8), dtype=np.float32))
+    with pytest.raises(MimrecError, match="refused"):
+        write_version(folder, np.array([*ids[:3], bad], dtype=object), vectors[:4], INFO)
+    assert sorted(p.name for p in folder.iterdir()) == files  # nothing written
+    center = RepresentationCenter(folder)
+    assert center.version == 1 and len(set(center.ids)) == len(center.ids) == 100
+
+
+def test_the_store_refuses_duplicate_ids_and_names_one(store):
+    folder, ids, vectors = store
+    with pytest.raises(MimrecError, match="'7' appears more than once"):
+        upsert(folder, ["7", "7"], np.ones((2, 8), dtype=np.float32))
+    with pytest.raises(MimrecError, match="appears more than once"):
+        write_version(folder, np.array(["a", "b", "a"]), vectors[:3], INFO)
+    assert RepresentationCenter(folder).version == 1
+
+
+def test_a_version_written_with_duplicates_by_an_older_build_is_a_clear_error(store):
+    """A store corrupted before this check existed opens with one line saying what to do."""
+    from mimrec.store.center import _table_bytes
+
+    folder, ids, vectors = store
+    (folder / "v000001.arrow").write_bytes(_table_bytes(np.array(["1", "1"]), vectors[:2]))
+    with pytest.raises(MimrecError, match="item id '1' appears more than once.*earlier version"):
+        RepresentationCenter(folder)
+
+
+# ids as a careless or hostile client sends them: valid ones, and every rule broken
+IDS = st.one_of(st.sampled_from(["1", "2", "3", "new", "x" * 256]),
+                st.text(min_size=0, max_size=12),
+                st.sampled_from(["", " ", "a\x00", "b\n", "x" * 257, " c"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(IDS, min_size=1, max_size=4), min_size=1, max_size=6))
+def test_any_sequence_of_upserts_keeps_the_store_sound(batches):
+    """After any sequence of upserts (accepted or refused) the current version holds unique,
+    valid ids whose vectors are the last ones written for them, and every older version still
+    reads as it was."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "store"
+        write_version(folder, np.array(["1", "2"]), np.zeros((2, 4), np.float32),
+                      StoreInfo("csft", "h", 4))
+        expected = {"1": 0.0, "2": 0.0}
+        versions = {1: dict(expected)}
+        for n, batch in enumerate(batches, start=1):
+            vectors = np.full((len(batch), 4), float(n), np.float32)
+            valid = all(id_problem(i) is None for i in batch) and len(set(batch)) == len(batch)
+            try:
+                version = upsert(folder, batch, vectors)
+            except MimrecError:
+                assert not valid
+                continue
+            assert valid
+            expected.update(dict.fromkeys(batch, float(n)))
+            versions[version] = dict(expected)
+        for version, content in versions.items():
+            center = RepresentationCenter(folder, version)
+            assert len(set(center.ids)) == len(center.ids) == len(content)
+            assert all(id_problem(i) is None for i in center.ids)
+            keys = list(content)
+            np.testing.assert_array_equal(center.lookup(keys)[:, 0], [content[k] for k in keys])
+        assert RepresentationCenter(folder).version == max(versions)

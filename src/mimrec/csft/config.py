@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mimrec.ranges import check_each, check_range, check_seed
+
 
 @dataclass(frozen=True)
 class CsftConfig:
@@ -78,6 +80,7 @@ class CsftConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        self._check_ranges()
         for name in ("threads", "window_seconds", "max_pairs_per_user", "epochs",
                      "text_trainable_layers", "queue_size"):
             if getattr(self, name) < 0:
@@ -95,3 +98,22 @@ class CsftConfig:
             raise ValueError(f"csft.matryoshka_dims must be >= 1, got {self.matryoshka_dims}")
         if not 0 < self.temperature_init < 1 or self.max_logit_scale <= 1:
             raise ValueError("csft.temperature_init must be in (0, 1) and max_logit_scale > 1")
+
+    def _check_ranges(self) -> None:
+        """Every numeric setting in its range (one line naming key, value and range)."""
+        check_seed("csft.seed", self.seed)
+        for name in ("threads", "window_seconds", "max_pairs_per_user", "epochs",
+                     "text_trainable_layers", "queue_size"):
+            check_range(f"csft.{name}", getattr(self, name), 0)
+        check_range("csft.min_label", self.min_label)
+        check_range("csft.window_steps", self.window_steps, 1)
+        check_range("csft.batch_size", self.batch_size, 2)
+        check_range("csft.pair_weight", self.pair_weight, 0, low_open=True)
+        for name in ("fused_weight", "modality_weight", "matryoshka_weight", "weight_decay"):
+            check_range(f"csft.{name}", getattr(self, name), 0)
+        for name in ("lr", "text_lr"):
+            check_range(f"csft.{name}", getattr(self, name), 0, low_open=True)
+        check_each("csft.matryoshka_dims", self.matryoshka_dims, 1)
+        check_range("csft.temperature_init", self.temperature_init, 0, 1, low_open=True,
+                    high_open=True)
+        check_range("csft.max_logit_scale", self.max_logit_scale, 1, low_open=True)

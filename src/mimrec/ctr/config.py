@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mimrec.ranges import check_each, check_range, check_seed
+
 # Where content vectors come from: the raw pretrained text model, stage 1, or C-SFT.
 ContentSource = Literal["raw", "pretrain", "csft"]
 
@@ -118,6 +120,15 @@ class ModelConfig:
         if not 0.0 <= self.item_id_dropout <= 1.0:
             raise ValueError(f"ctr.model.item_id_dropout must be in [0, 1], "
                              f"got {self.item_id_dropout}")
+        check_range("ctr.model.embedding_dim", self.embedding_dim, 1)
+        check_each("ctr.model.attention_units", self.attention_units, 1)
+        check_each("ctr.model.mlp_units", self.mlp_units, 1)
+        check_range("ctr.model.dropout", self.dropout, 0, 1, high_open=True)
+        check_range("ctr.model.simtier_bins", self.simtier_bins, 1)
+        check_range("ctr.model.content_proj_dim", self.content_proj_dim, 1)
+        check_range("ctr.model.content_dropout", self.content_dropout, 0, 1, high_open=True)
+        check_range("ctr.model.retrieval_k", self.retrieval_k, 0)
+        check_range("ctr.model.item_id_dropout", self.item_id_dropout, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,19 @@ class TrainConfig:
             raise ValueError(f"ctr.train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.workers < 1:
             raise ValueError(f"ctr.train.workers must be >= 1, got {self.workers}")
+        check_range("ctr.train.batch_size", self.batch_size, 1)
+        check_range("ctr.train.lr", self.lr, 0, low_open=True)
+        check_range("ctr.train.embedding_l2", self.embedding_l2, 0)
+        check_range("ctr.train.max_epochs", self.max_epochs, 1)
+        check_range("ctr.train.patience", self.patience, 1)
+        check_range("ctr.train.ema_decay", self.ema_decay, 0, 1, high_open=True)
+        check_each("ctr.train.seeds", self.seeds, 0, non_empty=True)
+        for i, seed in enumerate(self.seeds):
+            check_seed(f"ctr.train.seeds[{i}]", seed)
+        if len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"ctr.train.seeds = {list(self.seeds)}: a seed is listed twice")
+        check_range("ctr.train.threads", self.threads, 0)
+        check_range("ctr.train.workers", self.workers, 1)
 
 
 @dataclass(frozen=True)
@@ -187,6 +211,9 @@ class CtrConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.select_margin < 1.0:
             raise ValueError(f"ctr.select_margin must be in [0, 1), got {self.select_margin}")
+        if not self.variants and not self.models:
+            raise ValueError("ctr.variants = [] is out of range: expected at least one model "
+                             "(a variant, or a [[ctr.models]] table)")
         names = list(self.variants) + [m.name for m in self.models]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:

@@ -3,11 +3,13 @@
 Artifact files: ``<model>-seed<k>.safetensors`` (weights), ``predictions.npz`` (valid and test
 probabilities per model and seed, keys ``<model>-seed<k>/<split>``), ``manifest.json`` (per model
 and seed: its spec, what it is made of, metrics and training log).
+Models of an earlier artifact that a run does not retrain are kept (:mod:`mimrec.ctr.kept`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
@@ -25,14 +27,16 @@ from mimrec.config import to_dict
 from mimrec.ctr.blocks import block_name, reads_content
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
+from mimrec.ctr.kept import KeptModels, kept_models
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
 from mimrec.ctr.variants import model_specs
 from mimrec.data.config import DataConfig
-from mimrec.data.samples import TEST, TRAIN, VALID
-from mimrec.data.stage import DataArtifact, read_data
+from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
+from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
+from mimrec.processes import die_with_parent
 from mimrec.store.center import RepresentationCenter
 
 
@@ -155,7 +159,8 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
     jobs = [(spec, s) for spec in specs for s in cfg.train.seeds]
     ctx = multiprocessing.get_context("spawn")
     done: dict[tuple[str, int], tuple] = {}
-    with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         running: dict = {}
         waiting, next_out = list(jobs), 0
         while waiting or running:
@@ -174,20 +179,37 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
 
 
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
-            console: Console | None = None, index_dir: Path | None = None) -> dict:
+            console: Console | None = None, index_dir: Path | None = None,
+            replace: bool = False) -> dict:
     """Train every model of ``cfg`` x ``cfg.train.seeds`` on the data artifact, writing ``out``.
 
-    Content models read their vectors from ``index_dir/<source>`` (the index artifact).
+    Content models read their vectors from ``index_dir/<source>`` (the index artifact). Models
+    already in ``out`` that this run does not train are kept unless ``replace``.
     """
     console = console or Console(stderr=True)
+    check_splits(data.samples, str(data.folder), both_classes=tuple(SPLITS))  # before training
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     test = data.samples.subset(TEST)
-    predictions, records = {}, {}
+    config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}
+    kept, note = KeptModels(), None
+    if not replace:
+        retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
+        kept, note = kept_models(out, config, data.folder, retrained)
+    if note:
+        console.print(f"  {note}")
+    predictions, records = dict(kept.predictions), dict(kept.records)
     with stage_dir(out) as tmp, make_progress(console) as progress:
+        kept.copy_into(tmp)
+        if records:
+            console.print(f"  keeping {', '.join(records)} (not retrained; --replace drops them)")
         for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
                                                             index_dir, progress):
             key = model_key(spec, seed)
+            if not (np.isfinite(valid).all() and np.isfinite(probs).all()):
+                raise MimrecError(f"ctr: {key} predicts NaN or infinity (training diverged; try "
+                                  f"a lower ctr.train.lr than {cfg.train.lr}); {out} was left "
+                                  "as it was")
             predictions[f"{key}/valid"], predictions[f"{key}/test"] = valid, probs
             record["test"] = ctr_metrics(test["user"], test["label"], probs, test["bucket"])
             records[key] = record
@@ -196,6 +218,5 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                           f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
         np.savez(tmp / "predictions.npz", **predictions)
         parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
-        write_manifest(tmp, "ctr", {"ctr": to_dict(cfg), "data": to_dict(data_cfg)},
-                       parents=parents, metrics=records)
+        write_manifest(tmp, "ctr", config, parents=parents, metrics=records)
     return records

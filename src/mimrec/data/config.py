@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mimrec.ranges import check_range, check_seed
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -41,6 +43,13 @@ class DataConfig:
     new_item_seed: int = 0
 
     def __post_init__(self) -> None:
+        check_range("data.positive_rating", self.positive_rating)
+        check_range("data.max_seq_len", self.max_seq_len, 1)
+        check_range("data.train_fraction", self.train_fraction, 0, 1, low_open=True, high_open=True)
+        check_range("data.valid_fraction", self.valid_fraction, 0, 1 - self.train_fraction,
+                    low_open=True, high_open=True)
+        check_range("data.new_item_fraction", self.new_item_fraction, 0, 1, high_open=True)
+        check_seed("data.new_item_seed", self.new_item_seed)
         if self.dataset == "files" and not self.path:
             raise ValueError("data.path must name the folder of the tables when data.dataset = 'files'")
         if self.max_seq_len < 1:

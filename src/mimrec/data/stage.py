@@ -17,6 +17,7 @@ from mimrec.config import to_dict
 from mimrec.data.config import DataConfig
 from mimrec.data.load import load_dataset
 from mimrec.data.samples import BUCKETS, SPLITS, Samples, build_samples
+from mimrec.errors import DataError
 
 
 @dataclass
@@ -44,6 +45,26 @@ def sample_stats(samples: Samples) -> dict:
     return stats
 
 
+def check_splits(samples: Samples, name: str, both_classes: tuple[str, ...] = ("train",)) -> None:
+    """Refuse data too small to form train / valid / test: every split needs an event, and the
+    splits in ``both_classes`` a click and a non-click (what training and its AUC need).
+
+    The data stage asks this of train; the CTR stage of every split (early stopping on valid AUC
+    and the test report need both classes), before it trains anything.
+    """
+    counts = {split: (int(((samples.split == code) & (samples.label > 0)).sum()),
+                      int(((samples.split == code) & (samples.label == 0)).sum()))
+              for split, code in SPLITS.items()}
+    short = [split for split, (pos, neg) in counts.items()
+             if pos + neg == 0 or (split in both_classes and (pos == 0 or neg == 0))]
+    if short:
+        need = ("a click and a non-click" if short[0] in both_classes else "at least one event")
+        shown = ", ".join(f"{s} {p} clicks / {n} non-clicks" for s, (p, n) in counts.items())
+        raise DataError(f"{name}: too small to form train/valid/test: {short[0]} needs {need} "
+                        f"({shown}); add events or change data.train_fraction / "
+                        "data.valid_fraction")
+
+
 def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = ()) -> DataArtifact:
     """Load, validate and split the dataset of ``cfg`` into ``out`` (an artifact folder).
 
@@ -53,6 +74,7 @@ def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = ()) -> D
     start = time.perf_counter()
     samples = build_samples(ds, cfg)
     seconds = time.perf_counter() - start
+    check_splits(samples, ds.name)
     with stage_dir(out) as tmp:
         samples.save(tmp / "samples.npz")
         ds.items.to_parquet(tmp / "items.parquet", index=False)

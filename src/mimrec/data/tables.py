@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mimrec.errors import DataError
+from mimrec.validation import id_problem, invalid_ids, text_problem, tokens_problem
 
 
 @dataclass
@@ -60,21 +61,52 @@ def _check_not_empty(df: pd.DataFrame, source: str) -> None:
 
 
 def normalise_ids(df: pd.DataFrame, column: str, source: str) -> pd.Series:
-    """Ids as strings; nulls are an error naming the row."""
+    """Ids as strings (surrounding whitespace dropped); nulls and ids that break
+    :mod:`mimrec.validation` (blank, too long, control characters) are errors naming the row."""
     ids = df[column]
     null = ids.isna().to_numpy()
     if null.any():
         raise DataError(f"{source}: column {column!r} has a null id at {_example(df, null)}")
-    if pd.api.types.is_float_dtype(ids) and (ids % 1 == 0).all():
-        ids = ids.astype(np.int64)
-    return ids.astype(str).str.strip()
+    if pd.api.types.is_float_dtype(ids):
+        if not np.isfinite(ids.to_numpy()).all():
+            bad = ~np.isfinite(ids.to_numpy())
+            raise DataError(f"{source}: column {column!r} has a non-finite id at "
+                            f"{_example(df, bad)}")
+        if (ids % 1 == 0).all():
+            ids = ids.astype(np.int64)
+    out = ids.astype(str).str.strip()
+    bad = invalid_ids(out)
+    if bad.any():
+        problem = id_problem(out[bad].iloc[0])
+        raise DataError(f"{source}: column {column!r}: {problem} at {_example(df, bad)}")
+    return out
+
+
+def check_text_columns(df: pd.DataFrame, columns: tuple[str, ...], source: str) -> None:
+    """Every non-null value of the text columns passes :func:`mimrec.validation.text_problem`
+    (finite numbers, bounded strings without control characters, lists of such strings)."""
+    for column in columns:
+        for row, value in enumerate(df[column].tolist()):
+            problem = _cell_problem(value)
+            if problem:
+                raise DataError(f"{source}: column {column!r}: {problem} at row {row + 1}")
+
+
+def _cell_problem(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None  # a missing text is an empty one
+    if isinstance(value, (np.ndarray, list, tuple)):
+        parts = [v.item() if isinstance(v, np.generic) else v for v in list(value)]
+        return next((p for p in map(text_problem, parts) if p), None)
+    return text_problem(value.item() if isinstance(value, np.generic) else value)
 
 
 def parse_timestamps(df: pd.DataFrame, source: str) -> np.ndarray:
     """Timestamps as int64 seconds: numbers are taken as Unix seconds, strings are parsed as dates."""
     ts = df["timestamp"]
     if pd.api.types.is_numeric_dtype(ts):
-        bad = ts.isna().to_numpy() | ~np.isfinite(ts.to_numpy(dtype=float, na_value=np.nan))
+        seconds = ts.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~(np.abs(seconds) < 2.0**62)  # NaN, infinity, or beyond int64 seconds
         if bad.any():
             raise DataError(f"{source}: column 'timestamp' has a missing value at {_example(df, bad)}")
         return ts.to_numpy().astype(np.int64)
@@ -103,11 +135,14 @@ def validate_interactions(df: pd.DataFrame, source: str, positive_rating: float)
         }
     )
     if "rating" in df.columns:
-        rating = pd.to_numeric(df["rating"], errors="coerce")
-        bad = rating.isna().to_numpy()
+        rating = pd.to_numeric(df["rating"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(over="ignore"):
+            rating32 = rating.astype(np.float32)  # stored as float32: 1e300 would become inf
+        bad = ~np.isfinite(rating32)
         if bad.any():
-            raise DataError(f"{source}: column 'rating' is not a number at {_example(df, bad)}")
-        out["rating"] = rating.to_numpy(dtype=np.float32)
+            raise DataError(f"{source}: column 'rating' is not a finite number at "
+                            f"{_example(df, bad)}")
+        out["rating"] = rating32
     if "label" in df.columns:
         label = pd.to_numeric(df["label"], errors="coerce")
         bad = ~label.isin([0, 1]).to_numpy()
@@ -129,8 +164,13 @@ def validate_items(df: pd.DataFrame, source: str, text_fields: tuple[str, ...]) 
     if dup.any():
         raise DataError(f"{source}: duplicate item_id {out['item_id'][dup].iloc[0]!r} at "
                         f"{_example(df, dup)}")
+    check_text_columns(out, text_fields, source)
     if "attributes" in out.columns:
         out["attributes"] = [_tokens(v) for v in out["attributes"]]
+        for row, tokens in enumerate(out["attributes"]):
+            problem = tokens_problem(tokens)
+            if problem:
+                raise DataError(f"{source}: column 'attributes': {problem} at row {row + 1}")
     return out.reset_index(drop=True)
 
 

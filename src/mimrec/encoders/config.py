@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mimrec.ranges import check_range
+
 ImageArch = Literal[
     "efficientnet-lite0",
     "efficientnet-lite1",
@@ -90,3 +92,10 @@ class EncoderConfig:
             raise ValueError('encoder.image_arch "hf" needs image_model, a model folder')
         if self.image_resolution < 16:
             raise ValueError(f"encoder.image_resolution must be >= 16, got {self.image_resolution}")
+        check_range("encoder.dim", self.dim, 1)
+        check_range("encoder.text_max_length", self.text_max_length, 1)
+        check_range("encoder.text_batch_size", self.text_batch_size, 1)
+        check_range("encoder.image_resolution", self.image_resolution, 16, 4096)
+        check_range("encoder.image_batch_size", self.image_batch_size, 1)
+        check_range("encoder.attribute_min_count", self.attribute_min_count, 1)
+        check_range("encoder.attribute_dim", self.attribute_dim, 1)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mimrec.errors import MimrecError
+from mimrec.validation import pixels_problem
 
 LITE_MEAN = (127.0, 127.0, 127.0)  # per RGB channel, in uint8 units
 LITE_STD = (128.0, 128.0, 128.0)
@@ -61,11 +62,15 @@ def decode_image(value: object) -> np.ndarray | None:
     source = (
         io.BytesIO(bytes(value)) if isinstance(value, (bytes, bytearray, memoryview)) else value
     )
+    where = value if isinstance(value, (str, Path)) else "image bytes"
     try:
-        with Image.open(source) as img:
+        with Image.open(source) as img:  # reads the header only
+            problem = pixels_problem(*img.size)
+            if problem:  # refused before a pixel is decoded
+                raise MimrecError(f"cannot read image {where}: {problem}")
             return np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        where = value if isinstance(value, (str, Path)) else "image bytes"
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError,
+            SyntaxError, EOFError) as exc:  # PIL raises all of these for broken files
         raise MimrecError(f"cannot read image {where}: {exc}") from None
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mimrec.ranges import check_range
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -24,3 +26,4 @@ class EvalConfig:
         if self.bootstrap_resamples < 0:
             raise ValueError(f"eval.bootstrap_resamples must be >= 0, "
                              f"got {self.bootstrap_resamples}")
+        check_range("eval.bootstrap_resamples", self.bootstrap_resamples, 0, 1_000_000)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mimrec.ranges import check_range, check_seed
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -76,6 +78,7 @@ class PretrainConfig:
     eval_prompt: str = "a photo of a {}."
 
     def __post_init__(self) -> None:
+        self._check_ranges()
         if not 0 <= self.holdout_fraction < 1:
             raise ValueError(
                 f"pretrain.holdout_fraction must be in [0, 1), got {self.holdout_fraction}"
@@ -107,3 +110,22 @@ class PretrainConfig:
             raise ValueError("pretrain.eval_prompt and every train_prompts entry need a {} slot")
         if self.eval_prompt in self.train_prompts:
             raise ValueError("pretrain.eval_prompt must not be one of train_prompts (zero-shot)")
+
+    def _check_ranges(self) -> None:
+        """Every numeric setting in its range (one line naming key, value and range)."""
+        check_seed("pretrain.seed", self.seed)
+        for name in ("threads", "text_trainable_layers", "adapt_epochs", "align_epochs",
+                     "image_trainable_blocks", "reviews_per_class"):
+            check_range(f"pretrain.{name}", getattr(self, name), 0)
+        check_range("pretrain.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
+        for name in ("adapt_lr", "lr", "image_lr", "simcse_temperature"):
+            check_range(f"pretrain.{name}", getattr(self, name), 0, low_open=True)
+        check_range("pretrain.weight_decay", self.weight_decay, 0)
+        check_range("pretrain.simcse_state_dropout", self.simcse_state_dropout, 0, 1,
+                    high_open=True)
+        check_range("pretrain.temperature_init", self.temperature_init, 0, 1, low_open=True,
+                    high_open=True)
+        check_range("pretrain.max_logit_scale", self.max_logit_scale, 1, low_open=True)
+        check_range("pretrain.recall_k", self.recall_k, 1)
+        check_range("pretrain.fashion_train_images", self.fashion_train_images, 1, 60000)
+        check_range("pretrain.prompt_share", self.prompt_share, 0, 1)

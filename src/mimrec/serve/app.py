@@ -1,36 +1,48 @@
 """The scoring service: a FastAPI app over one trained bundle.
 
-Routes: ``POST /v1/score``, ``POST /v1/items`` (bearer token), ``GET /v1/items/{id}``,
-``GET /v1/items``, ``GET /v1/users``, ``GET /v1/users/{id}/history``, ``GET /healthz``,
-``GET /metrics`` (Prometheus text), ``GET /`` (a small HTML page), ``/docs`` (OpenAPI).
+Routes: ``POST /v1/score``, ``POST /v1/items`` (write token), ``GET /v1/items/{id}``,
+``GET /v1/items``, ``GET /v1/users`` and ``GET /v1/users/{id}/history`` (read token),
+``GET /healthz``, ``GET /metrics`` (Prometheus text, read token), ``GET /`` (a small HTML page),
+``/docs`` (OpenAPI). Hosts and tokens are checked before the body is read (:mod:`.access`); size
+and time limits in :mod:`.limits`.
 
 Every client mistake is a 4xx whose JSON body names the field and the problem::
 
     {"error": "invalid request", "detail": [{"field": "candidates", "problem": "unknown item ids: '99999'"}]}
+
+and an unexpected failure is a JSON 500, never a plain-text one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
+import logging
 import os
+from collections.abc import Iterable
 from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mimrec import __version__
-from mimrec.serve.limits import BodySizeLimit
+from mimrec.serve.access import LOOPBACK_HOSTS, READ_TOKEN_ENV, TOKEN_ENV, AccessGuard, Tokens
+from mimrec.serve.limits import RequestLimits
 from mimrec.serve.metrics import ServiceMetrics
 from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, RequestError, Scorer
+from mimrec.validation import text_problem
 
-TOKEN_ENV = "MIMREC_API_TOKEN"
+__all__ = ["TOKEN_ENV", "READ_TOKEN_ENV", "create_app", "app_from_env"]
+
 MAX_BODY_BYTES = 8 * 1024 * 1024  # an item with an image; score requests are far smaller
+MAX_HEADER_BYTES = 16 * 1024  # names + values of all request headers
+BODY_TIMEOUT_S = 30.0  # the whole body must have arrived this long after the request started
+ALLOWED_HOSTS_ENV = "MIMREC_ALLOWED_HOSTS"  # comma-separated, for worker processes
+log = logging.getLogger("mimrec.serve")
 
 ItemId = StrictInt | StrictStr
 
@@ -86,12 +98,25 @@ def _field(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(scorer: Scorer, token: str | None = None) -> FastAPI:
-    """The app over a loaded scorer; ``token`` guards item writes (None = writes refused)."""
+def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | None = None,
+               allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+               body_timeout: float = BODY_TIMEOUT_S) -> FastAPI:
+    """The app over a loaded scorer.
+
+    Args:
+        scorer: the loaded bundle's scorer.
+        token: the write token, guards item writes (None = writes refused); it also reads.
+        read_token: a token for the read routes that expose users' data (None = only ``token``).
+        allowed_hosts: host names requests may name in ``Host`` (``*`` = any).
+        body_timeout: seconds from a request's start within which its body must have arrived.
+    """
     app = FastAPI(title="mimrec scoring service", version=__version__,
                   description=f"Serving model {scorer.bundle.model_key} of {scorer.bundle.run}.")
     metrics = ServiceMetrics()
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestLimits, max_bytes=MAX_BODY_BYTES, max_header_bytes=MAX_HEADER_BYTES,
+                       body_timeout=body_timeout)
+    app.add_middleware(AccessGuard, tokens=Tokens(token, read_token),
+                       allowed_hosts=tuple(allowed_hosts))
     app.add_middleware(metrics.middleware)
     metrics.set_items(scorer)
 
@@ -110,20 +135,15 @@ def create_app(scorer: Scorer, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        field = "Authorization" if exc.status_code in (401, 403) else "path"
+        field = getattr(exc, "field", "path")  # limits' refusals name theirs (body)
         return JSONResponse(error_body([(field, str(exc.detail))], "request refused"),
                             exc.status_code, headers=getattr(exc, "headers", None))
 
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            raise StarletteHTTPException(403, f"writes are disabled: the server was started "
-                                              f"without {TOKEN_ENV}")
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise StarletteHTTPException(401, "missing bearer token",
-                                         headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise StarletteHTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body([("server", f"unexpected error ({type(exc).__name__}); "
+                                                   "see the server log")], "internal error"), 500)
 
     @app.post("/v1/score", response_model=ScoreResponse)
     async def score(req: ScoreRequest) -> ScoreResponse:
@@ -136,18 +156,19 @@ def create_app(scorer: Scorer, token: str | None = None) -> FastAPI:
         return ScoreResponse(scores=scores.tolist(), model=scorer.bundle.model_key,
                              store_version=scorer.catalogue.store_version)
 
-    @app.post("/v1/items", response_model=ItemResponse, status_code=201,
-              dependencies=[Depends(require_token)])
+    @app.post("/v1/items", response_model=ItemResponse, status_code=201)
     def add_item(req: ItemRequest) -> dict:
-        """Encode an item from its content and make it scorable at once (persisted)."""
+        """Encode an item from its content and make it scorable at once (persisted). Needs the
+        write token (``Authorization: Bearer ...``)."""
         fields = dict(req.model_extra or {})
         allowed = scorer.text_fields
         for name, value in fields.items():
             if name not in allowed:
                 raise RequestError(name, "unknown field (text fields of this catalogue: "
                                          f"{', '.join(allowed) or 'none'}; also image, attributes)")
-            if not _is_text(value):
-                raise RequestError(name, "expected a string, a number or a list of strings")
+            problem = text_problem(value)
+            if problem:
+                raise RequestError(name, problem)
         image = _decode_base64(req.image) if req.image is not None else None
         described = scorer.add_item(req.item_id, fields, image, req.attributes)
         metrics.set_items(scorer)
@@ -165,13 +186,14 @@ def create_app(scorer: Scorer, token: str | None = None) -> FastAPI:
 
     @app.get("/v1/users")
     def list_users(limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> list[dict]:
-        """Known users and their number of positive events."""
+        """Known users and their number of positive events. Needs the read or write token."""
         return scorer.users(limit)
 
     @app.get("/v1/users/{user_id}/history")
     def user_history(user_id: str, limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 50
                      ) -> dict:
-        """A known user's engaged items from the logs, oldest first."""
+        """A known user's engaged items from the logs, oldest first. Needs the read or write
+        token."""
         ids = scorer.user_history(user_id, limit)
         return {"user_id": user_id, "history": [{"item_id": i, "title": scorer.title(i)}
                                                 for i in ids]}
@@ -194,14 +216,6 @@ def create_app(scorer: Scorer, token: str | None = None) -> FastAPI:
     return app
 
 
-def _is_text(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (str, int, float)):
-        return True
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
 def _decode_base64(text: str) -> bytes:
     try:
         data = base64.b64decode(text, validate=True)
@@ -214,7 +228,8 @@ def _decode_base64(text: str) -> bytes:
 
 def app_from_env() -> FastAPI:
     """An app built from ``MIMREC_RUN`` / ``MIMREC_MODEL`` / ``MIMREC_API_TOKEN`` /
-    ``MIMREC_THREADS`` (for worker processes, and ASGI servers started by other tools, e.g.
+    ``MIMREC_READ_TOKEN`` / ``MIMREC_ALLOWED_HOSTS`` / ``MIMREC_THREADS`` (for worker processes,
+    and ASGI servers started by other tools, e.g.
     ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
     import torch
 
@@ -224,4 +239,7 @@ def app_from_env() -> FastAPI:
     if threads > 0:
         torch.set_num_threads(threads)
     bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
-    return create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None)
+    hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    return create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None,
+                      read_token=os.environ.get(READ_TOKEN_ENV) or None,
+                      allowed_hosts=hosts or LOOPBACK_HOSTS)

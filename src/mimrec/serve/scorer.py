@@ -30,6 +30,7 @@ from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
 from mimrec.store.center import CURRENT, RepresentationCenter, current_version, file_lock, upsert
+from mimrec.validation import id_problem, shown, tokens_problem
 
 ADDED_ITEMS_FILE = "added_items.json"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
@@ -139,9 +140,9 @@ class Scorer:
         rows = np.fromiter((lookup.get(k, 0) for k in keys), dtype=np.int64, count=len(keys))
         if not rows.all():
             unknown = [k for k, r in zip(keys, rows, strict=True) if r == 0]
-            shown = ", ".join(repr(u) for u in unknown[:10])
+            listed = ", ".join(shown(u) for u in unknown[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise RequestError(name, f"unknown item ids: {shown}{more}")
+            raise RequestError(name, f"unknown item ids: {listed}{more}")
         return rows
 
     def user_row(self, user_id: Any) -> int:
@@ -150,7 +151,8 @@ class Scorer:
             return 0
         row = self.user_index.get(str(user_id), 0)
         if row == 0:
-            raise RequestError("user_id", f"unknown user id {user_id!r} (omit it for a new user)")
+            raise RequestError("user_id", f"unknown user id {shown(user_id)} (omit it for a new "
+                                          "user)")
         return row
 
     def side_features(self, side: dict[str, Any], n: int) -> list[torch.Tensor | None] | None:
@@ -171,7 +173,8 @@ class Scorer:
             for j, v in enumerate(values[: len(index)]):
                 if str(v) not in vocab:
                     examples = ", ".join(list(vocab)[:5])
-                    raise RequestError(name, f"unknown value {v!r} (known values include {examples})")
+                    raise RequestError(name, f"unknown value {shown(v)} (known values include "
+                                             f"{examples})")
                 index[j] = vocab[str(v)]
             out.append(torch.from_numpy(index).expand(n, -1))
         return out
@@ -243,7 +246,7 @@ class Scorer:
         cat = self.catalogue
         pos = cat.index.get(key, 0) - 1
         if pos < 0:
-            raise RequestError("item_id", f"unknown item id {item_id!r}", status=404)
+            raise RequestError("item_id", f"unknown item id {shown(item_id)}", status=404)
         trained = pos < cat.num_trained
         if trained:
             row = self.bundle.items.iloc[pos]
@@ -265,6 +268,12 @@ class Scorer:
             raise RequestError("item_id", "this bundle's model reads no content vectors from a "
                                           "trained encoder: it cannot score new items", status=409)
         key = _as_id(item_id)
+        problem = id_problem(key)
+        if problem:
+            raise RequestError("item_id", problem)
+        problem = tokens_problem(attributes or [])
+        if problem:
+            raise RequestError("attributes", problem)
         vector = self._encode(key, fields, image, attributes)  # (1, E)
         record = {k: _jsonable(v) for k, v in fields.items()}
         if attributes:
@@ -297,19 +306,19 @@ class Scorer:
                 attributes: list[str] | None) -> np.ndarray:
         encoder = self.bundle.encoder
         assert encoder is not None
-        if image is not None and encoder.image_tower is None:
-            raise RequestError("image", "this bundle's encoder has no image tower "
-                                        "(encoder.use_image is off)")
         row: dict[str, Any] = {"item_id": key}
-        for name in encoder.cfg.text_fields:
-            value = fields.get(name)
-            row[name] = value if value is not None else ""
-        row["attributes"] = list(attributes or [])
-        if image is not None:
+        if image is not None:  # decoded first: a broken or oversized image is named as such
             try:
                 row["image"] = decode_image(image)
             except MimrecError as exc:
                 raise RequestError("image", f"not a readable PNG or JPEG ({exc})") from None
+            if encoder.image_tower is None:
+                raise RequestError("image", "this bundle's encoder has no image tower "
+                                            "(encoder.use_image is off)")
+        for name in encoder.cfg.text_fields:
+            value = fields.get(name)
+            row[name] = value if value is not None else ""
+        row["attributes"] = list(attributes or [])
         try:
             return encoder.encode_items(pd.DataFrame([row]))
         except MimrecError as exc:

@@ -10,45 +10,68 @@ from mimrec.errors import MimrecError
 
 
 def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          threads: int = 1, workers: int = 1) -> None:
+          threads: int = 1, workers: int = 1, allowed_hosts: tuple[str, ...] = ()) -> None:
     """Serve ``run`` (a finished ``mimrec run`` folder) until interrupted.
 
     With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle;
     an item added through one is seen by the others at their next request (they follow the
-    store's ``CURRENT.json``).
+    store's ``CURRENT.json``). ``allowed_hosts``: the host names requests may name (default:
+    :func:`default_hosts`).
     """
     import torch
     import uvicorn
 
-    from mimrec.serve.app import TOKEN_ENV, create_app
+    from mimrec.serve.app import ALLOWED_HOSTS_ENV, READ_TOKEN_ENV, TOKEN_ENV, create_app
     from mimrec.serve.bundle import load_bundle
+    from mimrec.serve.protocol import BoundedHttpToolsProtocol
     from mimrec.serve.scorer import Scorer
 
     if not 0 < port < 65536:
         raise MimrecError(f"--port {port}: not a TCP port")
     if workers < 1:
         raise MimrecError(f"--workers {workers}: must be at least 1")
+    if threads < 0:
+        raise MimrecError(f"--threads {threads}: must be 0 (torch's default) or more")
     check_port_free(host, port)  # before the bundle loads, not after
     if threads > 0:
         torch.set_num_threads(threads)
     bundle = load_bundle(run, model)
     scorer = Scorer(bundle)
     token = os.environ.get(TOKEN_ENV) or None
-    app = create_app(scorer, token)
+    read_token = os.environ.get(READ_TOKEN_ENV) or None
+    hosts = allowed_hosts or default_hosts(host)
+    app = create_app(scorer, token, read_token=read_token, allowed_hosts=hosts)
     writes = ("enabled (bearer token from " + TOKEN_ENV + ")" if token
               else f"disabled (set {TOKEN_ENV} to enable POST /v1/items)")
     if not scorer.can_add_items:
         writes = "not possible: this model reads no content vectors"
+    reads = ("token" if token or read_token
+             else f"off (set {READ_TOKEN_ENV} or {TOKEN_ENV} to browse users)")
     print(f"mimrec: serving {bundle.model_key} of {run} ({len(scorer.catalogue.ids):,} items) at "
-          f"http://{host}:{port}  docs: /docs  item writes: {writes}", file=sys.stderr, flush=True)
+          f"http://{host}:{port}  docs: /docs  item writes: {writes}  users/metrics: {reads}  "
+          f"trusted hosts: {', '.join(hosts)}", file=sys.stderr, flush=True)
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False,
+               "http": BoundedHttpToolsProtocol}
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, **options)
         return
     del app, scorer, bundle  # checked above; each worker process loads its own copy
     os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
-                       "MIMREC_THREADS": str(threads)})
-    uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, host=host,
-                port=port, log_level="warning", access_log=False)
+                       "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts)})
+    uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, **options)
+
+
+def default_hosts(host: str) -> tuple[str, ...]:
+    """Trusted ``Host`` names when none are given: loopback names, plus the bound address, plus
+    this machine's names when bound to every address (``0.0.0.0`` / ``::``)."""
+    import socket
+
+    from mimrec.serve.access import LOOPBACK_HOSTS
+
+    names = [*LOOPBACK_HOSTS, host]
+    if host in ("0.0.0.0", "::", ""):
+        names = [*LOOPBACK_HOSTS, socket.gethostname(), socket.getfqdn()]
+    return tuple(dict.fromkeys(n for n in names if n))
 
 
 def check_port_free(host: str, port: int) -> None:

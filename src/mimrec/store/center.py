@@ -32,6 +32,8 @@ import torch
 
 from mimrec.artifacts import write_json_atomic
 from mimrec.errors import MimrecError
+from mimrec.processes import remove_stale_temps
+from mimrec.validation import id_problem, invalid_ids, shown
 
 CURRENT = "CURRENT.json"
 
@@ -97,6 +99,12 @@ class RepresentationCenter:
         self.vectors = flat.reshape(-1, dim).copy()  # (N, D), writable, detached from the mmap
         self._order = np.argsort(self.ids, kind="stable")  # ids are resolved by binary search
         self._sorted_ids = self.ids[self._order]
+        repeated = self._sorted_ids[1:] == self._sorted_ids[:-1]
+        if repeated.any():  # written before the store checked its ids; lookups would be ambiguous
+            raise MimrecError(
+                f"{path}: item id {shown(str(self._sorted_ids[1:][repeated][0]))} appears more "
+                f"than once; open an earlier version (set {CURRENT} to its number) or rebuild "
+                "the store with `mimrec index`")
         self.info = StoreInfo(**self.manifest["info"])
 
     @property
@@ -197,6 +205,7 @@ def writer_lock(folder: Path) -> Iterator[None]:
     """One writer at a time per store folder (an advisory lock on ``folder/.lock``)."""
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock"):
+        remove_stale_temps(folder, ".*.tmp-*")  # version files of killed writers
         yield
 
 
@@ -213,11 +222,10 @@ def write_version(folder: str | Path, ids: np.ndarray, vectors: np.ndarray, info
 
 def _write_version(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,
                    parent: int | None) -> int:
+    check_ids(ids, folder)  # before numpy's fixed-width strings could cut a NUL off
     ids = np.asarray(ids).astype(str)
     if vectors.ndim != 2 or vectors.shape != (len(ids), info.dim):
         raise MimrecError(f"vectors have shape {vectors.shape}, expected ({len(ids)}, {info.dim})")
-    if pd.Index(ids).has_duplicates:
-        raise MimrecError("duplicate item ids in a store version")
     version = _next_version(folder)
     name = _version_name(version)
     manifest = {"version": version, "parent": parent, "items": len(ids), "dim": info.dim,
@@ -231,6 +239,20 @@ def _write_version(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: Sto
     return version
 
 
+def check_ids(ids: np.ndarray | list, folder: Path) -> None:
+    """Refuse a version whose ids break :mod:`mimrec.validation` or repeat, before any write."""
+    keys = np.array([str(i) for i in np.asarray(ids, dtype=object).ravel()], dtype=object)
+    bad = invalid_ids(keys)
+    if bad.any():
+        first = str(keys[bad][0])
+        raise MimrecError(f"store {folder}: item id {shown(first)} refused: {id_problem(first)}")
+    index = pd.Index(keys)
+    if index.has_duplicates:
+        first = index[index.duplicated()][0]
+        raise MimrecError(f"store {folder}: item id {shown(first)} appears more than once in "
+                          "the new version; nothing was written")
+
+
 def _next_version(folder: Path) -> int:
     existing = [int(p.stem[1:]) for p in folder.glob("v*.json") if p.stem[1:].isdigit()]
     return max(existing, default=0) + 1
@@ -240,6 +262,7 @@ def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray) -> i
     """Add or replace items: a new version = current version + these rows. Returns its number."""
     folder = Path(folder)
     with writer_lock(folder):
+        check_ids(ids, folder)
         center = RepresentationCenter(folder)
         new_ids = np.asarray(ids).astype(str)
         vectors = np.asarray(vectors, dtype=np.float32)

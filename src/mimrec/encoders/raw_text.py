@@ -51,8 +51,9 @@ class RawTextEncoder:
         if "" in texts:
             row = texts.index("")
             item = items["item_id"].iloc[row] if "item_id" in items.columns else row
-            raise MimrecError(f"item {item!r} has no text in {', '.join(self.cfg.text_fields)}: "
-                              "raw text vectors cannot embed it")
+            raise MimrecError(f"item {item!r} has none of the switched-on modalities (raw text "
+                              f"vectors read only {', '.join(self.cfg.text_fields)}, all empty): "
+                              "it cannot be embedded")
         return self.vectors(items)
 
 

@@ -82,12 +82,12 @@ def _random_words(items: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def test_random_word_content_never_yields_vectors_worse_than_raw(ml100k, tmp_path):
-    folder = write_slice(ml100k, tmp_path / "slice", n_users=150)
+    folder = write_slice(ml100k, tmp_path / "slice", n_users=100)
     _random_words(ml100k.items).to_parquet(folder / "items.parquet", index=False)
     bert = save_tiny_text_model(tmp_path / "bert")
     cfg = load_config("configs/movielens.toml", [
         "data.dataset=files", f"data.path={folder}", f"encoder.text_model={bert}",
-        "pretrain.adapt_epochs=0", "pretrain.align_epochs=3", "csft.epochs=3",
+        "pretrain.adapt_epochs=0", "pretrain.align_epochs=2", "csft.epochs=2",
         "csft.batch_size=64", "csft.progress=false", "encoder.progress=false"])
     out, console = tmp_path / "run", Console(file=open(tmp_path / "log.txt", "w"), width=160)
     for stage in (pipeline.stage_data, pipeline.stage_pretrain, pipeline.stage_csft,

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
+from environment import environment  # benchmarks/ is this script's folder
+from write_results import write_results
+
 PY = sys.executable
-FUXICTR_PYTHON = ".venv-fuxictr/bin/python"
 # Run only when named with --only: two torch threads per process are only meaningful on an idle
 # machine, and the default run stays within the hour on 2 cores.
 OPTIONAL = {"throughput_2threads"}
@@ -51,43 +50,6 @@ def commands(run: Path) -> dict[str, list[str]]:
         cmds["serve"] = [PY, "benchmarks/bench_serve.py", "--run", str(run), "--seconds", "30",
                          "--json", str(res / "serve.json")]
     return cmds
-
-
-def versions(python: str, packages: tuple[str, ...]) -> dict[str, str]:
-    """Installed versions of ``packages`` in the environment of ``python``."""
-    if python == PY:
-        out = {}
-        for p in packages:
-            try:
-                out[p] = metadata.version(p)
-            except metadata.PackageNotFoundError:
-                out[p] = "-"
-        return out
-    code = ("import json, importlib.metadata as m\nout = {}\n"
-            f"for p in {packages!r}:\n"
-            "    try: out[p] = m.version(p)\n"
-            "    except m.PackageNotFoundError: out[p] = '-'\n"
-            "print(json.dumps(out))")
-    r = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
-    return json.loads(r.stdout) if r.returncode == 0 else {}
-
-
-def environment() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text()
-                .splitlines() if line.startswith("MemTotal")), 0.0)
-    lines = [f"- CPU: {cpu}, {os.cpu_count()} cores visible, {mem:.0f} GiB RAM; "
-             f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
-             "- mimrec environment (`.venv`): " + ", ".join(
-                 f"{k} {v}" for k, v in versions(PY, (
-                     "mimrec", "torch", "numpy", "pandas", "pyarrow", "scikit-learn",
-                     "transformers", "sentence-transformers")).items())]
-    if Path(FUXICTR_PYTHON).exists():
-        lines.append("- FuxiCTR environment (`.venv-fuxictr`): " + ", ".join(
-            f"{k} {v}" for k, v in versions(FUXICTR_PYTHON, (
-                "fuxictr", "torch", "polars", "ray", "numpy", "pandas")).items()))
-    return lines
 
 
 def run_one(name: str, cmd: list[str], res: Path) -> dict:
@@ -121,8 +83,6 @@ def main() -> None:
     if args.only is None:
         log["_total_seconds"] = time.perf_counter() - started
         log_path.write_text(json.dumps(log, indent=1))
-    from write_results import write_results  # benchmarks/ is this script's folder
-
     write_results(args.run, log, environment(), args.results_md)
     print(f"wrote {args.results_md}")
 

@@ -14,6 +14,8 @@ import re
 import time
 from pathlib import Path
 
+from environment import environment  # benchmarks/ is this script's folder
+
 
 def _json(res: Path, name: str) -> dict | None:
     path = res / f"{name}.json"
@@ -156,8 +158,6 @@ def main() -> None:
     args = parser.parse_args()
     log_path = args.run / "results" / "runs.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
-    from run_all import environment
-
     write_results(args.run, log, environment(), args.results_md)
 
 

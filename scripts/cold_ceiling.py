@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from mimrec.artifacts import require_stage
-from mimrec.config import from_dict
 from mimrec.ctr.features import feature_tables
 from mimrec.data.config import DataConfig
 from mimrec.data.stage import read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.cold_ceiling import cold_ceiling, multi_hot
+from mimrec.serialize import from_dict
 from mimrec.store.center import RepresentationCenter
 
 

@@ -30,8 +30,13 @@ def stage_pretrain(cfg: PipelineConfig, out: Path, console: Console) -> None:
     console.print(f"[bold]pretrain[/]: item encoder -> {out / 'pretrain'}")
     data = read_data(out / "data")
     metrics = run_pretrain(cfg.pretrain, cfg.encoder, data.items, out / "pretrain",
-                           parents={"data": out / "data"})
+                           parents={"data": out / "data"}, samples=data.samples)
     console.print(alignment_table(metrics))
+    console.print(f"  stage 1: kept alignment epoch {metrics['best_epoch']} of "
+                  f"{metrics['epochs_run']} run (selected on {metrics['select_on']})")
+    if metrics["p2_valid"]:
+        console.print(retrieval_table(metrics["p2_valid"]))
+        console.print(f"  {versus_raw('stage 1', metrics['p2_valid'], 'pretrain')}")
 
 
 def stage_csft(cfg: PipelineConfig, out: Path, console: Console) -> None:
@@ -49,12 +54,20 @@ def stage_csft(cfg: PipelineConfig, out: Path, console: Console) -> None:
                           f"worker(s) -> {out / 'csft'}")
         metrics = run_csft(cfg.csft, out / "pretrain", read_data(out / "data"), out / "csft")
     if lead:
-        console.print(retrieval_table(metrics.get("p2_valid", {})))
+        p2 = metrics.get("p2_valid", {})
+        console.print(retrieval_table(p2))
+        console.print(f"  C-SFT: kept epoch {metrics['best_epoch']} of {metrics['epochs_run']} run "
+                      "(selected on P2 valid Recall@50; 0 = the stage-1 vectors)")
+        console.print(f"  {versus_raw('C-SFT', p2, 'csft')}")
 
 
 def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
-    """Representation Center: embed the catalogue with each vector source into ``out/index``."""
-    from mimrec.store.build import run_index
+    """Representation Center: embed the catalogue with each vector source into ``out/index``.
+
+    A trained source that does not beat the raw vectors on P2 (valid) Recall@50 is replaced by
+    them; one line per store says which vectors it holds.
+    """
+    from mimrec.store.build import choice_line, run_index
 
     console.print(f"[bold]index[/]: raw / pretrain / csft vectors -> {out / 'index'}")
     data = read_data(out / "data")
@@ -62,9 +75,9 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
     parents = {"data": out / "data", "pretrain": out / "pretrain", "csft": out / "csft"}
     # the encoder stages' thread setting (one thread keeps a shared machine from oversubscribing)
     metrics = run_index(sources, cfg.encoder, data.items, out / "index", parents,
-                        threads=cfg.pretrain.threads)
+                        threads=cfg.pretrain.threads, samples=data.samples)
     for name, m in metrics.items():
-        console.print(f"  {name}: {m['items']:,} items x {m['dim']}")
+        console.print(f"  {choice_line(name, m)}")
 
 
 def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool = False) -> None:
@@ -145,6 +158,18 @@ def retrieval_table(p2: dict) -> Table:
     for name, m in p2.items():
         table.add_row(name, f"{m['recall@10']:.4f}", f"{m['recall@50']:.4f}", f"{m['mrr']:.4f}")
     return table
+
+
+def versus_raw(label: str, p2: dict, key: str) -> str:
+    """One line comparing a stage's P2 (valid) Recall@50 with the raw text vectors'."""
+    if "raw" not in p2 or key not in p2:
+        return f"{label}: no raw-vector P2 figure to compare with"
+    ours, raw = p2[key]["recall@50"], p2["raw"]["recall@50"]
+    if not raw > 0:
+        return f"{label}: valid P2 Recall@50 {ours:.4f}, raw {raw:.4f}"
+    verdict = "beats" if ours > raw else "does NOT beat"
+    return (f"{label} {verdict} the raw text vectors on valid P2: Recall@50 {ours:.4f} vs "
+            f"{raw:.4f} ({ours / raw:.2f}x raw)")
 
 
 def alignment_table(metrics: dict) -> Table:

@@ -70,11 +70,23 @@ def test_run_writes_an_artifact_that_reproduces_its_vectors(stage1, tmp_path: Pa
     again = run_csft(dataclasses.replace(FAST, eval_raw=False), pretrain_dir, data,
                      tmp_path / "again")
     assert again["p2_valid"]["csft"] == metrics["p2_valid"]["csft"]  # deterministic
-    from mimrec.csft.retrieval import p2_metrics
+    from mimrec.eval.retrieval import p2_metrics
 
     assert p2_metrics(vectors, data.samples) == pytest.approx(metrics["p2_valid"]["csft"])
     with pytest.raises(MimrecError, match="expected 'csft'"):
         load_csft_encoder(pretrain_dir)
+
+
+def _rising_scores(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Make every epoch score higher on valid than the last, so the last epoch is kept."""
+    scores: list[float] = []
+
+    def score(*_args) -> float:
+        scores.append(float(len(scores)))
+        return scores[-1]
+
+    monkeypatch.setattr("mimrec.csft.train.valid_score", score)
+    return scores
 
 
 def _changed(data: DataArtifact, pretrain_dir: Path, cfg: CsftConfig) -> set[str]:
@@ -85,7 +97,8 @@ def _changed(data: DataArtifact, pretrain_dir: Path, cfg: CsftConfig) -> set[str
     return {k for k in before if not torch.equal(before[k], after[k])}
 
 
-def test_only_the_configured_parts_train(stage1) -> None:
+def test_only_the_configured_parts_train(stage1, monkeypatch: pytest.MonkeyPatch) -> None:
+    _rising_scores(monkeypatch)
     data_dir, pretrain_dir = stage1
     data = read_data(data_dir)
     changed = _changed(data, pretrain_dir, FAST)
@@ -99,6 +112,26 @@ def test_only_the_configured_parts_train(stage1) -> None:
     assert _changed(data, pretrain_dir, heads_only) == {
         "text_projection.weight", "text_projection.bias", "attribute_projection.weight",
         "attribute_projection.bias"}
+
+
+def test_early_stopping_keeps_the_best_valid_epoch(stage1, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir, pretrain_dir = stage1
+    data = read_data(data_dir)
+    cfg = dataclasses.replace(FAST, epochs=6, patience=2, eval_raw=False)
+    # the real score: whatever epoch is kept, C-SFT never ends below the stage-1 vectors on valid
+    _, metrics = fine_tune(cfg, pretrain_dir, data)
+    by_epoch = metrics["valid_p2_recall@50_by_epoch"]
+    assert metrics["best_epoch"] == int(np.argmax(by_epoch))
+    assert metrics["p2_valid"]["csft"]["recall@50"] == pytest.approx(max(by_epoch))
+    assert metrics["p2_valid"]["csft"]["recall@50"] >= metrics["p2_valid"]["pretrain"]["recall@50"]
+    # a valid score that only falls: training stops after `patience` epochs, stage 1 is kept
+    falling = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0, -0.1] * 2)
+    monkeypatch.setattr("mimrec.csft.train.valid_score", lambda *_args: next(falling))
+    assert _changed(data, pretrain_dir, cfg) == set()  # reads 0.5, 0.4, 0.3
+    falling = iter([0.5, 0.4, 0.3, 0.2])
+    _, metrics = fine_tune(dataclasses.replace(cfg, patience=2), pretrain_dir, data)
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 0
+    assert metrics["valid_p2_recall@50_by_epoch"] == [0.5, 0.4, 0.3]
 
 
 def test_too_few_pairs_and_bad_matryoshka_dims_are_clear_errors(stage1, tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import torch
 
 from mimrec.encoders.checkpoint import load_item_encoder, save_item_encoder
 from mimrec.encoders.config import EncoderConfig
+from mimrec.encoders.features import ImageFeatures
 from mimrec.encoders.image import HFImageTower, load_hf_image_tower
 from mimrec.encoders.item_encoder import build_item_encoder
 from mimrec.errors import MimrecError
-from mimrec.pretrain.features import ImageFeatures
 
 
 @pytest.fixture(scope="module")

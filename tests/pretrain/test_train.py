@@ -47,7 +47,9 @@ def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_only_the_configured_layers_train(tiny_cfg: EncoderConfig) -> None:
     items = toy_items(24)
-    cfg = dataclasses.replace(FAST, text_trainable_layers=1, image_trainable_blocks=1)
+    # no held-out items: nothing to select on, so the last epoch is kept (see the next test)
+    cfg = dataclasses.replace(FAST, text_trainable_layers=1, image_trainable_blocks=1,
+                              holdout_fraction=0.0)
     encoder, _ = train_encoder(cfg, tiny_cfg, items)
     fresh, _ = train_encoder(
         dataclasses.replace(cfg, adapt_epochs=0, align_epochs=0), tiny_cfg, items
@@ -65,6 +67,23 @@ def test_only_the_configured_layers_train(tiny_cfg: EncoderConfig) -> None:
         "fusion.",
     )
     assert not [k for k in changed if k.startswith(frozen)]
+
+
+def test_alignment_keeps_its_best_epoch_by_the_selection_score(
+    tiny_cfg: EncoderConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = toy_items(24, with_images=False)
+    enc = dataclasses.replace(tiny_cfg, use_image=False)
+    cfg = dataclasses.replace(FAST, align_epochs=8, patience=2)
+    fresh, _ = train_encoder(dataclasses.replace(cfg, align_epochs=0), enc, items)
+    scores = iter([0.3, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # epoch 0 is the best
+    monkeypatch.setattr("mimrec.pretrain.train.selection_score",
+                        lambda *_args: ("fake", lambda: next(scores)))
+    encoder, metrics = train_encoder(cfg, enc, items)
+    assert metrics["select_by_epoch"] == [0.3, 0.2, 0.1] and metrics["epochs_run"] == 2
+    assert metrics["best_epoch"] == 0 and metrics["select_on"] == "fake"
+    for name, value in _params(fresh).items():  # the weights before alignment, restored
+        torch.testing.assert_close(_params(encoder)[name], value, msg=name)
 
 
 def test_alignment_pulls_the_modalities_of_an_item_together(tiny_cfg: EncoderConfig) -> None:

@@ -25,7 +25,11 @@ class CsftConfig:
             do not dominate; 0 = no cap.
         batch_size: pairs per step on each worker; the in-batch ("space") candidates of a step are
             the keys of all workers: world_size x batch_size.
-        epochs: passes over the pairs.
+        epochs: at most this many passes over the pairs.
+        patience: stop after this many epochs without a higher P2 (VALID) Recall@50; the best
+            epoch's weights are restored either way (epoch 0, the stage-1 vectors, included), so
+            the stage's vectors never score below the stage-1 vectors on valid. 0 = run every
+            epoch (still restoring the best).
         lr: learning rate of the projections, the attribute tower, the fusion and the temperature.
         weight_decay: AdamW weight decay of the heads.
         text_trainable_layers: top text-transformer layers that train (the frozen bottom is cached);
@@ -62,6 +66,7 @@ class CsftConfig:
     max_pairs_per_user: int = 100
     batch_size: int = 512
     epochs: int = 8
+    patience: int = 2
     lr: float = 1e-3
     weight_decay: float = 1e-4
     text_trainable_layers: int = 0
@@ -81,7 +86,7 @@ class CsftConfig:
 
     def __post_init__(self) -> None:
         self._check_ranges()
-        for name in ("threads", "window_seconds", "max_pairs_per_user", "epochs",
+        for name in ("threads", "window_seconds", "max_pairs_per_user", "epochs", "patience",
                      "text_trainable_layers", "queue_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"csft.{name} must be >= 0, got {getattr(self, name)}")

@@ -54,6 +54,15 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
 
+def broadcast_float(x: float) -> float:
+    """Worker 0's ``x`` on every worker (the identity on one worker); every worker must call it."""
+    if not is_distributed():
+        return x
+    value = torch.tensor([x], dtype=torch.float64)
+    dist.broadcast(value, src=0)
+    return float(value.item())
+
+
 def barrier() -> None:
     """Wait for every worker (no-op on one worker)."""
     if is_distributed():

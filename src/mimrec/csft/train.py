@@ -4,8 +4,14 @@ Pairs (trigger -> next engaged item of the same user, TRAIN split only) are embe
 encoder; the multi-level InfoNCE scores each anchor against the keys of the whole step (all
 data-parallel workers) and a FIFO queue of earlier keys. What trains: the projections, optionally
 the attribute tower, the fusion weights and the top ``text_trainable_layers`` text layers (the
-frozen bottom runs once and is cached), plus the temperature. Progress, P2 retrieval before and
-after, and the artifact (the saved encoder + manifest) are the outputs.
+frozen bottom runs once and is cached), plus the temperature.
+
+Early stopping: after every epoch (and before the first: the stage-1 vectors, epoch 0) the
+catalogue's fused vectors are scored on protocol P2, VALID split, Recall@50; training stops after
+``patience`` epochs without a higher score and the best epoch's weights are restored. So C-SFT
+never hands on vectors that retrieve worse on valid than the stage-1 vectors it started from
+(worker 0 scores, every worker follows its score). Progress, P2 per epoch, P2 of raw / stage-1 /
+C-SFT vectors and the artifact (the saved encoder + manifest) are the outputs.
 """
 
 from __future__ import annotations
@@ -21,20 +27,25 @@ from rich.progress import Progress
 from torch import nn
 
 from mimrec.artifacts import stage_dir, write_manifest
-from mimrec.config import to_dict
 from mimrec.csft import distributed as dist
 from mimrec.csft.config import CsftConfig
 from mimrec.csft.losses import ContrastiveBatch, LossOutput, MultiLevelInfoNCE
 from mimrec.csft.pairs import Pairs, behaviour_pairs
 from mimrec.csft.queue import EmbeddingQueue
-from mimrec.csft.retrieval import p2_metrics, raw_text_vectors
+from mimrec.data.samples import Samples
 from mimrec.data.stage import DataArtifact
-from mimrec.encoders.checkpoint import save_item_encoder
-from mimrec.encoders.fusion import Modality
+from mimrec.early_stopping import BestEpoch
+from mimrec.encoders.checkpoint import load_stage_encoder, save_item_encoder
 from mimrec.encoders.item_encoder import ItemEncoder
+from mimrec.encoders.raw_text import raw_text_vectors
+from mimrec.encoders.sources import ItemSources, catalogue_vectors, item_views
 from mimrec.errors import MimrecError
-from mimrec.pretrain.sources import ItemSources
-from mimrec.pretrain.train import load_pretrained_encoder, text_top_parameters, torch_threads
+from mimrec.eval.retrieval import p2_metrics
+from mimrec.runtime import torch_threads
+from mimrec.serialize import to_dict
+
+PRETRAIN_STAGE = "pretrain"
+SELECT_METRIC = "recall@50"  # the P2 (valid) figure early stopping and the index stage select on
 
 STAGE = "csft"
 
@@ -56,7 +67,7 @@ def encoder_parameters(encoder: ItemEncoder, cfg: CsftConfig) -> list[dict[str, 
     if cfg.train_attributes:
         heads.append(encoder.attribute_tower)
     head_params = [p for m in heads if m is not None for p in m.parameters()]
-    text = text_top_parameters(encoder, cfg.text_trainable_layers)
+    text = encoder.text_top_parameters(cfg.text_trainable_layers)
     fusion = [encoder.fusion.logits] if cfg.train_fusion and encoder.cfg.fusion == "gated" else []
     encoder.requires_grad_(False)
     for p in head_params + text + fusion:
@@ -69,24 +80,6 @@ def encoder_parameters(encoder: ItemEncoder, cfg: CsftConfig) -> list[dict[str, 
     return groups
 
 
-def item_views(encoder: ItemEncoder, sources: ItemSources,
-               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused and per-modality embeddings of catalogue rows (each must have some modality).
-
-    Shapes: rows (N,) -> fused (N, D), per-modality (N, M, D) (zeros where absent), present (N, M).
-    """
-    present = sources.present[rows]  # (N, M)
-    views = []
-    for m in Modality:
-        has = torch.nonzero(present[:, m.value]).squeeze(1)
-        view = torch.zeros((len(rows), encoder.cfg.dim))
-        if has.numel():
-            view = view.index_copy(0, has, sources.embed(m, rows[has]))
-        views.append(view)
-    per = torch.stack(views, dim=1)  # (N, M, D)
-    return encoder.fusion(per, present), per, present
-
-
 def pair_batch(encoder: ItemEncoder, sources: ItemSources, pairs: Pairs,
                idx: np.ndarray) -> ContrastiveBatch:
     """Embed one worker's pairs ``idx``: every distinct item once, then index anchors and keys."""
@@ -96,18 +89,6 @@ def pair_batch(encoder: ItemEncoder, sources: ItemSources, pairs: Pairs,
     a, k = torch.as_tensor(inverse[: len(idx)]), torch.as_tensor(inverse[len(idx):])
     return ContrastiveBatch(fused[a], per[a], present[a], fused[k], torch.as_tensor(anchor),
                             torch.as_tensor(positive), torch.as_tensor(pairs.weight[idx]))
-
-
-@torch.no_grad()
-def catalogue_vectors(encoder: ItemEncoder, sources: ItemSources, chunk: int = 512) -> np.ndarray:
-    """Fused vectors of every catalogue row (zeros for rows with no modality). Shapes: (I, D)."""
-    n = sources.present.shape[0]
-    out = torch.zeros((n, encoder.cfg.dim))
-    rows = torch.nonzero(sources.present.any(dim=1)).squeeze(1)
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        out[part] = item_views(encoder, sources, part)[0]
-    return out.numpy().astype(np.float32)
 
 
 def worker_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -140,9 +121,21 @@ def train_step(encoder: ItemEncoder, sources: ItemSources, loss_fn: MultiLevelIn
     return out
 
 
+def valid_score(encoder: ItemEncoder, sources: ItemSources, samples: Samples) -> float:
+    """P2 (VALID) Recall@50 of the encoder's catalogue vectors, scored on worker 0 and shared."""
+    score = float("nan")
+    if dist.rank() == 0:
+        score = p2_metrics(catalogue_vectors(encoder, sources), samples)[SELECT_METRIC]
+    return dist.broadcast_float(score)
+
+
 def train(encoder: ItemEncoder, sources: ItemSources, loss_fn: MultiLevelInfoNCE, pairs: Pairs,
-          cfg: CsftConfig, rng: np.random.Generator) -> dict[str, Any]:
-    """Run ``cfg.epochs`` over the pairs; returns the loss per epoch and what a step saw."""
+          cfg: CsftConfig, rng: np.random.Generator, samples: Samples) -> dict[str, Any]:
+    """Up to ``cfg.epochs`` over the pairs, early-stopped on P2 (VALID) Recall@50, best restored.
+
+    Returns the loss per epoch, the valid score per epoch (index 0 = before training), the
+    epoch kept, and what a step saw.
+    """
     steps = len(pairs) // (cfg.batch_size * dist.world_size())
     if steps == 0:
         raise MimrecError(f"C-SFT has {len(pairs)} pairs, fewer than one step needs "
@@ -152,10 +145,12 @@ def train(encoder: ItemEncoder, sources: ItemSources, loss_fn: MultiLevelInfoNCE
     opt = torch.optim.AdamW([*groups, {"params": list(loss_fn.parameters()), "lr": cfg.lr,
                                        "weight_decay": 0.0}])
     queue = EmbeddingQueue(cfg.queue_size, encoder.cfg.dim)
+    best = BestEpoch([*synced, *loss_fn.parameters()], cfg.patience)
+    best.update(0, valid_score(encoder, sources, samples))
     history, levels, out = [], {}, None
     with Progress(disable=not cfg.progress or dist.rank() != 0) as bar:
         task = bar.add_task("C-SFT", total=steps * cfg.epochs)
-        for epoch in range(cfg.epochs):
+        for epoch in range(1, cfg.epochs + 1):
             losses, level_sums = [], {}
             for idx in worker_batches(len(pairs), cfg.batch_size, rng):
                 out = train_step(encoder, sources, loss_fn, queue, pairs, idx, opt, synced)
@@ -163,12 +158,18 @@ def train(encoder: ItemEncoder, sources: ItemSources, loss_fn: MultiLevelInfoNCE
                 for name, value in out.levels.items():
                     level_sums[name] = level_sums.get(name, 0.0) + value
                 bar.update(task, advance=1,
-                           description=f"C-SFT epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.3f}")
+                           description=f"C-SFT epoch {epoch}/{cfg.epochs} loss {losses[-1]:.3f}")
             history.append(float(np.mean(losses)))
             levels = {name: s / len(losses) for name, s in level_sums.items()}
+            if best.update(epoch, valid_score(encoder, sources, samples)):
+                break
+    kept = best.restore()
     encoder.requires_grad_(False)
-    return {"loss": history, "last_epoch_levels": levels, "steps": steps * cfg.epochs,
-            "in_batch_candidates": out.in_batch, "queue_candidates": out.queued,
+    return {"loss": history, "last_epoch_levels": levels, "steps": steps * len(history),
+            f"valid_p2_{SELECT_METRIC}_by_epoch": best.scores, "best_epoch": kept,
+            "epochs_run": len(history),
+            "in_batch_candidates": out.in_batch if out else 0,
+            "queue_candidates": out.queued if out else 0,
             "temperature": float(1.0 / loss_fn.scale.detach())}
 
 
@@ -202,13 +203,13 @@ def fine_tune(cfg: CsftConfig, encoder_dir: Path,
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    encoder = load_pretrained_encoder(Path(encoder_dir))
+    encoder = load_stage_encoder(Path(encoder_dir), PRETRAIN_STAGE)
     sources = ItemSources(encoder, data.items.reset_index(drop=True), cfg.text_trainable_layers, 0)
     pairs = training_pairs(data.samples, sources, cfg, rng)
     loss_fn = build_loss(cfg, encoder.cfg.dim)
     lead = dist.rank() == 0
     before = catalogue_vectors(encoder, sources) if lead else None
-    trained = train(encoder, sources, loss_fn, pairs, cfg, rng)
+    trained = train(encoder, sources, loss_fn, pairs, cfg, rng, data.samples)
     metrics: dict[str, Any] = {"pairs": len(pairs), "pair_users": len(np.unique(pairs.user)),
                                "world_size": dist.world_size(), **trained}
     if lead:
@@ -232,7 +233,9 @@ def run_csft(cfg: CsftConfig, encoder_dir: Path, data: DataArtifact, out: Path) 
 
     Returns:
         The metrics (also in the manifest): pair counts, loss per epoch, the last epoch's level
-        losses, candidates per step, the learned temperature, ``p2_valid`` = P2 on VALID as
+        losses, ``valid_p2_recall@50_by_epoch`` (index 0 = the stage-1 vectors), ``best_epoch``
+        (the one kept; 0 = none beat the stage-1 vectors), ``epochs_run``, candidates per step,
+        the learned temperature, ``p2_valid`` = P2 on VALID of the kept vectors as
         ``{"raw": {...}, "pretrain": {...}, "csft": {...}}`` with ``recall@10``, ``recall@50``,
         ``mrr`` each (worker 0 only), and wall ``seconds``.
     """
@@ -250,8 +253,4 @@ def run_csft(cfg: CsftConfig, encoder_dir: Path, data: DataArtifact, out: Path) 
 
 def load_csft_encoder(folder: Path) -> ItemEncoder:
     """The item encoder of a finished csft artifact (a clear MimrecError otherwise)."""
-    from mimrec.artifacts import require_stage
-    from mimrec.encoders.checkpoint import load_item_encoder
-
-    require_stage(Path(folder), STAGE)
-    return load_item_encoder(Path(folder))
+    return load_stage_encoder(Path(folder), STAGE)

@@ -23,7 +23,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 
 from mimrec.artifacts import stage_dir, write_manifest
-from mimrec.config import to_dict
 from mimrec.ctr.blocks import block_name, reads_content
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
@@ -37,6 +36,7 @@ from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
 from mimrec.processes import die_with_parent
+from mimrec.serialize import to_dict
 from mimrec.store.center import RepresentationCenter
 
 

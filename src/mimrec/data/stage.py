@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from mimrec.artifacts import require_stage, stage_dir, write_manifest
-from mimrec.config import to_dict
 from mimrec.data.config import DataConfig
 from mimrec.data.load import load_dataset
 from mimrec.data.samples import BUCKETS, SPLITS, Samples, build_samples
 from mimrec.errors import DataError
+from mimrec.serialize import to_dict
 
 
 @dataclass

@@ -52,7 +52,7 @@ def save_item_encoder(encoder: ItemEncoder, folder: Path) -> None:
     """
     from safetensors.torch import save_file
 
-    from mimrec.config import to_dict
+    from mimrec.serialize import to_dict
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def load_item_encoder(folder: Path) -> ItemEncoder:
         folder: the saved encoder's folder. A missing folder, a missing or damaged file, or weights
             that do not fit the saved config raise :class:`MimrecError` naming the path.
     """
-    from mimrec.config import from_dict
+    from mimrec.serialize import from_dict
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -164,3 +164,14 @@ def load_item_encoder(folder: Path) -> ItemEncoder:
             f"{str(exc).splitlines()[0]}"
         ) from None
     return encoder.eval()
+
+
+def load_stage_encoder(folder: Path, stage: str) -> ItemEncoder:
+    """The item encoder of a finished ``stage`` artifact (e.g. "pretrain", "csft"), in eval mode.
+
+    A folder another stage wrote, or none at all, raises :class:`MimrecError` naming it.
+    """
+    from mimrec.artifacts import require_stage
+
+    require_stage(Path(folder), stage)
+    return load_item_encoder(Path(folder))

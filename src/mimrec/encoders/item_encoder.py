@@ -107,6 +107,18 @@ class ItemEncoder(nn.Module):
         stacked = torch.stack([per.get(m, zeros) for m in Modality], dim=1)  # (N, M, D)
         return self.fusion(stacked, outputs.present)
 
+    def text_top_parameters(self, layers: int) -> list[nn.Parameter]:
+        """Parameters of the top ``layers`` text layers (empty when the text tower is off or 0)."""
+        if self.text_tower is None or layers == 0:
+            return []
+        return [p for layer in self.text_tower.layers[-layers:] for p in layer.parameters()]
+
+    def image_top_parameters(self, blocks: int) -> list[nn.Parameter]:
+        """Parameters of the top ``blocks`` image blocks (see :meth:`ImageTower.top_parameters`)."""
+        if self.image_tower is None:
+            return []
+        return self.image_tower.top_parameters(blocks)
+
     @torch.inference_mode()
     def tower_outputs(self, items: pd.DataFrame) -> TowerOutputs:
         """Run every switched-on tower over an items table (batched, with a progress bar)."""

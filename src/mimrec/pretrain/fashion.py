@@ -28,20 +28,20 @@ from mimrec.data.fashion import (
 )
 from mimrec.encoders.checkpoint import save_item_encoder
 from mimrec.encoders.config import EncoderConfig
+from mimrec.encoders.features import ImageFeatures, TextFeatures
 from mimrec.encoders.fusion import Modality
 from mimrec.encoders.item_encoder import ItemEncoder, build_item_encoder
 from mimrec.errors import ConfigError
 from mimrec.pretrain.config import PretrainConfig
 from mimrec.pretrain.evaluate import zero_shot_metrics
-from mimrec.pretrain.features import ImageFeatures, TextFeatures
 from mimrec.pretrain.losses import SymmetricInfoNCE
 from mimrec.pretrain.train import (
     STAGE,
     adapt_text,
     alignment_optimizer,
     run_epochs,
-    torch_threads,
 )
+from mimrec.runtime import torch_threads
 
 CLASS_PROMPT_NAMES: tuple[str, ...] = (
     "t-shirt or top",
@@ -246,7 +246,7 @@ def run_fashion_alignment(
         ``t2i_p100`` after training, the same with ``_before`` (untrained projections), losses,
         the learned temperature, data sizes and wall ``seconds``.
     """
-    from mimrec.config import to_dict
+    from mimrec.serialize import to_dict
 
     with torch_threads(cfg.threads):
         encoder, metrics = fashion_encoder(cfg, encoder_cfg, Path(fashion_dir), reviews_file)

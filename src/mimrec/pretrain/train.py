@@ -15,46 +15,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from mimrec.artifacts import require_stage, stage_dir, write_manifest
+from mimrec.artifacts import stage_dir, write_manifest
+from mimrec.data.samples import Samples
+from mimrec.early_stopping import BestEpoch
 from mimrec.encoders.attributes import build_vocab
-from mimrec.encoders.checkpoint import load_item_encoder, save_item_encoder
+from mimrec.encoders.checkpoint import load_stage_encoder, save_item_encoder
 from mimrec.encoders.config import EncoderConfig
+from mimrec.encoders.features import TextFeatures
 from mimrec.encoders.fusion import Modality
 from mimrec.encoders.item_encoder import ItemEncoder, build_item_encoder
+from mimrec.encoders.sources import ItemSources, catalogue_vectors
 from mimrec.errors import MimrecError
+from mimrec.eval.retrieval import p2_metrics
 from mimrec.pretrain.config import PretrainConfig
 from mimrec.pretrain.evaluate import paired_recall_at_k
-from mimrec.pretrain.features import TextFeatures
 from mimrec.pretrain.losses import SymmetricInfoNCE, simcse_loss
-from mimrec.pretrain.sources import ItemSources
+from mimrec.runtime import torch_threads
 
 STAGE = "pretrain"
+SELECT_METRIC = "recall@50"  # the P2 (valid) figure alignment is early-stopped on
 PAIRS = (
     (Modality.TEXT, Modality.ATTRIBUTES),
     (Modality.IMAGE, Modality.TEXT),
     (Modality.IMAGE, Modality.ATTRIBUTES),
 )
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch CPU threads inside the block (0 = leave the setting alone)."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def split_items(
@@ -89,20 +82,6 @@ def batches(rows: np.ndarray, size: int, rng: np.random.Generator) -> Iterator[t
             yield torch.as_tensor(chunk, dtype=torch.long)
 
 
-def text_top_parameters(encoder: ItemEncoder, layers: int) -> list[nn.Parameter]:
-    """Parameters of the top ``layers`` text layers (empty when the text tower is off or frozen)."""
-    if encoder.text_tower is None or layers == 0:
-        return []
-    return [p for layer in encoder.text_tower.layers[-layers:] for p in layer.parameters()]
-
-
-def image_top_parameters(encoder: ItemEncoder, blocks: int) -> list[nn.Parameter]:
-    """Parameters of the top ``blocks`` image blocks (see :meth:`ImageTower.top_parameters`)."""
-    if encoder.image_tower is None:
-        return []
-    return encoder.image_tower.top_parameters(blocks)
-
-
 def head_parameters(encoder: ItemEncoder) -> list[nn.Parameter]:
     """Projections and the attribute tower: what alignment trains at the main learning rate."""
     modules = [
@@ -121,6 +100,7 @@ def run_epochs(
     epochs: int,
     opt: torch.optim.Optimizer,
     rng: np.random.Generator,
+    after_epoch: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Plain training loop over shuffled mini-batches of ``rows``; returns the mean loss per epoch.
 
@@ -128,12 +108,13 @@ def run_epochs(
         loss_of: the loss of one batch of rows (None skips the batch).
         rows: the training rows.
         batch_size: rows per step.
-        epochs: passes over ``rows``.
+        epochs: at most this many passes over ``rows``.
         opt: the optimizer of the trainable parameters.
         rng: shuffles the rows.
+        after_epoch: called with the 1-based epoch after each pass; True stops training.
     """
     history = []
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         losses = []
         for batch in batches(rows, batch_size, rng):
             loss = loss_of(batch)
@@ -144,6 +125,8 @@ def run_epochs(
             opt.step()
             losses.append(loss.item())
         history.append(float(np.mean(losses)) if losses else float("nan"))
+        if after_epoch is not None and after_epoch(epoch):
+            break
     return history
 
 
@@ -155,7 +138,7 @@ def adapt_text(
     rng: np.random.Generator,
 ) -> list[float]:
     """Domain adaptation: SimCSE on the texts of ``rows``; returns the mean loss per epoch."""
-    params = text_top_parameters(encoder, cfg.text_trainable_layers)
+    params = encoder.text_top_parameters(cfg.text_trainable_layers)
     if text is None or not params or cfg.adapt_epochs == 0:
         return []
     encoder.requires_grad_(False)
@@ -181,7 +164,7 @@ def alignment_optimizer(
 ) -> torch.optim.Optimizer:
     """AdamW over what alignment trains (all else frozen): heads + temperature, top image blocks."""
     heads = head_parameters(encoder) + list(loss_fn.parameters())
-    image = image_top_parameters(encoder, cfg.image_trainable_blocks)
+    image = encoder.image_top_parameters(cfg.image_trainable_blocks)
     encoder.requires_grad_(False)
     for p in heads + image:
         p.requires_grad_(True)
@@ -224,19 +207,29 @@ def align(
     rows: np.ndarray,
     cfg: PretrainConfig,
     rng: np.random.Generator,
-) -> list[float]:
-    """Modal alignment over ``rows``; returns the mean loss per epoch."""
+    score: Callable[[], float],
+) -> tuple[list[float], BestEpoch]:
+    """Modal alignment over ``rows``, early-stopped on ``score`` (higher is better; epoch 0 =
+    before alignment) with the best epoch's weights restored.
+
+    Returns the mean loss per epoch run and the selection record.
+    """
     pairs = active_pairs(sources)
     opt = alignment_optimizer(encoder, loss_fn, cfg)
+    best = BestEpoch([p for g in opt.param_groups for p in g["params"]], cfg.patience)
+    best.update(0, score())
     try:
-        return run_epochs(
+        history = run_epochs(
             lambda batch: alignment_loss(sources, loss_fn, batch, pairs),
             rows,
             cfg.align_batch_size,
             cfg.align_epochs,
             opt,
             rng,
+            after_epoch=lambda epoch: best.update(epoch, score()),
         )
+        best.restore()
+        return history, best
     finally:
         encoder.requires_grad_(False)
 
@@ -271,11 +264,48 @@ def recall_metrics(before: dict[str, float], after: dict[str, float], k: int) ->
     return out
 
 
+def selection_score(
+    encoder: ItemEncoder,
+    sources: ItemSources,
+    held_rows: np.ndarray,
+    cfg: PretrainConfig,
+    samples: Samples | None,
+) -> tuple[str, Callable[[], float]]:
+    """What alignment is early-stopped on, and a function scoring the encoder's current state.
+
+    ``select_on`` "p2" with behaviour samples: P2 (VALID) Recall@50 of the catalogue's fused
+    vectors. Otherwise (or "heldout"): the mean held-out cross-modal Recall@k, stage 1's own
+    metric (NaN without a held-out pair: no selection).
+    """
+    if cfg.select_on == "p2" and samples is not None:
+        def p2() -> float:
+            return p2_metrics(catalogue_vectors(encoder, sources), samples)[SELECT_METRIC]
+
+        return f"p2_valid_{SELECT_METRIC}", p2
+
+    def heldout() -> float:
+        found = [v for k, v in cross_modal_recall(sources, held_rows, cfg.recall_k).items()
+                 if not k.endswith("_n")]
+        return float(np.mean(found)) if found else float("nan")
+
+    return f"heldout_recall@{cfg.recall_k}", heldout
+
+
+def p2_comparison(raw: np.ndarray | None, trained: np.ndarray,
+                  samples: Samples | None) -> dict[str, dict[str, float]]:
+    """P2 (VALID) of the raw text vectors and of the stage-1 vectors (empty without samples)."""
+    if samples is None:
+        return {}
+    table = {"raw": p2_metrics(raw, samples)} if raw is not None else {}
+    return table | {"pretrain": p2_metrics(trained, samples)}
+
+
 def train_encoder(
     cfg: PretrainConfig,
     encoder_cfg: EncoderConfig,
     items: pd.DataFrame,
     train_item_ids: Sequence[str] | None = None,
+    samples: Samples | None = None,
 ) -> tuple[ItemEncoder, dict[str, Any]]:
     """Build, adapt and align an encoder on a catalogue; returns it with its metrics (no files).
 
@@ -292,11 +322,13 @@ def train_encoder(
     encoder = build_item_encoder(encoder_cfg, vocab).eval()
     sources = ItemSources(encoder, items, cfg.text_trainable_layers, cfg.image_trainable_blocks)
     before = cross_modal_recall(sources, held_rows, cfg.recall_k)
+    raw = raw_pooled(sources) if samples is not None else None
     train_text = train_rows[sources.present[train_rows, Modality.TEXT.value].numpy()]
     adapt = adapt_text(encoder, sources.text, train_text, cfg, rng)
     sources.freeze_text()
     loss_fn = SymmetricInfoNCE(cfg.temperature_init, cfg.max_logit_scale)
-    aligned = align(encoder, sources, loss_fn, train_rows, cfg, rng)
+    select_on, score = selection_score(encoder, sources, held_rows, cfg, samples)
+    aligned, best = align(encoder, sources, loss_fn, train_rows, cfg, rng, score)
     after = cross_modal_recall(sources, held_rows, cfg.recall_k)
     metrics: dict[str, Any] = {
         "items_train": len(train_rows),
@@ -304,11 +336,23 @@ def train_encoder(
         "attribute_vocab": len(vocab),
         "adapt_loss": adapt,
         "align_loss": aligned,
+        "select_on": select_on,
+        "select_by_epoch": best.scores,
+        "best_epoch": best.kept,
+        "epochs_run": len(aligned),
         "temperature": float(1.0 / loss_fn.scale.item()),
         **recall_metrics(before, after, cfg.recall_k),
+        "p2_valid": p2_comparison(raw, catalogue_vectors(encoder, sources), samples),
         "seconds": round(time.perf_counter() - started, 2),
     }
     return encoder, metrics
+
+
+def raw_pooled(sources: ItemSources) -> np.ndarray | None:
+    """The untouched text model's normalised pooled vectors (call before adaptation)."""
+    if sources.text is None:
+        return None
+    return F.normalize(sources.text.all_pooled(), dim=-1).numpy().astype(np.float32)
 
 
 def run_pretrain(
@@ -319,6 +363,7 @@ def run_pretrain(
     train_item_ids: Sequence[str] | None = None,
     parents: dict[str, Path] | None = None,
     inputs: tuple[Path, ...] = (),
+    samples: Samples | None = None,
 ) -> dict[str, Any]:
     """Stage 1 on a catalogue: adapt + align an item encoder and write it as a pretrain artifact.
 
@@ -333,16 +378,21 @@ def run_pretrain(
             None = hold out ``cfg.holdout_fraction`` of the catalogue (deterministic).
         parents: artifacts this stage read, recorded in the manifest.
         inputs: data files read, hashed into the manifest.
+        samples: the P1 samples (catalogue index space = ``items`` row order); given, alignment
+            is early-stopped on P2 (VALID) Recall@50 (``cfg.select_on`` "p2") and P2 of the raw
+            and stage-1 vectors is reported.
 
     Returns:
-        The metrics (also in the manifest): losses per epoch, learned temperature, held-out
-        cross-modal Recall@k before and after training (e.g.
-        ``text->attributes_recall@10_before`` / ``_after`` / ``_chance``), wall ``seconds``.
+        The metrics (also in the manifest): losses per epoch, ``select_on``, the selection score
+        per epoch (``select_by_epoch``, index 0 = before alignment), ``best_epoch`` (the one
+        kept), learned temperature, held-out cross-modal Recall@k before and after training (e.g.
+        ``text->attributes_recall@10_before`` / ``_after`` / ``_chance``), ``p2_valid`` (``raw``
+        and ``pretrain``; with samples), wall ``seconds``.
     """
-    from mimrec.config import to_dict
+    from mimrec.serialize import to_dict
 
     with torch_threads(cfg.threads):
-        encoder, metrics = train_encoder(cfg, encoder_cfg, items, train_item_ids)
+        encoder, metrics = train_encoder(cfg, encoder_cfg, items, train_item_ids, samples)
     config = {"encoder": to_dict(encoder_cfg), "pretrain": to_dict(cfg)}
     with stage_dir(Path(out)) as folder:
         save_item_encoder(encoder, folder)
@@ -352,5 +402,4 @@ def run_pretrain(
 
 def load_pretrained_encoder(folder: Path) -> ItemEncoder:
     """The item encoder of a finished pretrain artifact (a clear MimrecError otherwise)."""
-    require_stage(Path(folder), STAGE)
-    return load_item_encoder(Path(folder))
+    return load_stage_encoder(Path(folder), STAGE)

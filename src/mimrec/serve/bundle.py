@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import load_file
 
 from mimrec.artifacts import require_stage
-from mimrec.config import from_dict
 from mimrec.ctr.blocks import reads_content
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
@@ -26,11 +25,20 @@ from mimrec.data.config import DataConfig
 from mimrec.data.samples import Samples
 from mimrec.data.stage import read_data
 from mimrec.encoders.checkpoint import load_item_encoder
+from mimrec.encoders.config import EncoderConfig
 from mimrec.encoders.item_encoder import ItemEncoder
+from mimrec.encoders.raw_text import (
+    RAW_PREFIX,
+    RawTextEncoder,
+    load_raw_text_encoder,
+    raw_encoder_identity,
+)
 from mimrec.errors import MimrecError
+from mimrec.serialize import from_dict
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
-# Encoder artifacts that can embed a new item (the raw source has no trained encoder folder).
+# Encoder artifacts that can embed a new item; a store of raw vectors ("raw:<model>") embeds new
+# items with the raw text model the index manifest names.
 ENCODER_STAGES = ("pretrain", "csft")
 
 
@@ -51,7 +59,7 @@ class ServingBundle:
     samples: Samples
     store: Path | None
     store_info: StoreInfo | None
-    encoder: ItemEncoder | None  # embeds items added while serving
+    encoder: ItemEncoder | RawTextEncoder | None  # embeds items added while serving
     user_features: tuple[str, ...]
     max_seq_len: int
 
@@ -93,8 +101,8 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
 
     items = data.items
     tables = feature_tables(data, data_cfg)
-    store = store_info = encoder_dir = None
-    content = None
+    store = store_info = None
+    content = encoder = None
     if reads_content(spec):
         store = run / "index" / spec.source
         center = RepresentationCenter(store)
@@ -102,18 +110,37 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
                                   for k in ("encoder", "encoder_hash", "dim", "dtype")})
         center.check_compatible(store_info)
         content = content_rows(center, items["item_id"].astype(str).to_numpy())[0]
-        if store_info.encoder in ENCODER_STAGES:
-            encoder_dir = run / store_info.encoder
+        encoder = store_encoder(run, store_info)
     net = CiUBM(ctr_cfg.model, spec, tables, content)
     weights = run / "ctr" / f"{key}.safetensors"
     if not weights.is_file():
         raise MimrecError(f"model weights missing: {weights}")
     net.load_state_dict(load_file(weights))
     net.eval()
-    encoder = load_item_encoder(encoder_dir) if encoder_dir else None
     return ServingBundle(run, key, net, tables, items, data.users, data.samples.user_ids,
                          data.samples, store,
                          store_info, encoder, data_cfg.user_features, data_cfg.max_seq_len)
+
+
+def store_encoder(run: Path, info: StoreInfo) -> ItemEncoder | RawTextEncoder | None:
+    """The encoder that made a store's vectors, to embed items added while serving.
+
+    A trained encoder is read from its stage folder; raw vectors come from the text model the
+    index manifest's encoder config names, checked against the store's weights hash. None when the
+    store predates the index manifest's encoder config.
+    """
+    if info.encoder in ENCODER_STAGES:
+        return load_item_encoder(run / info.encoder)
+    if not info.encoder.startswith(RAW_PREFIX):
+        return None
+    saved = require_stage(run / "index", "index")["config"].get("encoder")
+    if saved is None:
+        return None
+    cfg = from_dict(EncoderConfig, saved, "encoder")
+    if raw_encoder_identity(cfg) != (info.encoder, info.encoder_hash):
+        raise MimrecError(f"the text model {cfg.text_model or 'all-MiniLM-L6-v2 (packaged)'} is "
+                          f"not the one that built the store {info.encoder} (weights differ)")
+    return load_raw_text_encoder(cfg)
 
 
 def content_rows(center: RepresentationCenter, catalogue: np.ndarray

@@ -3,31 +3,40 @@
 Sources: ``raw`` (the pretrained text model's mean-pooled vectors, no training), ``pretrain`` (the
 stage-1 encoder) and ``csft`` (the C-SFT encoder). Items that never occur in training are embedded
 too: their content is known, and that is the cold-start win.
+
+The safeguard: given the samples, every trained source is scored on protocol P2 (VALID split,
+Recall@50) beside the raw vectors, and stored only when it scores higher; otherwise the raw vectors
+are stored under that source's name (the store's encoder then reads ``raw:<model>``, so serving
+embeds new items with the raw text model). The manifest records the figures and the choice, so the
+vectors every later stage reads never retrieve worse on valid than the untrained text model.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mimrec.artifacts import file_sha256, read_manifest, stage_dir, write_manifest
-from mimrec.csft.retrieval import raw_text_vectors
+from mimrec.artifacts import read_manifest, stage_dir, write_manifest
+from mimrec.data.samples import Samples
 from mimrec.encoders.checkpoint import load_item_encoder
 from mimrec.encoders.config import EncoderConfig
-from mimrec.encoders.text import default_text_model
-from mimrec.pretrain.train import torch_threads
+from mimrec.encoders.raw_text import raw_encoder_identity, raw_text_vectors
+from mimrec.eval.retrieval import p2_metrics
+from mimrec.runtime import torch_threads
+from mimrec.serialize import to_dict
 from mimrec.store.center import StoreInfo, write_version
+
+SELECT_METRIC = "recall@50"  # the P2 (valid) figure a trained source must beat raw on
 
 
 def raw_vectors(cfg: EncoderConfig, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
     """Mean-pooled vectors of the pretrained text model, untouched by any training."""
-    folder = Path(cfg.text_model) if cfg.text_model else default_text_model()
+    name, digest = raw_encoder_identity(cfg)
     vectors = raw_text_vectors(cfg, items)
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    digest = file_sha256(weights[0]) if weights else "unknown"
-    return vectors, StoreInfo("raw:" + folder.name, digest, vectors.shape[1])
+    return vectors, StoreInfo(name, digest, vectors.shape[1])
 
 
 def encoder_vectors(encoder_dir: Path, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
@@ -38,19 +47,65 @@ def encoder_vectors(encoder_dir: Path, items: pd.DataFrame) -> tuple[np.ndarray,
     return vectors, StoreInfo(manifest["stage"], manifest["hash"], vectors.shape[1])
 
 
+def beats_raw(trained: dict[str, float], raw: dict[str, float]) -> bool:
+    """Whether trained vectors score strictly higher than raw on the selection figure.
+
+    With no valid query to judge by (NaN), the trained vectors are kept.
+    """
+    ours, theirs = trained[SELECT_METRIC], raw[SELECT_METRIC]
+    return math.isnan(ours) or math.isnan(theirs) or ours > theirs
+
+
 def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items: pd.DataFrame,
-              out: Path, parents: dict[str, Path], threads: int = 0) -> dict:
+              out: Path, parents: dict[str, Path], threads: int = 0,
+              samples: Samples | None = None) -> dict:
     """Build one store per source under ``out/<source>``; ``None`` as a path means ``raw``.
-    ``threads``: torch CPU threads while encoding (0 = torch's default)."""
+
+    Args:
+        sources: store name -> trained encoder artifact, or None for the raw vectors.
+        encoder_cfg: names the raw text model and the item text fields.
+        items: the catalogue, in the samples' item index order.
+        out: the index artifact folder (replaced atomically).
+        parents: artifacts read, recorded in the manifest.
+        threads: torch CPU threads while encoding (0 = torch's default).
+        samples: the P1 samples; given, each trained source is kept only when it beats the raw
+            vectors on P2 (VALID) Recall@50, else raw vectors are stored in its place.
+
+    Returns:
+        Per store: ``items``, ``dim``, ``encoder``, and with samples ``p2_valid`` (of the trained
+        vectors), ``raw_p2_valid`` and ``vectors`` ("trained" or "raw": what the store holds).
+    """
     metrics = {}
+    raw: tuple[np.ndarray, StoreInfo] | None = None
     with stage_dir(out) as tmp, torch_threads(threads):
         for name, encoder_dir in sources.items():
-            if encoder_dir is None:
-                vectors, info = raw_vectors(encoder_cfg, items)
-            else:
-                vectors, info = encoder_vectors(encoder_dir, items)
+            if encoder_dir is None or samples is not None:
+                raw = raw or raw_vectors(encoder_cfg, items)
+            vectors, info = raw if encoder_dir is None else encoder_vectors(encoder_dir, items)
+            record: dict = {}
+            if encoder_dir is not None and samples is not None:
+                record["p2_valid"] = p2_metrics(vectors, samples)
+                record["raw_p2_valid"] = p2_metrics(raw[0], samples)
+                record["vectors"] = "trained" if beats_raw(record["p2_valid"],
+                                                           record["raw_p2_valid"]) else "raw"
+                if record["vectors"] == "raw":
+                    vectors, info = raw
             write_version(tmp / name, items["item_id"].to_numpy(), vectors.astype(np.float32), info)
-            metrics[name] = {"items": len(items), "dim": info.dim, "encoder": info.encoder}
-        write_manifest(tmp, "index", {"sources": {k: str(v) for k, v in sources.items()}},
-                       parents=parents, metrics=metrics)
+            metrics[name] = {"items": len(items), "dim": info.dim, "encoder": info.encoder, **record}
+        config = {"sources": {k: str(v) for k, v in sources.items()},
+                  "encoder": to_dict(encoder_cfg), "select_metric": f"p2_valid {SELECT_METRIC}"}
+        write_manifest(tmp, "index", config, parents=parents, metrics=metrics)
     return metrics
+
+
+def choice_line(name: str, m: dict) -> str:
+    """One line saying what the store ``name`` holds and why (the terminal's account of a run)."""
+    head = f"{name}: {m['items']:,} items x {m['dim']}"
+    if "vectors" not in m:
+        return head
+    ours, raw = m["p2_valid"][SELECT_METRIC], m["raw_p2_valid"][SELECT_METRIC]
+    ratio = f" = {ours / raw:.2f}x raw" if raw > 0 else ""
+    if m["vectors"] == "trained":
+        return f"{head}, trained vectors kept (valid P2 Recall@50 {ours:.4f}{ratio}, raw {raw:.4f})"
+    return (f"{head}: the {name} vectors do not beat raw on valid P2 (Recall@50 {ours:.4f} vs raw "
+            f"{raw:.4f}); storing the raw vectors as '{name}'")

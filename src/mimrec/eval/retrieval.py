@@ -14,12 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mimrec.data.samples import VALID, Samples
-from mimrec.encoders.config import EncoderConfig
-from mimrec.encoders.text import item_texts, load_text_tower
 
 
 def p2_queries(samples: Samples, split: int = VALID) -> tuple[np.ndarray, np.ndarray]:
@@ -72,18 +69,3 @@ def p2_metrics(vectors: np.ndarray, samples: Samples, split: int = VALID,
     out = {f"recall@{k}": float((ranks < k).mean()) for k in ks}
     out["mrr"] = float((1.0 / (ranks + 1)).mean())
     return out
-
-
-def raw_text_vectors(encoder_cfg: EncoderConfig, items: pd.DataFrame) -> np.ndarray:
-    """The original text model's mean-pooled vectors of the item texts (no projection, no tuning).
-
-    Args:
-        encoder_cfg: names the text model (``text_model``), its fields and max length.
-        items: the catalogue.
-
-    Shapes: N items -> (N, H) float32, unit norm (zero rows for items without text).
-    """
-    tower = load_text_tower(encoder_cfg.text_model, encoder_cfg.text_max_length)
-    with torch.inference_mode():
-        out = tower.encode(item_texts(items, encoder_cfg.text_fields), encoder_cfg.text_batch_size)
-    return torch.nn.functional.normalize(out, dim=-1).numpy().astype(np.float32)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
+from mimrec.encoders.features import ImageFeatures, TextFeatures
 from mimrec.encoders.fusion import Modality
 from mimrec.encoders.image import decode_image
 from mimrec.encoders.item_encoder import ItemEncoder
 from mimrec.encoders.text import item_texts
-from mimrec.pretrain.features import ImageFeatures, TextFeatures
 
 
 class ItemSources:
     """Per-modality tower inputs of the rows of an items table.
 
-    Text and image towers are cut (see :mod:`mimrec.pretrain.features`) so only their trainable
+    Text and image towers are cut (see :mod:`mimrec.encoders.features`) so only their trainable
     tops run per step; the attribute tower is cheap and always runs whole.
 
     Args:
@@ -97,3 +98,33 @@ class ItemSources:
     def has(self, modality: Modality) -> bool:
         """Whether any row has this modality."""
         return bool(self.present[:, modality.value].any())
+
+
+def item_views(encoder: ItemEncoder, sources: ItemSources,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused and per-modality embeddings of catalogue rows (each must have some modality).
+
+    Shapes: rows (N,) -> fused (N, D), per-modality (N, M, D) (zeros where absent), present (N, M).
+    """
+    present = sources.present[rows]  # (N, M)
+    views = []
+    for m in Modality:
+        has = torch.nonzero(present[:, m.value]).squeeze(1)
+        view = torch.zeros((len(rows), encoder.cfg.dim))
+        if has.numel():
+            view = view.index_copy(0, has, sources.embed(m, rows[has]))
+        views.append(view)
+    per = torch.stack(views, dim=1)  # (N, M, D)
+    return encoder.fusion(per, present), per, present
+
+
+@torch.no_grad()
+def catalogue_vectors(encoder: ItemEncoder, sources: ItemSources, chunk: int = 512) -> np.ndarray:
+    """Fused vectors of every catalogue row (zeros for rows with no modality). Shapes: (I, D)."""
+    n = sources.present.shape[0]
+    out = torch.zeros((n, encoder.cfg.dim))
+    rows = torch.nonzero(sources.present.any(dim=1)).squeeze(1)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        out[part] = item_views(encoder, sources, part)[0]
+    return out.numpy().astype(np.float32)

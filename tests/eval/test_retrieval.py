@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mimrec.csft.retrieval import p2_metrics, p2_queries
 from mimrec.data.samples import TEST, TRAIN, VALID
+from mimrec.eval.retrieval import p2_metrics, p2_queries
 from tests.csft.conftest import make_samples
 
 VECTORS = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])

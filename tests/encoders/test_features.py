@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from mimrec.encoders.features import ImageFeatures, TextFeatures
 from mimrec.encoders.image import load_image_tower, to_pixels
 from mimrec.encoders.text import load_text_tower
-from mimrec.pretrain.features import ImageFeatures, TextFeatures
 
 TEXTS = ["toy story comedy", "dress", "golden eye action thriller war film 1995", "bag"]
 

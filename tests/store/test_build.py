@@ -1,0 +1,113 @@
+"""The index stage's safeguard: a trained source is stored only when it beats the raw vectors on
+P2 (valid); on a catalogue whose content is random words the stored vectors still score >= raw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from mimrec import pipeline
+from mimrec.artifacts import read_manifest
+from mimrec.config import load_config
+from mimrec.data.config import DataConfig
+from mimrec.data.stage import read_data, run_data
+from mimrec.encoders.config import EncoderConfig
+from mimrec.eval.retrieval import p2_metrics
+from mimrec.store import build
+from mimrec.store.center import RepresentationCenter, StoreInfo
+from tests.conftest import write_slice
+from tests.encoders.tiny_towers import WORDS, save_tiny_text_model
+
+
+@pytest.fixture(scope="module")
+def slice_data(ml100k, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("index")
+    write_slice(ml100k, root / "slice", n_users=150)
+    run_data(DataConfig(dataset="files", path=str(root / "slice")), root / "data")
+    return root / "data"
+
+
+def _fake_sources(monkeypatch, raw: np.ndarray, trained: dict[str, np.ndarray]) -> None:
+    monkeypatch.setattr(build, "raw_vectors",
+                        lambda cfg, items: (raw, StoreInfo("raw:fake", "r0", raw.shape[1])))
+    monkeypatch.setattr(build, "encoder_vectors", lambda folder, items: (
+        trained[Path(folder).name], StoreInfo(Path(folder).name, "h", trained[Path(folder).name]
+                                              .shape[1])))
+
+
+def test_a_source_that_loses_to_raw_on_valid_is_stored_as_raw(slice_data, tmp_path, monkeypatch):
+    data = read_data(slice_data)
+    n = len(data.items)
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(n, 6)).astype(np.float32)
+    constant = np.ones((n, 4), np.float32)  # every item alike: P2 Recall@50 = 0
+    _fake_sources(monkeypatch, raw, {"good": raw * 3.0 + 0.01 * rng.normal(size=(n, 6)),
+                                     "bad": constant})
+    sources = {"raw": None, "good": tmp_path / "good", "bad": tmp_path / "bad"}
+    metrics = build.run_index(sources, EncoderConfig(), data.items, tmp_path / "index", {},
+                              samples=data.samples)
+    raw_score = p2_metrics(raw, data.samples)["recall@50"]
+    assert 0 < raw_score and metrics["bad"]["p2_valid"]["recall@50"] == 0.0
+    assert metrics["bad"]["vectors"] == "raw" and metrics["bad"]["encoder"] == "raw:fake"
+    stored = RepresentationCenter(tmp_path / "index" / "bad")
+    np.testing.assert_array_equal(stored.vectors, raw)
+    assert stored.info == StoreInfo("raw:fake", "r0", 6)
+    manifest = read_manifest(tmp_path / "index")
+    assert manifest["metrics"]["bad"]["vectors"] == "raw"
+    assert manifest["config"]["select_metric"] == "p2_valid recall@50"
+    assert "do not beat raw" in build.choice_line("bad", metrics["bad"])
+    # a source that beats raw (here: barely) keeps its own vectors
+    good = metrics["good"]
+    assert good["vectors"] == ("trained" if good["p2_valid"]["recall@50"] > raw_score else "raw")
+    # without samples nothing is judged: every trained source is stored as it is
+    plain = build.run_index(sources, EncoderConfig(), data.items, tmp_path / "plain", {})
+    assert "vectors" not in plain["bad"] and plain["bad"]["encoder"] == "bad"
+
+
+def _random_words(items: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The catalogue with every text field and attribute replaced by random words."""
+    rng = np.random.default_rng(seed)
+    out = items.copy()
+    words = lambda k: " ".join(rng.choice(WORDS, size=k))  # noqa: E731
+    out["title"] = [words(3) for _ in range(len(out))]
+    out["year"] = [str(rng.integers(1900, 2000)) for _ in range(len(out))]
+    out["genres"] = ["|".join(rng.choice(WORDS[:15], size=2, replace=False)) for _ in range(len(out))]
+    if "attributes" in out.columns:
+        out["attributes"] = [list(rng.choice(WORDS, size=2)) for _ in range(len(out))]
+    return out
+
+
+def test_random_word_content_never_yields_vectors_worse_than_raw(ml100k, tmp_path):
+    folder = write_slice(ml100k, tmp_path / "slice", n_users=100)
+    _random_words(ml100k.items).to_parquet(folder / "items.parquet", index=False)
+    bert = save_tiny_text_model(tmp_path / "bert")
+    cfg = load_config("configs/movielens.toml", [
+        "data.dataset=files", f"data.path={folder}", f"encoder.text_model={bert}",
+        "pretrain.adapt_epochs=0", "pretrain.align_epochs=2", "csft.epochs=2",
+        "csft.batch_size=64", "csft.progress=false", "encoder.progress=false"])
+    out, console = tmp_path / "run", Console(file=open(tmp_path / "log.txt", "w"), width=160)
+    for stage in (pipeline.stage_data, pipeline.stage_pretrain, pipeline.stage_csft,
+                  pipeline.stage_index):
+        stage(cfg, out, console)
+    data = read_data(out / "data")
+    ids = data.items["item_id"].astype(str).to_numpy()
+
+    def score(source: str) -> float:
+        return p2_metrics(RepresentationCenter(out / "index" / source).lookup(ids),
+                          data.samples)["recall@50"]
+
+    raw = score("raw")
+    assert raw > 0
+    for source in ("pretrain", "csft"):
+        assert score(source) >= raw, source
+    index = read_manifest(out / "index")["metrics"]
+    assert {index[s]["vectors"] for s in ("pretrain", "csft")} <= {"trained", "raw"}
+    # each stage kept its best valid epoch: never below what it started from
+    csft = read_manifest(out / "csft")["metrics"]
+    assert csft["p2_valid"]["csft"]["recall@50"] >= csft["p2_valid"]["pretrain"]["recall@50"]
+    log = (tmp_path / "log.txt").read_text()
+    assert "valid P2" in log and "csft: " in log

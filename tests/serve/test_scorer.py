@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from mimrec.ctr.selection import selection_line, valid_best
 from mimrec.errors import MimrecError
+from mimrec.eval.selection import selection_line, valid_best
 from mimrec.serve.bundle import choose_model, load_bundle
 from mimrec.serve.scorer import RequestError, Scorer
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from mimrec.artifacts import read_manifest, require_stage, write_json_atomic
-from mimrec.ctr.selection import selection_line, valid_best, valid_scores
 from mimrec.data.samples import BUCKETS, TEST
 from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import ctr_metrics, rela_impr
 from mimrec.eval.plot import plot_bucket_auc
+from mimrec.eval.selection import selection_line, valid_best, valid_scores
 from mimrec.eval.significance import paired_bootstrap
 
 

@@ -20,7 +20,6 @@ from mimrec.ctr.blocks import reads_content
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.model import CiUBM
-from mimrec.ctr.selection import best_seed, valid_best
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import Samples
 from mimrec.data.stage import read_data
@@ -34,6 +33,7 @@ from mimrec.encoders.raw_text import (
     raw_encoder_identity,
 )
 from mimrec.errors import MimrecError
+from mimrec.eval.selection import best_seed, valid_best
 from mimrec.serialize import from_dict
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
@@ -67,7 +67,7 @@ class ServingBundle:
 def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
                  margin: float = 0.0) -> str:
     """The model key to serve: ``wanted`` (a model name, its best valid seed, or
-    "<model>-seed<k>"), or by default the valid-best model (:mod:`mimrec.ctr.selection`: the
+    "<model>-seed<k>"), or by default the valid-best model (:mod:`mimrec.eval.selection`: the
     ID-only baseline unless a content model did better on valid), its best valid seed."""
     if not metrics:
         raise MimrecError("the ctr artifact holds no trained model")

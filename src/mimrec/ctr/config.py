@@ -115,8 +115,6 @@ class ModelConfig:
     cold_id_halfway: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.cold_id_halfway <= 0:
-            raise ValueError(f"ctr.model.cold_id_halfway must be > 0, got {self.cold_id_halfway}")
         if not 0.0 <= self.item_id_dropout <= 1.0:
             raise ValueError(f"ctr.model.item_id_dropout must be in [0, 1], "
                              f"got {self.item_id_dropout}")
@@ -129,6 +127,8 @@ class ModelConfig:
         check_range("ctr.model.content_dropout", self.content_dropout, 0, 1, high_open=True)
         check_range("ctr.model.retrieval_k", self.retrieval_k, 0)
         check_range("ctr.model.item_id_dropout", self.item_id_dropout, 0, 1)
+        check_each("ctr.model.residual_units", self.residual_units, 1)
+        check_range("ctr.model.cold_id_halfway", self.cold_id_halfway, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,7 @@ class CtrConfig:
     select_margin: float = 0.001
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.select_margin < 1.0:
-            raise ValueError(f"ctr.select_margin must be in [0, 1), got {self.select_margin}")
+        check_range("ctr.select_margin", self.select_margin, 0, 1, high_open=True)
         if not self.variants and not self.models:
             raise ValueError("ctr.variants = [] is out of range: expected at least one model "
                              "(a variant, or a [[ctr.models]] table)")

@@ -29,7 +29,7 @@ SUMMARY: list[str] = []
 @pytest.fixture(scope="module")
 def api(trained_run, tmp_path_factory):
     run = Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("fuzz") / "run"))
-    app = create_app(Scorer(load_bundle(run)), WRITE, allowed_hosts=("localhost", "testserver"))
+    app = create_app(Scorer(load_bundle(run, "ciubm")), WRITE, allowed_hosts=("localhost", "testserver"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -26,7 +26,7 @@ R = {"Authorization": f"Bearer {READ}"}
 @pytest.fixture(scope="module")
 def scorer(trained_run, tmp_path_factory) -> Scorer:
     run = Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("hardening") / "run"))
-    return Scorer(load_bundle(run))
+    return Scorer(load_bundle(run, "ciubm"))
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ def _some_ids(scorer, n, start=0):
 def test_the_content_model_can_add_items_and_the_default_is_the_valid_best(scorer, trained_run):
     assert scorer.bundle.model_key == "ciubm-seed0"
     assert scorer.can_add_items and "title" in scorer.text_fields
-    metrics = json.loads((trained_run / "ctr" / "manifest.json").read_text())["metrics"]
-    assert load_bundle(trained_run).model_key == f"{valid_best(metrics)}-seed0"
+    manifest = json.loads((trained_run / "ctr" / "manifest.json").read_text())
+    margin = manifest["config"]["ctr"]["select_margin"]
+    assert load_bundle(trained_run).model_key == f"{valid_best(manifest['metrics'], margin=margin)}-seed0"
 
 
 def test_scores_are_probabilities_in_candidate_order(scorer):
@@ -72,7 +73,7 @@ def test_side_features_are_read(scorer):
 
 
 def test_added_item_is_scored_by_its_content_and_survives_a_restart(run_copy):
-    scorer = Scorer(load_bundle(run_copy))
+    scorer = Scorer(load_bundle(run_copy, "ciubm"))
     history = _some_ids(scorer, 10)
     version = scorer.catalogue.store_version
     scorer.add_item("new-1", {"title": "toy story comedy", "year": "1995"}, None, None)
@@ -85,13 +86,13 @@ def test_added_item_is_scored_by_its_content_and_survives_a_restart(run_copy):
     assert described["title"] == "war horror drama thriller"
     assert not described["in_training_catalogue"] and described["added_while_serving"]
 
-    again = Scorer(load_bundle(run_copy))
+    again = Scorer(load_bundle(run_copy, "ciubm"))
     assert again.score(history, ["new-1"])[0] == pytest.approx(second, rel=1e-5)
     assert again.describe("new-1")["title"] == "war horror drama thriller"
 
 
 def test_item_without_content_is_refused(run_copy):
-    scorer = Scorer(load_bundle(run_copy))
+    scorer = Scorer(load_bundle(run_copy, "ciubm"))
     with pytest.raises(RequestError, match="none of the switched-on modalities"):
         scorer.add_item("empty", {}, None, None)
     assert "empty" not in scorer.catalogue.index
@@ -137,7 +138,7 @@ def test_serving_imports_no_training_code():
 
 
 def test_a_second_process_on_the_same_store_sees_added_items(run_copy):
-    first, second = Scorer(load_bundle(run_copy)), Scorer(load_bundle(run_copy))
+    first, second = Scorer(load_bundle(run_copy, "ciubm")), Scorer(load_bundle(run_copy, "ciubm"))
     history = _some_ids(first, 5)
     first.add_item("shared-1", {"title": "toy story comedy"}, None, None)
     second.add_item("shared-2", {"title": "war drama"}, None, None)

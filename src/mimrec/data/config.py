@@ -28,6 +28,10 @@ class DataConfig:
         train_fraction: share of time-sorted events in train; ``valid_fraction`` follows it.
         new_item_fraction: share of the catalogue launched late (P1-cold); 0 is plain P1.
         new_item_seed: seed of the numpy generator that draws the new items.
+        new_item_launch: when the new items launch. ``test`` (P1-cold, v1): their events are
+            dropped from train and valid, so only test holds cold rows. ``valid`` (P1-cold v2):
+            dropped from train only; valid and test are P1's, so cold-start choices can be made
+            on valid's cold bucket.
     """
 
     dataset: Literal["movielens", "files", "fashion"] = "movielens"
@@ -41,6 +45,7 @@ class DataConfig:
     valid_fraction: float = 0.1
     new_item_fraction: float = 0.0
     new_item_seed: int = 0
+    new_item_launch: Literal["test", "valid"] = "test"
 
     def __post_init__(self) -> None:
         check_range("data.positive_rating", self.positive_rating)

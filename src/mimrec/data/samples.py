@@ -1,10 +1,14 @@
-"""The CTR sample builder of protocol P1 (and its item cold-start variant P1-cold).
+"""The CTR sample builder of protocol P1 (and its item cold-start variants P1-cold v1 and v2).
 
 Every event is one impression. Events are sorted by (timestamp, user_id, item_id); the behaviour
 sequence of an event is the item rows of the same user's earlier *positive* events with a strictly
 smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``train_fraction`` of
 sorted events is train, the next ``valid_fraction`` valid, the rest test. Everything is vectorised
 (sorts and binary searches), so the cost grows as N log N in the number of events.
+
+P1-cold draws new items and drops their events (and removes them from histories) before they
+launch: before test (v1, ``new_item_launch = "test"``) or before valid (v2, ``"valid"``). Events
+after the launch are P1's, with P1's histories.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def bucket_of(counts: np.ndarray) -> np.ndarray:
 
 
 def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
-    """Build P1 (or P1-cold when ``cfg.new_item_fraction > 0``) samples from a dataset."""
+    """Build P1 (or P1-cold v1 / v2 when ``cfg.new_item_fraction > 0``) samples from a dataset."""
     inter = ds.interactions
     user_ids = ds.users["user_id"] if ds.users is not None else pd.Series(
         np.unique(inter["user_id"].to_numpy(dtype=str)))
@@ -129,10 +133,11 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     positive = label > 0
     history = histories(user[positive], ts[positive], item[positive], user, ts, cfg.max_seq_len)
     if new_item.any():
-        keep = (split == TEST) | ~new_item[item]
+        launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)  # P1 events as is
+        keep = launched | ~new_item[item]
         pool = positive & ~new_item[item]
         warm_hist = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
-        history = np.where((split == TEST)[:, None], history, warm_hist)
+        history = np.where(launched[:, None], history, warm_hist)
         user, item, ts, label, split, history = (
             a[keep] for a in (user, item, ts, label, split, history))
 

@@ -13,7 +13,7 @@ after the launch are P1's, with P1's histories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -44,12 +44,18 @@ class Samples:
     item_train_count: np.ndarray  # (I,) int64 train impressions per item
     new_item: np.ndarray  # (I,) bool: launched late under P1-cold
     user_ids: np.ndarray  # (U,) str
+    # (N,) float32 true click probability (simulations such as P4), NaN where unknown
+    click_probability: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+
+    def __post_init__(self) -> None:
+        if len(self.click_probability) != len(self.split):  # artifacts written before the field
+            self.click_probability = np.full(len(self.split), np.nan, dtype=np.float32)
 
     def subset(self, split: int) -> dict[str, np.ndarray]:
         """Per-sample arrays of one split."""
         m = self.split == split
         return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label",
-                                                   "history", "bucket")}
+                                                   "history", "bucket", "click_probability")}
 
     def save(self, path) -> None:
         """Write every array to one ``.npz`` (no pickled objects)."""
@@ -117,11 +123,13 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     item = pd.Index(ds.items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
     ts = inter["timestamp"].to_numpy(np.int64)
     label = inter["label"].to_numpy(np.float32)
+    prob = (inter["click_probability"].to_numpy(np.float32) if "click_probability" in inter
+            else np.full(len(inter), np.nan, dtype=np.float32))
 
     user_rank = sort_key(pd.Series(user_ids))[user]
     item_rank = sort_key(ds.items["item_id"])[item]
     order = np.lexsort((item_rank, user_rank, ts))
-    user, item, ts, label = user[order], item[order], ts[order], label[order]
+    user, item, ts, label, prob = user[order], item[order], ts[order], label[order], prob[order]
 
     n = len(order)
     n_train = int(round(cfg.train_fraction * n))
@@ -138,9 +146,9 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
         pool = positive & ~new_item[item]
         warm_hist = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
         history = np.where(launched[:, None], history, warm_hist)
-        user, item, ts, label, split, history = (
-            a[keep] for a in (user, item, ts, label, split, history))
+        user, item, ts, label, prob, split, history = (
+            a[keep] for a in (user, item, ts, label, prob, split, history))
 
     counts = np.bincount(item[split == TRAIN], minlength=len(ds.items))
     return Samples(split, user, item, ts, label, history, bucket_of(counts[item]), counts,
-                   new_item, np.asarray(user_ids, dtype=str))
+                   new_item, np.asarray(user_ids, dtype=str), prob)

@@ -24,11 +24,9 @@ class P4Config:
     items_per_class: int = 600
 
     def __post_init__(self) -> None:
-        if self.users < 1:
-            raise ValueError(f"data.p4.users must be >= 1, got {self.users}")
-        if not 1 <= self.items_per_class <= 5000:
-            raise ValueError(f"data.p4.items_per_class must be in 1..5000, got "
-                             f"{self.items_per_class}")
+        check_seed("data.p4.seed", self.seed)
+        check_range("data.p4.users", self.users, 1)
+        check_range("data.p4.items_per_class", self.items_per_class, 1, 5000)
 
 
 @dataclass(frozen=True)

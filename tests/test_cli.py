@@ -180,3 +180,39 @@ def test_a_table_too_small_for_three_splits_is_refused_at_the_data_stage(tmp_pat
                                   "--set", "data.user_features=[]"))
     assert "too small to form train/valid/test" in line and "test 0 clicks / 0 non-clicks" in line
     assert not (out / "data").exists()
+
+
+def test_p4_runs_every_stage_with_images_and_reports_the_oracle(tiny_text, tmp_path):
+    """Protocol P4 on synthetic Fashion-MNIST files: images go through pretrain, C-SFT, the store
+    and CiUBM; the report names the simulation and gives the oracle on the same test rows."""
+    from tests.encoders.tiny_towers import save_tiny_image_weights
+    from tests.pretrain.test_fashion import synthetic_fashion
+
+    synthetic_fashion(tmp_path / "fm", 200, seed=0)
+    weights = save_tiny_image_weights(tmp_path / "lite0.safetensors")
+    out = tmp_path / "p4"
+    r = mimrec("run", "configs/fashion_ctr.toml", "--out", out,
+               "--set", f"data.path={tmp_path / 'fm'}", "--set", "data.p4.users=80",
+               "--set", "data.p4.items_per_class=10", "--set", f"encoder.text_model={tiny_text}",
+               "--set", f"encoder.image_model={weights}", "--set", "csft.batch_size=32",
+               "--set", "ctr.train.workers=1", "--set", "eval.bootstrap_resamples=50", *QUICK,
+               "--set", "ctr.train.seeds=[0]")
+    assert r.returncode == 0, r.stderr
+    assert "simulated" in r.stdout and "oracle" in r.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"] == "P4" and "simulated" in report["note"]
+    oracle, din = report["oracle"], report["models"]["din"]
+    assert sum(b["n"] for b in oracle["buckets"].values()) == report["data"]["test"]["events"]
+    assert 0.6 < oracle["auc"] <= 1 and oracle["buckets"]["cold"]["n"] > 0
+    ciubm = report["models"]["ciubm"]
+    gap = (ciubm["auc"] - din["auc"]) / (oracle["auc"] - din["auc"])
+    assert ciubm["oracle_gap_closed"] == pytest.approx(gap)
+    cold = ciubm["vs_baseline_buckets"]["cold"]
+    assert cold["n"] == din["buckets"]["cold"]["n"] and 0 < cold["users"] <= cold["n"]
+    assert report["valid"]["models"]["din"]["buckets"]["cold"]["n"] > 0  # launched in valid
+    alignment = json.loads((out / "pretrain" / "manifest.json").read_text())["metrics"]
+    assert "image->text_recall@10_after" in alignment
+    csft = json.loads((out / "csft" / "manifest.json").read_text())["config"]["encoder"]
+    assert csft["use_image"] is True
+    text = (out / "report.md").read_text()
+    assert "oracle (true click probability)" in text and "resolved" in text

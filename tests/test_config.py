@@ -14,6 +14,14 @@ def test_defaults_and_the_shipped_config_load():
     assert to_dict(cfg)["ctr"]["train"]["seeds"] == list(cfg.ctr.train.seeds)
 
 
+def test_the_p4_config_loads_with_images_on_and_refuses_a_second_cold_draw():
+    cfg = load_config("configs/fashion_ctr.toml")
+    assert cfg.data.dataset == "p4" and cfg.data.p4.users == 5000 and cfg.data.p4.seed == 0
+    assert cfg.encoder.use_image and cfg.data.item_features == ("class", "brand")
+    with pytest.raises(ConfigError, match="new_item_fraction must be 0 with data.dataset = 'p4'"):
+        load_config("configs/fashion_ctr.toml", ["data.new_item_fraction=0.2"])
+
+
 def test_overrides_are_typed():
     cfg = load_config(None, ["data.new_item_fraction=0.2", "ctr.train.seeds=[0]",
                              "ctr.train.device=cpu", "ctr.model.mlp_units=[8, 4]"])
@@ -33,6 +41,9 @@ def test_overrides_are_typed():
         ("ctr.variants=['nope']", "'ctr.variants[0]': 'nope' is not one of"),
         ("data.new_item_fraction=1.5",
          "data.new_item_fraction = 1.5 is out of range: expected a finite number in [0, 1)"),
+        ("data.new_item_launch=train", "'data.new_item_launch': 'train' is not one of"),
+        ("data.p4.users=0", "data.p4.users = 0 is out of range: expected an integer >= 1"),
+        ("data.p4.items_per_class=6001", "data.p4.items_per_class = 6001 is out of range"),
         ("nonsense", "--set expects key=value"),
         ("bogus.key=1", "unknown config key 'bogus'"),
     ],

@@ -103,8 +103,12 @@ def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:
     if (out / "csft" / "manifest.json").is_file():
         extra["retrieval"] = read_manifest(out / "csft")["metrics"].get("p2_valid", {})
     report = build_report(cfg.eval, out / "ctr", out, extra)
+    if report.get("note"):
+        console.print(f"[bold]{report['note']}[/]")
     console.print(summary_table(report))
     console.print(report["selection"])
+    if any(m.get("vs_baseline_buckets") for m in report["models"].values()):
+        console.print(bucket_table(report))
     console.print(f"report: {out / 'report.md'} (also report.json, report_buckets.png)")
     return report
 
@@ -147,6 +151,31 @@ def summary_table(report: dict) -> Table:
                       *[f"{m['buckets'][b]['auc']:.4f}" for b in BUCKETS],
                       interval_text(m.get("vs_baseline"), "delta_auc")
                       if name != report["baseline"] else "")
+    oracle = report.get("oracle")
+    if oracle:
+        table.add_row("oracle (true click probability)", "", f"{oracle['auc']:.4f}",
+                      f"{oracle['gauc']:.4f}", f"{oracle['logloss']:.4f}", "",
+                      *[f"{oracle['buckets'][b]['auc']:.4f}" for b in BUCKETS], "")
+    return table
+
+
+def bucket_table(report: dict) -> Table:
+    """Each model's test AUC difference to the baseline per bucket: rows, users, interval."""
+    from mimrec.eval.report import interval_text
+
+    table = Table(title=f"{report['protocol']} test ΔAUC vs {report['baseline']} per bucket "
+                        "(paired bootstrap, 95%; resolved = interval excludes 0)")
+    for col in ("model", "bucket", "rows", "users", "ΔAUC [95%]", "resolved"):
+        table.add_column(col, justify="left" if col in ("model", "bucket") else "right")
+    for name, m in report["models"].items():
+        per = {"all": m.get("vs_baseline"), **m.get("vs_baseline_buckets", {})}
+        for bucket, vs in per.items():
+            if name == report["baseline"] or not m.get("vs_baseline"):
+                continue
+            rows = vs["n"] if vs else m["buckets"][bucket]["n"]
+            table.add_row(name, bucket, f"{rows:,}", f"{vs['users']:,}" if vs else "",
+                          interval_text(vs, "delta_auc"),
+                          "n/a" if not vs else ("yes" if vs["resolved"] else "no"))
     return table
 
 

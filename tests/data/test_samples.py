@@ -82,6 +82,27 @@ def test_p1_cold_hides_new_items_from_train_and_valid(ml100k, p1, p1_cold):
     assert 0.15 < cold_share < 0.25
 
 
+def test_p1_cold_v2_launches_new_items_at_the_start_of_valid(ml100k, p1, p1_cold):
+    v2 = build_samples(ml100k, DataConfig(new_item_fraction=0.2, new_item_launch="valid"))
+    assert np.array_equal(v2.new_item, p1_cold.new_item)  # the same draw as v1
+    train = v2.split == TRAIN
+    assert not v2.new_item[v2.item[train]].any()
+    hist = v2.history[train]
+    assert not v2.new_item[hist[hist >= 0]].any()
+    # train is v1's train; valid and test are P1's events with P1's histories
+    assert np.array_equal(v2.item[train], p1_cold.item[p1_cold.split == TRAIN])
+    assert np.array_equal(v2.history[train], p1_cold.history[p1_cold.split == TRAIN])
+    for split in (VALID, TEST):
+        assert np.array_equal(v2.item[v2.split == split], p1.item[p1.split == split])
+        assert np.array_equal(v2.history[v2.split == split], p1.history[p1.split == split])
+        assert np.array_equal(v2.label[v2.split == split], p1.label[p1.split == split])
+    # valid now holds cold rows, about a fifth as in test
+    for split in (VALID, TEST):
+        cold_share = (v2.bucket[v2.split == split] == 0).mean()
+        assert 0.15 < cold_share < 0.3
+    assert np.array_equal(v2.bucket[v2.split == TEST], p1_cold.bucket[p1_cold.split == TEST])
+
+
 def test_new_items_are_drawn_as_protocol_says(ml100k, p1_cold):
     ids = np.sort(ml100k.items["item_id"].astype(int).to_numpy())
     drawn = np.random.default_rng(0).choice(ids, size=round(0.2 * len(ids)), replace=False)

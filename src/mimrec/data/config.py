@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from mimrec.ranges import check_range, check_seed
+
+
+@dataclass(frozen=True)
+class P4Config:
+    """Size and seed of protocol P4's catalogue and simulated behaviour (``data.dataset = "p4"``).
+
+    Args:
+        seed: seed of the one ``numpy.random.default_rng`` every draw of the simulation uses.
+        users: simulated users (protocol: 5,000).
+        items_per_class: the first this many Fashion-MNIST train images of each of the 10
+            classes are the catalogue (protocol: 600, so 6,000 items).
+    """
+
+    seed: int = 0
+    users: int = 5000
+    items_per_class: int = 600
+
+    def __post_init__(self) -> None:
+        check_seed("data.p4.seed", self.seed)
+        check_range("data.p4.users", self.users, 1)
+        check_range("data.p4.items_per_class", self.items_per_class, 1, 5000)
 
 
 @dataclass(frozen=True)
@@ -15,8 +36,12 @@ class DataConfig:
     Args:
         dataset: ``movielens`` reads MovieLens-100K from the installed recbole package; ``files``
             reads the documented tables (interactions/items/users as parquet or CSV) from ``path``;
-            ``fashion`` is the image-text alignment pipeline on Fashion-MNIST (protocol P3).
-        path: folder of the tables when ``dataset = "files"``.
+            ``fashion`` is the image-text alignment pipeline on Fashion-MNIST (protocol P3);
+            ``p4`` is protocol P4: Fashion-MNIST product photos as the catalogue with simulated
+            behaviour (see :mod:`mimrec.data.p4` and ``p4``).
+        path: folder of the tables when ``dataset = "files"``; with ``dataset = "p4"``, the folder
+            of the Fashion-MNIST IDX files ("" = the Debian package's /usr/share/datasets/
+            fashion-mnist).
         movielens_kg: attach recbole's Freebase tokens (``ml-100k.kg`` via ``ml-100k.link``) as
             item attributes. Off by default: in recbole 1.2.1 the link file's item ids follow
             MovieLens-1M numbering, so the tokens describe other films (item 127 "The Godfather"
@@ -28,9 +53,14 @@ class DataConfig:
         train_fraction: share of time-sorted events in train; ``valid_fraction`` follows it.
         new_item_fraction: share of the catalogue launched late (P1-cold); 0 is plain P1.
         new_item_seed: seed of the numpy generator that draws the new items.
+        new_item_launch: when the new items launch. ``test`` (P1-cold, v1): their events are
+            dropped from train and valid, so only test holds cold rows. ``valid`` (P1-cold v2):
+            dropped from train only; valid and test are P1's, so cold-start choices can be made
+            on valid's cold bucket.
+        p4: the P4 simulation's seed and sizes (read when ``dataset = "p4"``).
     """
 
-    dataset: Literal["movielens", "files", "fashion"] = "movielens"
+    dataset: Literal["movielens", "files", "fashion", "p4"] = "movielens"
     path: str = ""
     movielens_kg: bool = False
     item_features: tuple[str, ...] = ("genres", "year")
@@ -41,6 +71,8 @@ class DataConfig:
     valid_fraction: float = 0.1
     new_item_fraction: float = 0.0
     new_item_seed: int = 0
+    new_item_launch: Literal["test", "valid"] = "test"
+    p4: P4Config = field(default_factory=P4Config)
 
     def __post_init__(self) -> None:
         check_range("data.positive_rating", self.positive_rating)
@@ -58,3 +90,6 @@ class DataConfig:
             raise ValueError("data.train_fraction and data.valid_fraction must leave a test share > 0")
         if not 0 <= self.new_item_fraction < 1:
             raise ValueError(f"data.new_item_fraction must be in [0, 1), got {self.new_item_fraction}")
+        if self.dataset == "p4" and self.new_item_fraction > 0:
+            raise ValueError("data.new_item_fraction must be 0 with data.dataset = 'p4': P4 "
+                             "launches its own late items (a fifth of the catalogue, on day 144)")

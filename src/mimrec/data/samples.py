@@ -1,15 +1,19 @@
-"""The CTR sample builder of protocol P1 (and its item cold-start variant P1-cold).
+"""The CTR sample builder of protocol P1 (and its item cold-start variants P1-cold v1 and v2).
 
 Every event is one impression. Events are sorted by (timestamp, user_id, item_id); the behaviour
 sequence of an event is the item rows of the same user's earlier *positive* events with a strictly
 smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``train_fraction`` of
 sorted events is train, the next ``valid_fraction`` valid, the rest test. Everything is vectorised
 (sorts and binary searches), so the cost grows as N log N in the number of events.
+
+P1-cold draws new items and drops their events (and removes them from histories) before they
+launch: before test (v1, ``new_item_launch = "test"``) or before valid (v2, ``"valid"``). Events
+after the launch are P1's, with P1's histories.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -40,12 +44,18 @@ class Samples:
     item_train_count: np.ndarray  # (I,) int64 train impressions per item
     new_item: np.ndarray  # (I,) bool: launched late under P1-cold
     user_ids: np.ndarray  # (U,) str
+    # (N,) float32 true click probability (simulations such as P4), NaN where unknown
+    click_probability: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+
+    def __post_init__(self) -> None:
+        if len(self.click_probability) != len(self.split):  # artifacts written before the field
+            self.click_probability = np.full(len(self.split), np.nan, dtype=np.float32)
 
     def subset(self, split: int) -> dict[str, np.ndarray]:
         """Per-sample arrays of one split."""
         m = self.split == split
         return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label",
-                                                   "history", "bucket")}
+                                                   "history", "bucket", "click_probability")}
 
     def save(self, path) -> None:
         """Write every array to one ``.npz`` (no pickled objects)."""
@@ -105,7 +115,7 @@ def bucket_of(counts: np.ndarray) -> np.ndarray:
 
 
 def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
-    """Build P1 (or P1-cold when ``cfg.new_item_fraction > 0``) samples from a dataset."""
+    """Build P1 (or P1-cold v1 / v2 when ``cfg.new_item_fraction > 0``) samples from a dataset."""
     inter = ds.interactions
     user_ids = ds.users["user_id"] if ds.users is not None else pd.Series(
         np.unique(inter["user_id"].to_numpy(dtype=str)))
@@ -113,11 +123,13 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     item = pd.Index(ds.items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
     ts = inter["timestamp"].to_numpy(np.int64)
     label = inter["label"].to_numpy(np.float32)
+    prob = (inter["click_probability"].to_numpy(np.float32) if "click_probability" in inter
+            else np.full(len(inter), np.nan, dtype=np.float32))
 
     user_rank = sort_key(pd.Series(user_ids))[user]
     item_rank = sort_key(ds.items["item_id"])[item]
     order = np.lexsort((item_rank, user_rank, ts))
-    user, item, ts, label = user[order], item[order], ts[order], label[order]
+    user, item, ts, label, prob = user[order], item[order], ts[order], label[order], prob[order]
 
     n = len(order)
     n_train = int(round(cfg.train_fraction * n))
@@ -129,13 +141,14 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     positive = label > 0
     history = histories(user[positive], ts[positive], item[positive], user, ts, cfg.max_seq_len)
     if new_item.any():
-        keep = (split == TEST) | ~new_item[item]
+        launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)  # P1 events as is
+        keep = launched | ~new_item[item]
         pool = positive & ~new_item[item]
         warm_hist = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
-        history = np.where((split == TEST)[:, None], history, warm_hist)
-        user, item, ts, label, split, history = (
-            a[keep] for a in (user, item, ts, label, split, history))
+        history = np.where(launched[:, None], history, warm_hist)
+        user, item, ts, label, prob, split, history = (
+            a[keep] for a in (user, item, ts, label, prob, split, history))
 
     counts = np.bincount(item[split == TRAIN], minlength=len(ds.items))
     return Samples(split, user, item, ts, label, history, bucket_of(counts[item]), counts,
-                   new_item, np.asarray(user_ids, dtype=str))
+                   new_item, np.asarray(user_ids, dtype=str), prob)

@@ -1,7 +1,9 @@
 """The standard tables every loader produces, and their validation.
 
 * interactions: ``user_id``, ``item_id``, ``timestamp`` (int seconds, or a parseable date-time), and
-  ``label`` (0/1) and/or ``rating`` (number).
+  ``label`` (0/1) and/or ``rating`` (number); optional ``click_probability`` (in [0, 1]: the true
+  click probability, known only in a simulation such as P4; the report gives its AUC as the
+  oracle).
 * items: ``item_id`` plus content: text columns, optional ``image`` (encoded PNG/JPEG bytes or a file
   path), optional ``attributes`` (a list of tokens, or one string of space-separated tokens), and
   any categorical columns (a list value is a multi-valued feature).
@@ -122,7 +124,8 @@ def parse_timestamps(df: pd.DataFrame, source: str) -> np.ndarray:
 
 
 def validate_interactions(df: pd.DataFrame, source: str, positive_rating: float) -> pd.DataFrame:
-    """Check and normalise an interactions table; returns user_id, item_id, timestamp, label[, rating]."""
+    """Check and normalise an interactions table; returns user_id, item_id, timestamp, label
+    [, rating][, click_probability]."""
     _check_not_empty(df, source)
     require_columns(df, ["user_id", "item_id", "timestamp"], source)
     if "label" not in df.columns and "rating" not in df.columns:
@@ -151,6 +154,13 @@ def validate_interactions(df: pd.DataFrame, source: str, positive_rating: float)
         out["label"] = label.to_numpy().astype(np.int8)
     else:
         out["label"] = (out["rating"] >= positive_rating).astype(np.int8)
+    if "click_probability" in df.columns:
+        prob = pd.to_numeric(df["click_probability"], errors="coerce")
+        bad = ~prob.between(0, 1).to_numpy()
+        if bad.any():
+            raise DataError(f"{source}: column 'click_probability' must be a number in [0, 1], "
+                            f"at {_example(df, bad)}")
+        out["click_probability"] = prob.to_numpy(dtype=np.float32)
     return out
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from mimrec.artifacts import read_manifest, require_stage, write_json_atomic
-from mimrec.data.samples import BUCKETS, TEST
+from mimrec.data.samples import BUCKETS, TEST, VALID
 from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import ctr_metrics, rela_impr
 from mimrec.eval.plot import plot_bucket_auc
 from mimrec.eval.selection import selection_line, valid_best, valid_scores
-from mimrec.eval.significance import paired_bootstrap
+from mimrec.eval.significance import bucket_bootstrap, paired_bootstrap
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -39,50 +39,114 @@ def aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
-def test_predictions(ctr_dir: Path) -> dict[str, dict[int, np.ndarray]]:
-    """Saved test probabilities: model name -> training seed -> (N test,) array (the models
-    and seeds as the ctr manifest records them)."""
+PROTOCOL_NOTES = {
+    "P4": "Behaviour is simulated (protocol P4: real Fashion-MNIST product photos, simulated "
+          "users and clicks with a known click probability). It shows whether a model extracts "
+          "content interest where it exists, not that it lifts a real site's CTR.",
+}
+
+
+def protocol_name(data_config: dict) -> str:
+    """The protocol of ``shared/protocol.md`` a data stage config built."""
+    if data_config.get("dataset") == "p4":
+        return "P4"
+    if data_config.get("new_item_fraction", 0) > 0:
+        return "P1-cold v2" if data_config.get("new_item_launch") == "valid" else "P1-cold"
+    return "P1"
+
+
+def split_predictions(ctr_dir: Path, split: str = "test") -> dict[str, dict[int, np.ndarray]]:
+    """Saved probabilities of one split: model name -> training seed -> (N rows,) array (the
+    models and seeds as the ctr manifest records them)."""
     per_model: dict[str, dict[int, np.ndarray]] = {}
     records = require_stage(ctr_dir, "ctr")["metrics"]
     with np.load(ctr_dir / "predictions.npz", allow_pickle=False) as preds:
         for key, record in records.items():
-            per_model.setdefault(record["model"], {})[record["seed"]] = preds[f"{key}/test"]
+            if f"{key}/{split}" not in preds.files:
+                continue
+            if "model" in record:
+                name, seed = record["model"], record["seed"]
+            else:  # a ctr artifact written before records named their model: "<name>-seed<k>"
+                name, seed = key.rsplit("-seed", 1)
+            per_model.setdefault(name, {})[int(seed)] = preds[f"{key}/{split}"]
     return per_model
+
+
+def test_predictions(ctr_dir: Path) -> dict[str, dict[int, np.ndarray]]:
+    """Saved test probabilities: model name -> training seed -> (N test,) array."""
+    return split_predictions(ctr_dir, "test")
+
+
+def oracle_metrics(rows: dict[str, np.ndarray]) -> dict | None:
+    """Metrics of the true click probability on these rows (None unless every row has one)."""
+    prob = rows["click_probability"]
+    if not len(prob) or not np.isfinite(prob).all():
+        return None
+    return ctr_metrics(rows["user"], rows["label"], prob, rows["bucket"])
+
+
+def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
+                 predictions: dict[str, dict[int, np.ndarray]]) -> dict:
+    """Metrics of every model on one split's rows: means over seeds, RelaImpr, and against the
+    baseline the paired-bootstrap intervals, overall and per bucket; the oracle when known.
+
+    Returns ``{"models": {name: metrics}, "oracle": metrics or None}``; a model's
+    ``oracle_gap_closed`` is the share of the baseline-to-oracle AUC gap it closes.
+    """
+    user, label, bucket = rows["user"], rows["label"], rows["bucket"]
+    models = {name: aggregate([ctr_metrics(user, label, probs, bucket)
+                               for probs in by_seed.values()])
+              for name, by_seed in predictions.items()}
+    base = models.get(cfg.baseline)
+    oracle = oracle_metrics(rows)
+    for name, m in models.items():
+        m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
+        if oracle and base:
+            m["oracle_gap_closed"] = (m["auc"] - base["auc"]) / (oracle["auc"] - base["auc"])
+        if base and name != cfg.baseline and cfg.bootstrap_resamples:
+            model, reference = predictions[name], predictions[cfg.baseline]
+            vs = paired_bootstrap(user, label, model, reference, cfg.bootstrap_resamples)
+            if vs is not None:
+                low, high = vs["delta_auc_interval"]
+                vs |= {"n": len(label), "users": int(len(np.unique(user))),
+                       "resolved": bool(low > 0 or high < 0)}
+            m["vs_baseline"] = vs
+            m["vs_baseline_buckets"] = bucket_bootstrap(user, label, bucket, model, reference,
+                                                        cfg.bootstrap_resamples)
+    return {"models": models, "oracle": oracle}
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
     """Write report.json / report.md / report_buckets.png into ``out``; returns the report.
 
-    Every metric is recomputed from the saved test predictions and the data artifact.
+    Every metric is recomputed from the saved valid and test predictions and the data artifact.
+    The report's ``models`` and ``oracle`` are the test split's; ``valid`` holds the same for
+    the valid split.
     """
     data_dir = Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"])
-    test = read_data(data_dir).samples.subset(TEST)
-    predictions = test_predictions(ctr_dir)
-    models = {name: aggregate([ctr_metrics(test["user"], test["label"], probs, test["bucket"])
-                               for probs in by_seed.values()])
-              for name, by_seed in predictions.items()}
+    samples = read_data(data_dir).samples
+    test = split_report(cfg, samples.subset(TEST), split_predictions(ctr_dir, "test"))
+    valid_predictions = split_predictions(ctr_dir, "valid")
+    valid = split_report(cfg, samples.subset(VALID), valid_predictions) \
+        if valid_predictions else None
     ctr_manifest = require_stage(ctr_dir, "ctr")
     records = ctr_manifest["metrics"]
     margin = ctr_manifest["config"]["ctr"].get("select_margin", 0.0)
     for name, score in valid_scores(records).items():
-        models[name]["valid_auc"] = score
-    base = models.get(cfg.baseline)
-    for name, m in models.items():
-        m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
-        if base and name != cfg.baseline and cfg.bootstrap_resamples:
-            m["vs_baseline"] = paired_bootstrap(test["user"], test["label"], predictions[name],
-                                                predictions[cfg.baseline],
-                                                cfg.bootstrap_resamples)
+        if name in test["models"]:
+            test["models"][name]["valid_auc"] = score
     data_manifest = read_manifest(data_dir)
-    new_frac = data_manifest["config"]["new_item_fraction"]
-    report = {"protocol": "P1-cold" if new_frac > 0 else "P1", "baseline": cfg.baseline,
+    protocol = protocol_name(data_manifest["config"])
+    report = {"protocol": protocol, "baseline": cfg.baseline,
               "valid_best": valid_best(records, cfg.baseline, margin),
-              "selection": selection_line(records, cfg.baseline, margin), "models": models,
+              "selection": selection_line(records, cfg.baseline, margin), **test, "valid": valid,
               "data": data_manifest["metrics"], **(extra or {})}
+    if protocol in PROTOCOL_NOTES:
+        report["note"] = PROTOCOL_NOTES[protocol]
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "report.json", _finite(report))
     if cfg.plot:
-        plot_bucket_auc(models, out / "report_buckets.png")
+        plot_bucket_auc(test["models"], out / "report_buckets.png")
     (out / "report.md").write_text(render_markdown(report, cfg.plot))
     return report
 
@@ -102,21 +166,34 @@ def _fmt(mean: float, std: float) -> str:
     return "n/a" if not math.isfinite(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
-def ctr_table(report: dict) -> list[str]:
-    """The markdown table of CTR models: one row per model."""
-    head = (["model", "valid AUC", "AUC", "gAUC", "LogLoss", "RelaImpr"]
+ORACLE = "oracle (true click probability)"
+
+
+def ctr_table(report: dict, split: str = "Test") -> list[str]:
+    """The markdown table of CTR models: one row per model (with its valid AUC when the
+    selection recorded one), the oracle's row when known."""
+    with_valid = any("valid_auc" in m for m in report["models"].values())
+    head = (["model"] + (["valid AUC"] if with_valid else []) + ["AUC", "gAUC", "LogLoss",
+                                                                   "RelaImpr"]
             + [f"AUC {b}" for b in BUCKETS])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in report["models"].items():
         label = f"**{name}** (valid-best)" if name == report.get("valid_best") else name
-        cells = [label, f"{m.get('valid_auc', float('nan')):.4f}", _fmt(m["auc"], m["auc_std"]),
-                 _fmt(m["gauc"], m["gauc_std"]),
+        valid = [f"{m.get('valid_auc', float('nan')):.4f}"] if with_valid else []
+        cells = [label, *valid, _fmt(m["auc"], m["auc_std"]), _fmt(m["gauc"], m["gauc_std"]),
                  _fmt(m["logloss"], m["logloss_std"]), f"{m['rela_impr']:+.2f}%"]
         cells += [_fmt(m["buckets"][b]["auc"], m["buckets"][b]["auc_std"]) for b in BUCKETS]
         rows.append("| " + " | ".join(cells) + " |")
+    oracle = report.get("oracle")
+    if oracle:
+        cells = [ORACLE, *([""] if with_valid else []), f"{oracle['auc']:.4f}",
+                 f"{oracle['gauc']:.4f}", f"{oracle['logloss']:.4f}", ""]
+        cells += [_fmt(oracle["buckets"][b]["auc"], 0.0).removesuffix(" ± 0.0000")
+                  for b in BUCKETS]
+        rows.append("| " + " | ".join(cells) + " |")
     sizes = next(iter(report["models"].values()))["buckets"] if report["models"] else {}
     rows.append("")
-    rows.append("Test rows per bucket: " + ", ".join(f"{b} {sizes[b]['n']}" for b in sizes))
+    rows.append(f"{split} rows per bucket: " + ", ".join(f"{b} {sizes[b]['n']:,}" for b in sizes))
     return rows
 
 
@@ -128,7 +205,7 @@ def interval_text(vs: dict | None, key: str) -> str:
     return f"{vs[key]:+.4f} [{low:+.4f}, {high:+.4f}]"
 
 
-def difference_table(report: dict) -> list[str]:
+def difference_table(report: dict, split: str = "test") -> list[str]:
     """Each model's AUC / gAUC difference to the baseline with its bootstrap interval."""
     rows = [(name, m["vs_baseline"]) for name, m in report["models"].items()
             if m.get("vs_baseline")]
@@ -136,12 +213,76 @@ def difference_table(report: dict) -> list[str]:
         return []
     first = rows[0][1]
     lines = [f"Difference to `{report['baseline']}`, mean over the paired seeds, with a "
-             f"{first['level']:.0%} interval from a paired bootstrap over test users "
-             f"({first['resamples']} resamples; an interval that contains 0 means these test users "
+             f"{first['level']:.0%} interval from a paired bootstrap over {split} users "
+             f"({first['resamples']} resamples; an interval that contains 0 means these {split} users "
              "cannot tell the two models apart):", "",
              "| model | ΔAUC [interval] | ΔgAUC [interval] |", "|---|---|---|"]
     lines += [f"| {name} | {interval_text(vs, 'delta_auc')} | {interval_text(vs, 'delta_gauc')} |"
               for name, vs in rows]
+    return lines
+
+
+def bucket_difference_table(report: dict) -> list[str]:
+    """Each model's AUC difference to the baseline overall and per bucket: the rows and users
+    behind it, its paired-bootstrap interval, and whether the interval excludes 0."""
+    lines = []
+    for name, m in report["models"].items():
+        if not m.get("vs_baseline"):
+            continue
+        if not lines:
+            lines = [f"AUC difference to `{report['baseline']}` per popularity bucket (paired "
+                     "bootstrap over the bucket's users; resolved = the 95% interval excludes 0):",
+                     "", "| model | bucket | rows (users) | ΔAUC [95% interval] | resolved |",
+                     "|---|---|---|---|---|"]
+        per = {"all": m["vs_baseline"], **m.get("vs_baseline_buckets", {})}
+        for bucket, vs in per.items():
+            users = f" ({vs['users']:,} users)" if vs and "users" in vs else ""
+            size = f"{vs['n']:,}{users}" if vs else f"{m['buckets'][bucket]['n']:,}"
+            resolved = "n/a" if not vs else ("yes" if vs["resolved"] else "no")
+            lines.append(f"| {name} | {bucket} | {size} | {interval_text(vs, 'delta_auc')} "
+                         f"| {resolved} |")
+    return lines
+
+
+def resolution_lines(report: dict) -> list[str]:
+    """In words: which of each model's differences to the baseline these rows can resolve."""
+    lines = []
+    for name, m in report["models"].items():
+        vs = m.get("vs_baseline")
+        if not vs:
+            continue
+        checks = {"AUC": vs["resolved"],
+                  "gAUC": not vs["delta_gauc_interval"][0] <= 0 <= vs["delta_gauc_interval"][1]}
+        checks |= {f"{b} AUC": bool(r and r["resolved"])
+                   for b, r in m.get("vs_baseline_buckets", {}).items()}
+        yes = [k for k, ok in checks.items() if ok]
+        no = [k for k, ok in checks.items() if not ok]
+        lines.append(f"- `{name}` vs `{report['baseline']}`: resolved (interval excludes 0): "
+                     f"{', '.join(yes) or 'none'}; not resolved (interval contains 0: these rows "
+                     f"cannot tell the two apart): {', '.join(no) or 'none'}.")
+    return lines
+
+
+def oracle_lines(report: dict) -> list[str]:
+    """The oracle's AUC and the share of the baseline-to-oracle gap each model closes."""
+    oracle = report.get("oracle")
+    if not oracle:
+        return []
+    closed = ", ".join(f"`{name}` {m['oracle_gap_closed']:+.1%}"
+                       for name, m in report["models"].items()
+                       if name != report["baseline"] and "oracle_gap_closed" in m)
+    return [f"Oracle (the true click probability, known because behaviour is simulated) on the "
+            f"same rows: AUC {oracle['auc']:.4f}, gAUC {oracle['gauc']:.4f}. Share of the "
+            f"`{report['baseline']}`-to-oracle AUC gap closed: {closed or 'n/a'}."]
+
+
+def split_section(report: dict, split: str) -> list[str]:
+    """Tables of one split: metrics, differences with intervals, resolution, oracle."""
+    lines = [*ctr_table(report, split), ""]
+    for block in (difference_table(report, split.lower()), bucket_difference_table(report),
+                  resolution_lines(report), oracle_lines(report)):
+        if block:
+            lines += [*block, ""]
     return lines
 
 
@@ -168,14 +309,16 @@ def render_markdown(report: dict, with_plot: bool) -> str:
     lines = ["# mimrec report", ""]
     if report.get("models"):
         seeds = next(iter(report["models"].values()))["seeds"]
-        lines += [f"## CTR ({report['protocol']}, test split, mean ± std over {seeds} seeds)", "",
-                  f"RelaImpr is against `{report['baseline']}`. Model choice is made on valid: "
-                  f"{report['selection']}.", "", *ctr_table(report), ""]
-        differences = difference_table(report)
-        if differences:
-            lines += [*differences, ""]
+        lines += [f"## CTR ({report['protocol']}, test split, mean ± std over {seeds} seeds)", ""]
+        if report.get("note"):
+            lines += [f"**{report['note']}**", ""]
+        lines += [f"RelaImpr is against `{report['baseline']}`. Model choice is made on valid: "
+                  f"{report['selection']}.", "", *split_section(report, "Test")]
         if with_plot:
             lines += ["![AUC per popularity bucket](report_buckets.png)", ""]
+    if report.get("valid") and report["valid"]["models"]:
+        lines += [f"## CTR ({report['protocol']}, valid split: where choices are made)", "",
+                  *split_section({"baseline": report["baseline"], **report["valid"]}, "Valid")]
     if report.get("retrieval"):
         lines += ["## Content-interest retrieval (P2, valid split)", "",
                   *retrieval_table(report["retrieval"]), ""]

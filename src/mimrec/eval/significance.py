@@ -10,8 +10,11 @@ test split happens to hold. The seed-to-seed spread is the report's ± std besid
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from mimrec.data.samples import BUCKETS
 from mimrec.eval.metrics import user_aucs
 
 
@@ -80,3 +83,30 @@ def paired_bootstrap(users: np.ndarray, labels: np.ndarray, model: dict[int, np.
     return {"delta_auc": point[0], "delta_auc_interval": [float(low[0]), float(high[0])],
             "delta_gauc": point[1], "delta_gauc_interval": [float(low[1]), float(high[1])],
             "resamples": resamples, "seeds": seeds, "level": level}
+
+
+def bucket_bootstrap(users: np.ndarray, labels: np.ndarray, buckets: np.ndarray,
+                     model: dict[int, np.ndarray], base: dict[int, np.ndarray],
+                     resamples: int = 1000, seed: int = 0) -> dict[str, dict | None]:
+    """:func:`paired_bootstrap` on each popularity bucket's rows alone (its users resampled).
+
+    Returns, per bucket name, the bootstrap result plus ``n`` (rows), ``users`` and
+    ``resolved`` (the AUC interval excludes 0); None for a bucket without both labels.
+    """
+    out: dict[str, dict | None] = {}
+    for code, name in enumerate(BUCKETS):
+        rows = buckets == code
+        if not rows.any() or labels[rows].min() == labels[rows].max():
+            out[name] = None
+            continue
+        with warnings.catch_warnings():  # a bucket may hold no user with both labels: gAUC NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = paired_bootstrap(users[rows], labels[rows],
+                                      {s: p[rows] for s, p in model.items()},
+                                      {s: p[rows] for s, p in base.items()}, resamples, seed)
+        if result is not None:
+            low, high = result["delta_auc_interval"]
+            result |= {"n": int(rows.sum()), "users": int(len(np.unique(users[rows]))),
+                       "resolved": bool(low > 0 or high < 0)}
+        out[name] = result
+    return out

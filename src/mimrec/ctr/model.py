@@ -81,7 +81,6 @@ class CiUBM(nn.Module):
         content_in = sum(b.out_dim for b in self.blocks.values() if b.reads_content)
         self.residual = ContentResidual(content_in, cfg.residual_units,
                                         cfg.dropout) if content_in else None
-        self.frozen: tuple[str, ...] = ()
         self._reset_embeddings()
 
     def set_content(self, content: torch.Tensor) -> None:
@@ -160,16 +159,14 @@ class CiUBM(nn.Module):
         if foreign:
             raise ValueError(f"the start weights hold tensors this model lacks: {foreign[:3]}")
         self.load_state_dict(state, strict=False)
-        self.frozen = tuple(k for k, _ in self.named_parameters() if k in state)
         for name, p in self.named_parameters():
-            if name in state:
-                p.requires_grad_(False)
+            p.requires_grad_(name not in state)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> CiUBM:
         """As ``nn.Module.train``; a frozen ID tower (see :meth:`start_from`) stays in eval mode."""
         super().train(mode)
-        if any(name.startswith("tower.") for name in self.frozen):
+        if not any(p.requires_grad for p in self.tower.parameters()):
             self.tower.eval()
         return self
 

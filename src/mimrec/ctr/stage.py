@@ -132,29 +132,26 @@ def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_d
 
 def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
                index_dir: Path | None, progress: Progress):
-    """Yield ``(spec, seed, valid, test, record)`` for every model, in the order of
-    models x seeds; with ``workers`` > 1 the models train in a process pool, a model that starts
-    from another as soon as that one is done."""
+    """Yield ``(spec, seed, valid, test, record)`` for every model as it is trained, models
+    that start from scratch first (then those that start from one of them), each x seeds; with
+    ``workers`` > 1 the models train in a process pool, a model that starts from another as
+    soon as that one is done, and are yielded in the same order."""
     specs = model_specs(cfg)
+    order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
     if cfg.train.workers > 1:
-        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, specs)
+        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order)
         return
     tables, splits = feature_tables(data, data_cfg), _splits(data)
-    order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
-    results = {}
     for spec in order:
         content, store = _content_of(spec, data.items, index_dir)
         for seed in cfg.train.seeds:
             valid, test, record = train_and_save(cfg, spec, seed, tables, splits, content,
                                                  folder, progress)
-            results[spec.name, seed] = (valid, test, {**record, "content": store})
-    for spec in specs:
-        for seed in cfg.train.seeds:
-            yield spec, seed, *results[spec.name, seed]
+            yield spec, seed, valid, test, {**record, "content": store}
 
 
 def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
-                   index_dir: Path | None, specs: tuple[ModelSpec, ...]):
+                   index_dir: Path | None, specs: list[ModelSpec]):
     """The models of :func:`_train_all` in ``workers`` processes, yielded in job order."""
     jobs = [(spec, s) for spec in specs for s in cfg.train.seeds]
     ctx = multiprocessing.get_context("spawn")

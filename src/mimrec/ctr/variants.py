@@ -12,8 +12,6 @@ Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`Model
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig, ModelSpec, Variant
 from mimrec.errors import ConfigError
 
@@ -21,16 +19,18 @@ from mimrec.errors import ConfigError
 CONTENT_BLOCKS: tuple[BlockKind, ...] = ("sa_ta", "simtier", "content_attention", "target_content")
 
 
-def _ciubm(name: str, modules: tuple[ContentModule, ...], retrieval_k: int,
-           source: ContentSource) -> ModelSpec:
-    blocks = ("id_attention", *(b for b in CONTENT_BLOCKS if b in modules))
-    return ModelSpec(name, blocks, cold_id="cold_id" in modules, retrieval_k=retrieval_k,
-                     source=source)
-
-
 def preset(cfg: CtrConfig, name: Variant) -> ModelSpec:
-    """The spec of one preset model under a run's config."""
+    """The spec of one preset model under a run's config. The ``ciubm`` presets start from the
+    run's DIN when it trains one (``ctr.model.ciubm_from_din``)."""
     modules, k, source = cfg.model.ciubm_modules, cfg.model.retrieval_k, cfg.content_source
+    from_din = "din" if cfg.model.ciubm_from_din and "din" in cfg.variants else ""
+
+    def _ciubm(name: str, modules: tuple[ContentModule, ...], retrieval_k: int,
+               source: ContentSource) -> ModelSpec:
+        blocks = ("id_attention", *(b for b in CONTENT_BLOCKS if b in modules))
+        return ModelSpec(name, blocks, cold_id="cold_id" in modules, retrieval_k=retrieval_k,
+                         source=source, init_from=from_din)
+
     match name:
         case "din":
             return ModelSpec("din")
@@ -53,11 +53,9 @@ def preset(cfg: CtrConfig, name: Variant) -> ModelSpec:
 
 
 def model_specs(cfg: CtrConfig) -> tuple[ModelSpec, ...]:
-    """Every model a run trains: the presets of ``variants``, then ``models``. The ``ciubm``
-    presets start from the run's DIN when it trains one (``ctr.model.ciubm_from_din``)."""
-    from_din = "din" if cfg.model.ciubm_from_din and "din" in cfg.variants else ""
-    specs = tuple(replace(preset(cfg, name), init_from=from_din) if name.startswith("ciubm")
-                  else preset(cfg, name) for name in cfg.variants) + cfg.models
+    """Every model a run trains: the presets of ``variants``, then ``models``; a model that
+    starts from another must name one that starts from scratch."""
+    specs = tuple(preset(cfg, name) for name in cfg.variants) + cfg.models
     starts = {spec.name: spec.init_from for spec in specs}
     for name, source in starts.items():
         if source and (source not in starts or starts[source]):

@@ -11,12 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def best_valid_auc(record: dict) -> float:
+    """The valid AUC of the weights a training kept (its best epoch)."""
+    return max(e["valid_auc"] for e in record["epochs"])
+
+
 def valid_scores(records: dict[str, dict]) -> dict[str, float]:
     """Mean best valid AUC per model name, from the ctr manifest's per-key records."""
     per_model: dict[str, list[float]] = {}
     for record in records.values():
-        best = max(e["valid_auc"] for e in record["epochs"])
-        per_model.setdefault(record["model"], []).append(best)
+        per_model.setdefault(record["model"], []).append(best_valid_auc(record))
     return {name: float(np.mean(v)) for name, v in per_model.items()}
 
 
@@ -35,7 +39,7 @@ def valid_best(records: dict[str, dict], baseline: str = "din", margin: float = 
 def best_seed(records: dict[str, dict], name: str) -> str:
     """The key (``<model>-seed<k>``) of a model's seed with the best valid AUC."""
     keys = [k for k, r in records.items() if r["model"] == name]
-    return max(keys, key=lambda k: max(e["valid_auc"] for e in records[k]["epochs"]))
+    return max(keys, key=lambda k: best_valid_auc(records[k]))
 
 
 def selection_line(records: dict[str, dict], baseline: str = "din", margin: float = 0.0) -> str:

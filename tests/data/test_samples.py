@@ -23,6 +23,24 @@ def test_split_is_80_10_10_in_time_order(p1):
     assert p1.timestamp[p1.split == VALID].max() <= p1.timestamp[p1.split == TEST].min()
 
 
+def test_a_rolling_window_is_p1_cut_earlier(ml100k, p1):
+    w = build_samples(ml100k, DataConfig(train_fraction=0.6, valid_fraction=0.1, window_end=0.8))
+    assert [(w.split == s).sum() for s in (TRAIN, VALID, TEST)] == [60000, 10000, 10000]
+    # the same first 80% of events, with the same histories; test is P1's 8th tenth of the log
+    assert np.array_equal(w.item, p1.item[:80000])
+    assert np.array_equal(w.history, p1.history[:80000])
+    assert np.array_equal(w.item[w.split == TEST], p1.item[70000:80000])
+    # buckets count train impressions of the window's own train split
+    counts = np.bincount(w.item[w.split == TRAIN], minlength=len(w.item_train_count))
+    assert np.array_equal(w.item_train_count, counts)
+
+
+@pytest.mark.parametrize("cut", [dict(window_end=0.85), dict(window_end=0), dict(window_end=1.2)])
+def test_a_window_that_leaves_no_test_is_refused(cut):
+    with pytest.raises(ValueError, match="window_end"):
+        DataConfig(**cut)
+
+
 def test_labels_are_rating_at_least_4(ml100k, p1):
     assert p1.label.mean() == pytest.approx((ml100k.interactions["rating"] >= 4).mean())
 

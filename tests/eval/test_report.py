@@ -21,6 +21,9 @@ def test_protocol_names_follow_the_data_config():
     assert protocol_name({"dataset": "movielens", "new_item_fraction": 0.2,
                           "new_item_launch": "valid"}) == "P1-cold v2"
     assert protocol_name({"dataset": "p4", "new_item_fraction": 0.0}) == "P4"
+    assert protocol_name({"dataset": "movielens", "new_item_fraction": 0.0, "train_fraction": 0.6,
+                          "valid_fraction": 0.1, "window_end": 0.8}) == (
+        "P1 (test window 0.70-0.80 of the log)")
 
 
 def _rows(n=4000, users=200, seed=0):

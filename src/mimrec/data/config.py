@@ -51,6 +51,10 @@ class DataConfig:
         positive_rating: label = 1 if rating >= this, when the interactions carry ratings, not labels.
         max_seq_len: behaviour sequence length (most recent kept).
         train_fraction: share of time-sorted events in train; ``valid_fraction`` follows it.
+        window_end: share of time-sorted events the protocol uses at all; test is the events from
+            ``train_fraction + valid_fraction`` to here, later ones are dropped. 1 is P1. Rolling
+            time windows (README "Robustness") move all three cuts back: e.g. train 0.6, valid
+            0.1, end 0.8 tests on the 8th tenth of the log with a model that never saw later events.
         new_item_fraction: share of the catalogue launched late (P1-cold); 0 is plain P1.
         new_item_seed: seed of the numpy generator that draws the new items.
         new_item_launch: when the new items launch. ``test`` (P1-cold, v1): their events are
@@ -69,6 +73,7 @@ class DataConfig:
     max_seq_len: int = 50
     train_fraction: float = 0.8
     valid_fraction: float = 0.1
+    window_end: float = 1.0
     new_item_fraction: float = 0.0
     new_item_seed: int = 0
     new_item_launch: Literal["test", "valid"] = "test"
@@ -78,16 +83,18 @@ class DataConfig:
         check_range("data.positive_rating", self.positive_rating)
         check_range("data.max_seq_len", self.max_seq_len, 1)
         check_range("data.train_fraction", self.train_fraction, 0, 1, low_open=True, high_open=True)
-        check_range("data.valid_fraction", self.valid_fraction, 0, 1 - self.train_fraction,
-                    low_open=True, high_open=True)
+        check_range("data.window_end", self.window_end, 0, 1, low_open=True)
+        check_range("data.valid_fraction", self.valid_fraction, 0, 1, low_open=True, high_open=True)
+        if self.train_fraction + self.valid_fraction >= self.window_end:
+            raise ValueError(f"data.train_fraction + data.valid_fraction = {self.train_fraction} + "
+                             f"{self.valid_fraction} leaves no test share before data.window_end = "
+                             f"{self.window_end}")
         check_range("data.new_item_fraction", self.new_item_fraction, 0, 1, high_open=True)
         check_seed("data.new_item_seed", self.new_item_seed)
         if self.dataset == "files" and not self.path:
             raise ValueError("data.path must name the folder of the tables when data.dataset = 'files'")
         if self.max_seq_len < 1:
             raise ValueError(f"data.max_seq_len must be >= 1, got {self.max_seq_len}")
-        if not 0 < self.train_fraction < 1 or not 0 < self.valid_fraction < 1 - self.train_fraction:
-            raise ValueError("data.train_fraction and data.valid_fraction must leave a test share > 0")
         if not 0 <= self.new_item_fraction < 1:
             raise ValueError(f"data.new_item_fraction must be in [0, 1), got {self.new_item_fraction}")
         if self.dataset == "p4" and self.new_item_fraction > 0:

@@ -3,7 +3,8 @@
 Every event is one impression. Events are sorted by (timestamp, user_id, item_id); the behaviour
 sequence of an event is the item rows of the same user's earlier *positive* events with a strictly
 smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``train_fraction`` of
-sorted events is train, the next ``valid_fraction`` valid, the rest test. Everything is vectorised
+sorted events is train, the next ``valid_fraction`` valid, the rest test (up to ``window_end``: a
+rolling time window drops the later events after histories are built). Everything is vectorised
 (sorts and binary searches), so the cost grows as N log N in the number of events.
 
 P1-cold draws new items and drops their events (and removes them from histories) before they
@@ -140,6 +141,10 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     new_item = draw_new_items(ds.items["item_id"], cfg.new_item_fraction, cfg.new_item_seed)
     positive = label > 0
     history = histories(user[positive], ts[positive], item[positive], user, ts, cfg.max_seq_len)
+    if cfg.window_end < 1:  # a rolling window: later events are not part of this protocol at all
+        n_end = int(round(cfg.window_end * n))
+        user, item, ts, label, prob, split, history, positive = (
+            a[:n_end] for a in (user, item, ts, label, prob, split, history, positive))
     if new_item.any():
         launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)  # P1 events as is
         keep = launched | ~new_item[item]

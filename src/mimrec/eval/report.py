@@ -50,9 +50,14 @@ def protocol_name(data_config: dict) -> str:
     """The protocol of ``shared/protocol.md`` a data stage config built."""
     if data_config.get("dataset") == "p4":
         return "P4"
+    name = "P1"
     if data_config.get("new_item_fraction", 0) > 0:
-        return "P1-cold v2" if data_config.get("new_item_launch") == "valid" else "P1-cold"
-    return "P1"
+        name = "P1-cold v2" if data_config.get("new_item_launch") == "valid" else "P1-cold"
+    end = data_config.get("window_end", 1.0)
+    if end < 1:  # a rolling time window: the test share ends before the log does
+        start = data_config["train_fraction"] + data_config["valid_fraction"]
+        name += f" (test window {start:.2f}-{end:.2f} of the log)"
+    return name
 
 
 def split_predictions(ctr_dir: Path, split: str = "test") -> dict[str, dict[int, np.ndarray]]:

@@ -3,6 +3,7 @@ residual starts at zero, the cold ID's gate at 0, a model started from a trained
 its content parts, and the starting point stays a candidate on valid."""
 
 import copy
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -135,6 +136,27 @@ def test_cold_id_defers_to_the_own_id_as_the_train_count_grows(tables):
     torch.testing.assert_close(added[0], torch.zeros(CFG.embedding_dim))  # padding stays 0
     for row, count in ((1, 50), (2, 2), (3, 0)):
         torch.testing.assert_close(added[row], generated[row] * k / (k + count))
+
+
+def test_the_replace_blend_hands_a_rarely_trained_id_over_to_content(tables):
+    torch.manual_seed(0)
+    cfg = replace(CFG, cold_id_blend="replace")
+    model = CiUBM(cfg, CIUBM, tables, _content()).eval()
+    model.mark_trained(torch.tensor([1] * 50 + [2] * 2))
+    cold = model.items.cold_id
+    items = torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        at_start = model.items(items, model.content)[:, :CFG.embedding_dim]
+        own = model.items.id_embedding(items)
+        torch.testing.assert_close(at_start, own)  # gate 0: the ID model's vectors
+        cold.gate.fill_(1.0)
+        blended = model.items(items, model.content)[:, :CFG.embedding_dim]
+        generated = cold.map(model.content[items])
+    k = CFG.cold_id_halfway
+    torch.testing.assert_close(blended[0], torch.zeros(CFG.embedding_dim))  # padding stays 0
+    for row, count in ((1, 50), (2, 2), (3, 0)):
+        w = k / (k + count)
+        torch.testing.assert_close(blended[row], (1 - w) * own[row] + w * generated[row])
 
 
 def test_ciubm_presets_start_from_din_when_the_run_trains_it():

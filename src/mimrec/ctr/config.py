@@ -95,6 +95,10 @@ class ModelConfig:
             (frozen; see ``ModelSpec.init_from``) when the run trains ``din``.
         cold_id_halfway: the train count at which an item's own ID embedding and its
             content-generated one weigh the same in the cold ID (weight ``k / (k + n)``).
+        cold_id_blend: how the cold ID's content part meets the ID embedding: ``add`` adds it
+            (``id + gate * w * map(content)``); ``replace`` moves the ID embedding towards it
+            (``id + gate * w * (map(content) - id)``, at gate 1 the blend ``(1 - w) id + w map``).
+            Both are the ID model's vectors at gate 0.
     """
 
     embedding_dim: int = 16
@@ -113,6 +117,7 @@ class ModelConfig:
     residual_units: tuple[int, ...] = (64,)
     ciubm_from_din: bool = True
     cold_id_halfway: float = 10.0
+    cold_id_blend: Literal["add", "replace"] = "add"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.item_id_dropout <= 1.0:

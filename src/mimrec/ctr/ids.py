@@ -35,7 +35,9 @@ class ColdId(nn.Module):
     """Content-generated ID embeddings that an item's own ID embedding takes over from as its
     train count grows (meta warm-up / generated embeddings).
 
-    ``id + gate * k / (k + n) * map(content)`` with ``n`` the item's train impressions, ``k`` =
+    ``id + gate * k / (k + n) * map(content)`` (or, with ``replace``, ``id + gate * k / (k + n) *
+    (map(content) - id)``, a blend that hands a rarely trained ID over to content) with ``n`` the
+    item's train impressions, ``k`` =
     ``halfway`` (the count at which both weigh the same) and ``gate`` a learned scalar that starts
     at 0: at initialisation every item vector is its ID model's, and the content part grows only
     as far as the CTR loss asks. A cold item (n = 0) or one added after training (its own ID is
@@ -46,11 +48,12 @@ class ColdId(nn.Module):
     Shapes: ``content`` (..., E) -> (..., D).
     """
 
-    def __init__(self, content_dim: int, dim: int, num_items: int, halfway: float) -> None:
+    def __init__(self, content_dim: int, dim: int, num_items: int, halfway: float,
+                 replace: bool = False) -> None:
         super().__init__()
         self.map = nn.Linear(content_dim, dim)
         self.gate = nn.Parameter(torch.zeros(()))
-        self.halfway = halfway
+        self.halfway, self.replace = halfway, replace
         # train impressions per item (see mark_trained); an integer buffer, so a weight
         # average copies it instead of averaging it
         self.register_buffer("train_count", torch.zeros(num_items + 1, dtype=torch.long))
@@ -66,7 +69,10 @@ class ColdId(nn.Module):
         -> (..., D)."""
         count = torch.where(ids == items, self.train_count[ids], 0).float()  # (...,)
         weight = torch.where(items > 0, self.halfway / (self.halfway + count), 0.0)  # padding: 0
-        return id_vectors + self.gate * weight.unsqueeze(-1) * self.map(content[items])
+        generated = self.map(content[items])
+        if self.replace:  # move towards the generated vector instead of adding it
+            generated = generated - id_vectors
+        return id_vectors + self.gate * weight.unsqueeze(-1) * generated
 
     def auxiliary_loss(self, id_vectors: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """Squared error of the map on a batch's target items. Shapes: (B, D), (B, E) -> ()."""

@@ -73,7 +73,7 @@ class CiUBM(nn.Module):
             # built after the blocks: a seed draws the same initial weights as before the
             # model was composed from blocks (tests/ctr/test_golden.py)
             self.items.cold_id = ColdId(dims.content_dim, d, tables.num_items,
-                                        cfg.cold_id_halfway)
+                                        cfg.cold_id_halfway, cfg.cold_id_blend == "replace")
         id_in = (self.users.out_dim + self.items.out_dim
                  + sum(b.out_dim for b in self.blocks.values() if not b.reads_content))
         self.tower = MLP(id_in, cfg.mlp_units, out_dim=1, dropout=cfg.dropout,

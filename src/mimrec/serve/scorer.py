@@ -7,13 +7,14 @@ ID tables (its ID embedding is the "unknown" row) and is scored through its cont
 
 Items added through :meth:`Scorer.add_item` are encoded by the bundle's encoder, upserted into the
 store (a new version, atomically), and their fields kept in ``added_items.json`` beside the store,
-so a restarted service knows them again.
+so a restarted service knows them again. Every request first asks the store for its latest version
+(one manifest look-up, :class:`~mimrec.store.follow.StoreFollower`); when another worker wrote
+one, only the rows written since are read and applied.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
-from mimrec.store.center import CURRENT, RepresentationCenter, current_version, file_lock, upsert
+from mimrec.store.center import RepresentationCenter, file_lock, upsert
+from mimrec.store.follow import Changes, StoreFollower
 from mimrec.validation import id_problem, shown, tokens_problem
 
 ADDED_ITEMS_FILE = "added_items.json"
@@ -86,13 +88,16 @@ class Scorer:
         self.added_fields: dict[str, dict] = {}
         version = None
         ids = trained
+        self._follower: StoreFollower | None = None
+        self._content: torch.Tensor | None = None  # (1 + N, E) raw store vectors, model order
         if bundle.store is not None:
+            self._follower = StoreFollower(bundle.store)
             center = RepresentationCenter(bundle.store)
             table, added = content_rows(center, trained)
             ids, version = np.concatenate([trained, added]), center.version
             self.added_fields = self._read_added_fields()
+            self._content = table
             bundle.model.set_content(table)
-        self._store_stamp = _stamp(bundle.store)
         self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
         self.user_ids = np.asarray(bundle.user_ids, dtype=str)
         self.user_index = {u: i + 1 for i, u in enumerate(self.user_ids)}
@@ -283,24 +288,20 @@ class Scorer:
             # re-read: another worker process may have added items since
             self.added_fields = {**self._read_added_fields(), key: record}
             write_json_atomic(self._added_path, self.added_fields)
-            version = upsert(self.bundle.store, [key], vector)
-            self._refresh(version)
+            upsert(self.bundle.store, [key], vector)
+            self._refresh()
         return self.describe(key)
 
     def follow_store(self) -> None:
         """Pick up versions other processes wrote (another worker of this service added an
-        item): one ``stat`` of ``CURRENT.json`` per call, a refresh only when it changed."""
-        stamp = _stamp(self.bundle.store)
-        if stamp is None or stamp == self._store_stamp:
+        item): one look-up of the store's latest version per call; when it moved, the rows
+        written since are read and applied."""
+        if self._follower is None or self._follower.latest() == self.catalogue.store_version:
             return
         with self._add_lock:
-            if stamp == self._store_stamp:
-                return
-            version = current_version(self.bundle.store)  # the number only: no vectors read
-            if version != self.catalogue.store_version:
+            if self._follower.latest() != self.catalogue.store_version:
                 self.added_fields = self._read_added_fields()
-                self._refresh(version)
-            self._store_stamp = stamp
+                self._refresh()
 
     def _encode(self, key: str, fields: dict[str, Any], image: bytes | None,
                 attributes: list[str] | None) -> np.ndarray:
@@ -324,12 +325,22 @@ class Scorer:
         except MimrecError as exc:
             raise RequestError("item", str(exc)) from None
 
-    def _refresh(self, version: int) -> None:
-        """Re-read the store; publish a model copy holding the new content table."""
-        center = RepresentationCenter(self.bundle.store, version)
-        trained = self.catalogue.ids[: self.catalogue.num_trained]
-        table, added = content_rows(center, trained)
-        catalogue = Catalogue.build(np.concatenate([trained, added]), len(trained), version)
+    def _refresh(self) -> None:
+        """Apply the store's rows written since this catalogue's version (all of them after a
+        rollback); publish a model copy holding the new content table."""
+        assert self._follower is not None and self._content is not None
+        cat = self.catalogue
+        changes = self._follower.changes(cat.store_version)
+        if changes.version == cat.store_version:
+            return
+        trained = cat.ids[: cat.num_trained]
+        if changes.complete:
+            table, added = _snapshot_rows(changes, trained)
+            ids = np.concatenate([trained, added])
+        else:
+            table, ids = _apply_changes(self._content, cat, changes)
+        self._content = table
+        catalogue = Catalogue.build(ids, len(trained), changes.version)
         current = self.model
         model = copy.deepcopy(current)  # the copy shares nothing with the live model
         model.set_content(table)
@@ -353,11 +364,34 @@ class Scorer:
         return data if isinstance(data, dict) else {}
 
 
-def _stamp(store: Path | None) -> int | None:
-    try:
-        return os.stat(store / CURRENT).st_mtime_ns if store is not None else None
-    except OSError:
-        return None
+def _apply_changes(content: torch.Tensor, cat: Catalogue, changes: Changes
+                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """The content table and ids after upserts: known ids get their new vector, new ids are
+    appended in the store's order. Reads and writes only the changed rows (and one append)."""
+    rows = np.fromiter((cat.index.get(str(k), 0) for k in changes.ids), np.int64,
+                       count=len(changes.ids))
+    known = rows > 0
+    vectors = torch.from_numpy(changes.vectors)
+    content[torch.from_numpy(rows[known])] = vectors[torch.from_numpy(known)]
+    new = ~known
+    if not new.any():
+        return content, cat.ids
+    table = torch.cat([content, vectors[torch.from_numpy(new)]])
+    return table, np.concatenate([cat.ids, changes.ids[new]])
+
+
+def _snapshot_rows(changes: Changes, trained: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """The content table of a whole snapshot (after a rollback), as :func:`content_rows`."""
+    order = {k: i for i, k in enumerate(changes.ids)}
+    missing = [k for k in trained if k not in order]
+    if missing:
+        raise MimrecError(f"the store no longer holds training item {shown(missing[0])} "
+                          f"({len(missing)} missing) at version {changes.version}")
+    added = changes.ids[~np.isin(changes.ids, trained)]
+    rows = np.fromiter((order[k] for k in np.concatenate([trained, added])), np.int64)
+    table = np.concatenate([np.zeros((1, changes.vectors.shape[1]), np.float32),
+                            changes.vectors[rows]])
+    return torch.from_numpy(table), added
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,28 +1,31 @@
-"""The Representation Center: a versioned item_id -> vector store on Arrow IPC files.
+"""The Representation Center: a versioned item_id -> vector store on LanceDB.
 
 Layout of a store folder::
 
-    CURRENT.json                 {"version": 3}  (replaced atomically: the commit point)
-    v000001.arrow ...            one Arrow IPC file per version: item_id (string),
-                                 vector (fixed_size_list<float32>[D])
-    v000001.json ...             that version's manifest: encoder artifact + hash, dim, dtype,
-                                 item count, parent version, time
+    items.lance/        the LanceDB table: item_id (string), vector (fixed_size_list<float32>[D]),
+                        written (int64: the table version whose commit wrote the row); its schema
+                        metadata ``mimrec.store`` = the encoder, its hash, dim and dtype
+    .lock               one writer at a time per folder (advisory lock)
 
-Why Arrow IPC: a well-kept columnar format that reads with zero copies into numpy, keeps ids
-and vectors in one file (one rename makes a version visible), and is readable from any language.
-A version file is written to a temporary name, flushed, and renamed; only then is ``CURRENT.json``
-switched. A writer killed at any point leaves the previous version readable.
+Why LanceDB: an embedded, columnar, versioned table format. Every write is one commit of a new
+manifest (a crash leaves the previous version readable, never a torn one); ``merge_insert`` upserts
+by id and writes only the rows it adds (plus a deletion file when it replaces one), so an add costs
+what it adds, not the catalogue; B-tree indices on ``item_id`` and ``written`` keep an upsert and
+a "what changed since version V" query cheap; old versions are kept under a retention policy
+(:mod:`mimrec.store.retention`) and can be rolled back to; the same table can live on object
+storage. Serving follows the latest version per request (:mod:`mimrec.store.follow`).
+
+A :class:`RepresentationCenter` is a snapshot of one version read into memory (ids + vectors),
+which is what a model's content table needs; lookups resolve ids by binary search.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +33,12 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from mimrec.artifacts import write_json_atomic
 from mimrec.errors import MimrecError
-from mimrec.processes import remove_stale_temps
 from mimrec.validation import id_problem, invalid_ids, shown
 
-CURRENT = "CURRENT.json"
+TABLE = "items"  # the LanceDB table name: <store>/items.lance
+INFO_KEY = b"mimrec.store"  # schema metadata key holding the StoreInfo as JSON
+LEGACY_CURRENT = "CURRENT.json"  # the commit point of the Arrow-file stores before LanceDB
 
 
 class UnknownItemError(MimrecError):
@@ -52,60 +55,111 @@ class StoreInfo:
     dtype: str = "float32"
 
 
-def _version_name(version: int) -> str:
-    return f"v{version:06d}"
+def table_path(folder: str | Path) -> Path:
+    """The LanceDB table folder inside a store folder."""
+    return Path(folder) / f"{TABLE}.lance"
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def run_of(folder: Path) -> Path:
+    """The run folder a store lives in (``RUN/index/<source>``), else the store folder itself."""
+    return folder.parent.parent if folder.parent.name == "index" else folder
 
 
-def _table_bytes(ids: np.ndarray, vectors: np.ndarray) -> bytes:
-    dim = vectors.shape[1]
-    flat = pa.array(vectors.astype(np.float32, copy=False).ravel())
-    table = pa.table({"item_id": pa.array(ids.astype(str)),
-                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+def check_format(folder: str | Path) -> Path:
+    """The store's table folder; a one-line error for a folder that holds no store, or a store in
+    the Arrow-file format of earlier mimrec versions (with the command that converts it)."""
+    folder = Path(folder)
+    path = table_path(folder)
+    if path.is_dir():
+        return path
+    if (folder / LEGACY_CURRENT).is_file():
+        raise MimrecError(f"{folder} is a store in the Arrow-file format of earlier mimrec "
+                          f"versions; convert it once with `mimrec store migrate {run_of(folder)}`")
+    raise MimrecError(f"{folder} is not a Representation Center (no {path.name}); build one with "
+                      "`mimrec index`")
+
+
+def open_table(folder: str | Path):  # -> lancedb.table.LanceTable
+    """The store's LanceDB table at its latest version."""
+    import lancedb
+
+    check_format(folder)
+    return lancedb.connect(str(folder)).open_table(TABLE)
+
+
+def open_dataset(folder: str | Path, version: int | None = None):  # -> lance.LanceDataset
+    """The store's Lance dataset (the table's columnar files) at ``version`` (None = latest)."""
+    import lance
+
+    path = check_format(folder)
+    try:
+        return lance.dataset(str(path), version=version)
+    except (ValueError, OSError) as exc:
+        if version is None:
+            raise MimrecError(f"{path}: cannot open the store table ({exc})") from None
+        kept = [v["version"] for v in lance.dataset(str(path)).versions()]
+        raise MimrecError(f"{folder}: version {version} does not exist (kept versions: "
+                          f"{_ranges(kept)})") from None
+
+
+def _ranges(versions: list[int]) -> str:
+    if not versions:
+        return "none"
+    return f"{versions[0]}..{versions[-1]}" if len(versions) > 1 else str(versions[0])
+
+
+def info_of(schema: pa.Schema, where: Path) -> StoreInfo:
+    """The :class:`StoreInfo` a table's schema metadata records."""
+    raw = (schema.metadata or {}).get(INFO_KEY)
+    if raw is None:
+        raise MimrecError(f"{where}: the table has no {INFO_KEY.decode()} metadata (not written "
+                          "by mimrec)")
+    return StoreInfo(**json.loads(raw))
+
+
+def arrow_rows(ids: np.ndarray, vectors: np.ndarray, written: int, info: StoreInfo) -> pa.Table:
+    """Rows in the table's schema (with the store's metadata)."""
+    dim = info.dim
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    table = pa.table({"item_id": pa.array([str(i) for i in ids], pa.string()),
+                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+                      "written": pa.array(np.full(len(ids), written, np.int64))})
+    return table.replace_schema_metadata({INFO_KEY: json.dumps(asdict(info)).encode()})
 
 
 class RepresentationCenter:
-    """A store folder opened at its current version (or a given one).
+    """A store folder read at its latest version (or a given one).
 
     Args:
         folder: the store folder.
-        version: a version number to open; None = the current one.
+        version: a version number to open; None = the latest one.
 
     Shapes: ``vectors`` (N, D) float32, row order = ``ids``.
     """
 
     def __init__(self, folder: str | Path, version: int | None = None) -> None:
         self.folder = Path(folder)
-        self.version = version if version is not None else current_version(self.folder)
-        name = _version_name(self.version)
-        path = self.folder / f"{name}.arrow"
-        if not path.is_file():
-            raise MimrecError(f"{self.folder}: version {self.version} does not exist ({path.name})")
-        self.manifest = json.loads((self.folder / f"{name}.json").read_text())
-        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-        self.ids = table.column("item_id").to_numpy(zero_copy_only=False).astype(str)
-        dim = self.manifest["dim"]
+        dataset = open_dataset(self.folder, version)
+        self.version = dataset.version
+        self.info = info_of(dataset.schema, self.folder)
+        table = dataset.to_table(columns=["item_id", "vector"])
+        self.ids = np.asarray(table.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
         flat = table.column("vector").combine_chunks().flatten().to_numpy()
-        self.vectors = flat.reshape(-1, dim).copy()  # (N, D), writable, detached from the mmap
+        self.vectors = flat.reshape(-1, self.info.dim).copy()  # (N, D), writable
+        self.manifest = {"version": self.version, "items": len(self.ids), "dim": self.info.dim,
+                         "dtype": self.info.dtype, "info": asdict(self.info)}
+        self._index_ids()
+
+    def _index_ids(self) -> None:
         self._order = np.argsort(self.ids, kind="stable")  # ids are resolved by binary search
         self._sorted_ids = self.ids[self._order]
         repeated = self._sorted_ids[1:] == self._sorted_ids[:-1]
-        if repeated.any():  # written before the store checked its ids; lookups would be ambiguous
+        if repeated.any():  # not written by upsert; lookups would be ambiguous
             raise MimrecError(
-                f"{path}: item id {shown(str(self._sorted_ids[1:][repeated][0]))} appears more "
-                f"than once; open an earlier version (set {CURRENT} to its number) or rebuild "
-                "the store with `mimrec index`")
-        self.info = StoreInfo(**self.manifest["info"])
+                f"{table_path(self.folder)}: item id {shown(str(self._sorted_ids[1:][repeated][0]))}"
+                f" appears more than once in version {self.version}; roll back to an earlier one "
+                f"(`mimrec store rollback {run_of(self.folder)} --version V`) or rebuild the store "
+                "with `mimrec index`")
 
     @property
     def dim(self) -> int:
@@ -181,12 +235,8 @@ class RepresentationCenter:
 
 
 def current_version(folder: str | Path) -> int:
-    """The version ``CURRENT.json`` of a store folder names (reads nothing else)."""
-    current = Path(folder) / CURRENT
-    if not current.is_file():
-        raise MimrecError(f"{folder} is not a Representation Center (no {CURRENT}); "
-                          "build one with `mimrec index`")
-    return json.loads(current.read_text())["version"]
+    """The latest version of a store (reads the table's manifest only, no vectors)."""
+    return open_dataset(folder).version
 
 
 @contextmanager
@@ -205,38 +255,7 @@ def writer_lock(folder: Path) -> Iterator[None]:
     """One writer at a time per store folder (an advisory lock on ``folder/.lock``)."""
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock"):
-        remove_stale_temps(folder, ".*.tmp-*")  # version files of killed writers
         yield
-
-
-def write_version(folder: str | Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,
-                  parent: int | None = None) -> int:
-    """Write a new version and make it current; returns its number.
-
-    The version file and its manifest are complete on disk before ``CURRENT.json`` changes.
-    """
-    folder = Path(folder)
-    with writer_lock(folder):
-        return _write_version(folder, ids, vectors, info, parent)
-
-
-def _write_version(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,
-                   parent: int | None) -> int:
-    check_ids(ids, folder)  # before numpy's fixed-width strings could cut a NUL off
-    ids = np.asarray(ids).astype(str)
-    if vectors.ndim != 2 or vectors.shape != (len(ids), info.dim):
-        raise MimrecError(f"vectors have shape {vectors.shape}, expected ({len(ids)}, {info.dim})")
-    version = _next_version(folder)
-    name = _version_name(version)
-    manifest = {"version": version, "parent": parent, "items": len(ids), "dim": info.dim,
-                "dtype": info.dtype, "info": info.__dict__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = folder / f".{name}.arrow.tmp-{os.getpid()}"
-    _fsync_write(tmp, _table_bytes(ids, vectors))
-    write_json_atomic(folder / f"{name}.json", manifest)
-    os.replace(tmp, folder / f"{name}.arrow")
-    write_json_atomic(folder / CURRENT, {"version": version})
-    return version
 
 
 def check_ids(ids: np.ndarray | list, folder: Path) -> None:
@@ -253,20 +272,63 @@ def check_ids(ids: np.ndarray | list, folder: Path) -> None:
                           "the new version; nothing was written")
 
 
-def _next_version(folder: Path) -> int:
-    existing = [int(p.stem[1:]) for p in folder.glob("v*.json") if p.stem[1:].isdigit()]
-    return max(existing, default=0) + 1
+def _check_shape(vectors: np.ndarray, n: int, dim: int) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape != (n, dim):
+        raise MimrecError(f"vectors have shape {vectors.shape}, expected ({n}, {dim})")
+    return vectors
 
 
-def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray) -> int:
-    """Add or replace items: a new version = current version + these rows. Returns its number."""
+def write_version(folder: str | Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo,
+                  parent: int | None = None) -> int:
+    """Write ``ids`` and ``vectors`` as the whole content of a new version (a new store, or one
+    that replaces every row of an existing one); returns the latest version number.
+
+    ``parent`` is accepted for callers of the Arrow-file store and ignored (the table's history
+    records the order of versions).
+    """
+    del parent
     folder = Path(folder)
+    check_ids(ids, folder)  # before numpy's fixed-width strings could cut a NUL off
+    vectors = _check_shape(vectors, len(np.asarray(ids)), info.dim)
     with writer_lock(folder):
-        check_ids(ids, folder)
-        center = RepresentationCenter(folder)
-        new_ids = np.asarray(ids).astype(str)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        keep = ~np.isin(center.ids, new_ids)
-        all_ids = np.concatenate([center.ids[keep], new_ids])
-        all_vectors = np.concatenate([center.vectors[keep], vectors.reshape(len(new_ids), -1)])
-        return _write_version(folder, all_ids, all_vectors, center.info, center.version)
+        return _write_all(folder, np.asarray(ids).astype(str), vectors, info)
+
+
+def _write_all(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: StoreInfo) -> int:
+    import lancedb
+    from lancedb.index import BTree
+
+    if (folder / LEGACY_CURRENT).is_file() and not table_path(folder).is_dir():
+        check_format(folder)  # never write a new table over an unconverted store
+    db = lancedb.connect(str(folder))
+    if table_path(folder).is_dir():
+        table = db.open_table(TABLE)
+        table.add(arrow_rows(ids, vectors, table.version + 1, info), mode="overwrite")
+    else:
+        table = db.create_table(TABLE, arrow_rows(ids, vectors, 1, info))
+    if len(ids):
+        table.create_index("item_id", config=BTree(), replace=True)
+        table.create_index("written", config=BTree(), replace=True)
+    return table.version
+
+
+def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray,
+           retention=None) -> int:
+    """Add or replace items in one commit (``merge_insert`` on ``item_id``); returns the version
+    that holds them. Then applies the retention policy (``retention``: a
+    :class:`~mimrec.store.retention.Retention`, None = its defaults)."""
+    from mimrec.store.retention import Retention, maintain
+
+    folder = Path(folder)
+    check_ids(ids, folder)
+    with writer_lock(folder):
+        table = open_table(folder)
+        info = info_of(table.schema, folder)
+        keys = np.asarray(ids).astype(str)
+        rows = arrow_rows(keys, _check_shape(vectors, len(keys), info.dim), table.version + 1,
+                          info)
+        result = (table.merge_insert("item_id").when_matched_update_all()
+                  .when_not_matched_insert_all().execute(rows))
+        maintain(folder, result.version, retention or Retention())
+        return result.version

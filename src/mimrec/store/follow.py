@@ -1,0 +1,58 @@
+"""Following a store from a serving process: the latest version per request, what changed since.
+
+Each row records the version that wrote it (``written``), so the rows that changed after version V
+are one indexed query (``written > V``), whose cost follows the rows changed, not the catalogue. A
+commit that removes rows (a rollback) rewrites every row, so a follower sees it as a change of
+everything and reloads the whole snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mimrec.store.center import info_of, open_dataset
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Rows written after a version, read at version ``version``.
+
+    ``complete`` is True when every row of the table changed (then ``ids`` / ``vectors`` are the
+    whole new snapshot and rows absent from them are gone).
+    """
+
+    version: int
+    ids: np.ndarray  # (M,) str
+    vectors: np.ndarray  # (M, D) float32
+    complete: bool
+
+
+class StoreFollower:
+    """An open store that says cheaply whether a newer version exists (one manifest look-up)
+    and reads only the rows written since a given version.
+
+    Args:
+        folder: the store folder.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._dataset = open_dataset(self.folder)
+        self.dim = info_of(self._dataset.schema, self.folder).dim
+
+    def latest(self) -> int:
+        """The latest committed version (acknowledged writes of every process included)."""
+        return self._dataset.latest_version
+
+    def changes(self, since: int) -> Changes:
+        """The rows written after version ``since``, read at the latest version."""
+        dataset = open_dataset(self.folder)
+        self._dataset = dataset
+        rows = dataset.to_table(columns=["item_id", "vector"], filter=f"written > {int(since)}")
+        ids = np.asarray(rows.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
+        flat = rows.column("vector").combine_chunks().flatten().to_numpy()
+        vectors = flat.reshape(-1, self.dim).astype(np.float32, copy=True)
+        return Changes(dataset.version, ids, vectors, len(ids) == dataset.count_rows())

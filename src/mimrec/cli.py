@@ -69,7 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="NAME",
                        help="a host name requests may name in their Host header (repeatable; "
                             "'*' = any); default: localhost, 127.0.0.1, ::1 and the --host")
+    add_store_parser(sub)
     return parser
+
+
+STORE_HELP = ("Look after a run's Representation Centers (LanceDB tables): list versions, gc, "
+              "rollback, migrate stores of the Arrow-file format.")
+
+
+def add_store_parser(sub: argparse._SubParsersAction) -> None:
+    """``mimrec store {versions,gc,rollback,migrate} RUN``."""
+    store = sub.add_parser("store", help=STORE_HELP, description=STORE_HELP)
+    actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("versions", "list the versions each store keeps"),
+                         ("gc", "compact, re-index and keep the last --keep versions"),
+                         ("rollback", "make --version V the latest version again"),
+                         ("migrate", "convert Arrow-file stores (older mimrec) to LanceDB")):
+        p = actions.add_parser(action, help=text, description=text)
+        p.add_argument("run", type=Path, help="a run folder (stores in RUN/index/) or a store")
+        p.add_argument("--source", default=None, help="one store of the run (raw, csft, ...)")
+        if action == "gc":
+            p.add_argument("--keep", type=int, default=10, help="versions to keep (default 10)")
+        if action == "rollback":
+            p.add_argument("--version", type=int, required=True, dest="to_version",
+                           help="the version to make the latest again")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args.run, args.host, args.port, args.model, args.threads, args.workers,
                   tuple(args.allowed_hosts))
+        elif args.command == "store":
+            from mimrec.store.commands import run_store_action
+
+            run_store_action(args.action, args.run, args.source, getattr(args, "keep", 10),
+                             getattr(args, "to_version", None))
         else:
             dispatch(args.command, args.config, args.overrides, args.out,
                      getattr(args, "replace", False))

@@ -68,7 +68,10 @@ def gc(folder: str | Path, keep: int) -> dict:
     """Compact, re-index and keep the last ``keep`` versions; files of writers that died
     mid-commit are removed too. Returns versions and bytes before and after."""
     folder = Path(folder)
-    retention = Retention(keep_versions=keep)
+    try:
+        retention = Retention(keep_versions=keep)
+    except ValueError as exc:
+        raise MimrecError(f"--keep: {exc}") from None
     with writer_lock(folder):
         before = (len(open_dataset(folder).versions()), folder_bytes(table_path(folder)))
         _tidy(folder, retention, reindex=True, delete_unverified=True)

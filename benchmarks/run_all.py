@@ -25,7 +25,7 @@ from write_results import write_results
 PY = sys.executable
 # Run only when named with --only: two torch threads per process are only meaningful on an idle
 # machine, and the default run stays within the hour on 2 cores.
-OPTIONAL = {"throughput_2threads"}
+OPTIONAL = {"throughput_2threads", "store_scale_1m"}
 
 
 def commands(run: Path) -> dict[str, list[str]]:
@@ -42,6 +42,10 @@ def commands(run: Path) -> dict[str, list[str]]:
         "text_encoding": [PY, "benchmarks/bench_text_encoding.py", "--threads", "2"],
         "store_lookup": [PY, "benchmarks/bench_store_lookup.py", "--run", str(run),
                          "--json", str(res / "store_lookup.json")],
+        "store_scale": [PY, "benchmarks/bench_store_scale.py", "--items", "100000",
+                        "--json", str(res / "store_scale.json")],
+        "store_scale_1m": [PY, "benchmarks/bench_store_scale.py", "--items", "1000000",
+                           "--json", str(res / "store_scale_1m.json")],
         "sample_builder": [PY, "benchmarks/bench_sample_builder.py"],
         "ctr_scaling": [PY, "benchmarks/bench_ctr_scaling.py", "--threads", "1",
                         "--json", str(res / "ctr_scaling.json")],

@@ -68,6 +68,27 @@ def throughput_rows(name: str, t: dict | None) -> tuple[list[str], list[str]]:
     return rows, summary
 
 
+def store_scale_rows(res: Path) -> list[str]:
+    """Summary rows of ``bench_store_scale.py`` runs (the targets of issue 16 are set at 1M)."""
+    rows = []
+    for name in ("store_scale", "store_scale_1m"):
+        s = _json(res, name)
+        if not s:
+            continue
+        size = f"{s['items']:,} x {s['dim']}, synthetic"
+        rows += [
+            f"| store lookup of {s['batch']} ids vs numpy ({size}) | {s['lookup_vs_numpy']:.2f}x | "
+            f">= 0.5x | {_verdict(s['lookup_vs_numpy'], 0.5)} | `{name}` |",
+            f"| store 1-item upsert p50 / p99 ms ({size}; {s['adds']} upserts) | "
+            f"{s['upsert_p50_ms']:.1f} / {s['upsert_p99_ms']:.1f} ms | <= 50 / 200 ms | "
+            f"{'met' if s['upsert_p50_ms'] <= 50 and s['upsert_p99_ms'] <= 200 else '**missed**'}"
+            f" | `{name}` |",
+            f"| store disk after {s['adds']} upserts / table bytes ({size}) | "
+            f"{s['disk_vs_table']:.3f}x | <= 1.2x | "
+            f"{'met' if s['disk_vs_table'] <= 1.2 else '**missed**'} | `{name}` |"]
+    return rows
+
+
 def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
     res = run / "results"
     here = str(Path.cwd()) + "/"  # commands as typed from the repository root
@@ -91,6 +112,7 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
             summary.append(f"| Representation Center `{op}` vs numpy fancy indexing "
                            f"({s['items']:,} x {s['dim']}, {key}) | {s[op]['ratio']:.2f}x | "
                            f">= 0.8x | {_verdict(s[op]['ratio'], 0.8)} | `store_lookup` |")
+    summary += store_scale_rows(res)
     scaling = _json(res, "ctr_scaling")
     if scaling:
         ratios = ", ".join(f"{k}x: {v['time_ratio']:.1f}" for k, v in scaling["sizes"].items())

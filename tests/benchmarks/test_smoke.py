@@ -38,6 +38,16 @@ def test_store_lookup_benchmark_smoke(tmp_path):
     assert "ratio ours/numpy" in r.stdout
 
 
+def test_store_scale_benchmark_smoke(tmp_path):
+    run(sys.executable, "benchmarks/bench_store_scale.py", "--smoke", "--json",
+        str(tmp_path / "r.json"))
+    result = json.loads((tmp_path / "r.json").read_text())
+    for key in ("items", "upsert_p50_ms", "upsert_p99_ms", "lookup_vs_numpy",
+                "disk_bytes_after_adds", "table_bytes", "open_s"):
+        assert result[key] > 0, key
+    assert result["items"] == 2000 and result["upsert_p99_ms"] >= result["upsert_p50_ms"]
+
+
 def test_ctr_throughput_benchmark_smoke(data_run, tmp_path):
     run(sys.executable, "benchmarks/bench_ctr_throughput.py", "--run", str(data_run), "--smoke",
         "--fuxictr", "--json", str(tmp_path / "r.json"))

@@ -171,6 +171,13 @@ def test_two_workers_both_score_an_item_added_through_either(run_copy):
             with httpx.Client(base_url=s.url, timeout=30) as c:
                 r = c.post("/v1/score", json={"history": history, "candidates": ["w0", "w1", "w2"]})
                 assert r.status_code == 200, r.text
+                near = c.get("/v1/items/w1/similar?k=3")
+                assert near.status_code == 200 and len(near.json()["similar"]) == 3
+        for _ in range(4):  # /metrics sums over the workers, whichever one answers
+            with httpx.Client(base_url=s.url, timeout=30, headers=AUTH) as c:
+                line = next(x for x in c.get("/metrics").text.splitlines() if x.startswith(
+                    'mimrec_requests_total{method="POST",route="/v1/score",status="200"}'))
+                assert float(line.split()[-1]) == 20.0
     finally:
         s.stop()
 

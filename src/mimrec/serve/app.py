@@ -1,6 +1,7 @@
 """The scoring service: a FastAPI app over one trained bundle.
 
 Routes: ``POST /v1/score``, ``POST /v1/items`` (write token), ``GET /v1/items/{id}``,
+``GET /v1/items/{id}/similar?k=`` (content neighbours from the store's vector search),
 ``GET /v1/items``, ``GET /v1/users`` and ``GET /v1/users/{id}/history`` (read token),
 ``GET /healthz``, ``GET /metrics`` (Prometheus text, read token), ``GET /`` (a small HTML page),
 ``/docs`` (OpenAPI). Hosts and tokens are checked before the body is read (:mod:`.access`); size
@@ -40,6 +41,7 @@ __all__ = ["TOKEN_ENV", "READ_TOKEN_ENV", "create_app", "app_from_env"]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # an item with an image; score requests are far smaller
 MAX_HEADER_BYTES = 16 * 1024  # names + values of all request headers
+MAX_SIMILAR = 100  # most neighbours one similarity request returns
 BODY_TIMEOUT_S = 30.0  # the whole body must have arrived this long after the request started
 ALLOWED_HOSTS_ENV = "MIMREC_ALLOWED_HOSTS"  # comma-separated, for worker processes
 log = logging.getLogger("mimrec.serve")
@@ -178,6 +180,13 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
     def get_item(item_id: str) -> dict:
         """What the service knows of one item."""
         return scorer.describe(item_id)
+
+    @app.get("/v1/items/{item_id}/similar")
+    def similar_items(item_id: str, k: Annotated[int, Query(ge=1, le=MAX_SIMILAR)] = 10
+                      ) -> dict:
+        """The ``k`` items with the nearest content vectors (cosine), from the store's vector
+        search: 404 for an unknown item."""
+        return {"item_id": item_id, "similar": scorer.similar(item_id, k)}
 
     @app.get("/v1/items")
     def list_items(limit: Annotated[int, Query(ge=1, le=5000)] = 300) -> list[dict]:

@@ -1,8 +1,15 @@
 """Prometheus metrics of the service (request counts and latencies by route, item counts), kept in
-a registry of their own and exposed in the Prometheus text format at ``/metrics``."""
+a registry of their own and exposed in the Prometheus text format at ``/metrics``.
+
+With several worker processes (``mimrec serve --workers N``) the server sets
+``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before the workers start: every worker then writes
+its values there and ``/metrics``, whichever worker answers, reports the sum over all workers
+(prometheus_client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -14,6 +21,7 @@ if TYPE_CHECKING:
     from mimrec.serve.scorer import Scorer
 
 ROUTES = ("/v1/score", "/v1/items", "/v1/users", "/healthz", "/metrics", "/")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5)
 
@@ -21,7 +29,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 
 def route_label(path: str) -> str:
     """A bounded route label: item and user ids are folded into the template."""
     if path.startswith("/v1/items/"):
-        return "/v1/items/{item_id}"
+        return ("/v1/items/{item_id}/similar" if path.rstrip("/").endswith("/similar")
+                else "/v1/items/{item_id}")
     if path.startswith("/v1/users/"):
         return "/v1/users/{user_id}/history"
     return path if path in ROUTES else "other"
@@ -32,12 +41,18 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        own: CollectorRegistry | None = self.registry
+        if os.environ.get(MULTIPROC_ENV):  # values live in files shared by the workers
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            MultiProcessCollector(self.registry)
+            own = None
         self.requests = Counter("mimrec_requests", "HTTP requests handled",
-                                ["method", "route", "status"], registry=self.registry)
+                                ["method", "route", "status"], registry=own)
         self.latency = Histogram("mimrec_request_seconds", "Request latency in seconds",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.items = Gauge("mimrec_items", "Items the service can score",
-                           ["kind"], registry=self.registry)
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=own)
+        self.items = Gauge("mimrec_items", "Items the service can score", ["kind"],
+                           registry=own, multiprocess_mode="mostrecent")
         self.content_type = CONTENT_TYPE_LATEST
 
     def set_items(self, scorer: Scorer) -> None:

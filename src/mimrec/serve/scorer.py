@@ -265,6 +265,21 @@ class Scorer:
                 "added_while_serving": key in self.added_fields,
                 "store_version": cat.store_version, "fields": fields}
 
+    def similar(self, item_id: Any, k: int) -> list[dict]:
+        """The ``k`` items whose content vectors are nearest this item's (cosine), from the
+        store's vector search at its latest version; the item itself is left out."""
+        if self._follower is None or self._content is None:
+            raise RequestError("item_id", "this bundle's model reads no content vectors: it "
+                                          "has no content similarity", status=409)
+        self.follow_store()
+        key = str(item_id)
+        pos = self.catalogue.index.get(key, 0)
+        if pos == 0:
+            raise RequestError("item_id", f"unknown item id {shown(item_id)}", status=404)
+        hits = self._follower.similar(self._content[pos].numpy(), k + 1)
+        return [{"item_id": i, "title": self.title(i), "similarity": round(sim, 6)}
+                for i, sim in hits if i != key][:k]
+
     def add_item(self, item_id: Any, fields: dict[str, Any], image: bytes | None,
                  attributes: list[str] | None) -> dict:
         """Encode an item from its content, upsert it into the store (a new version) and make it

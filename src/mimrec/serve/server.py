@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from mimrec.errors import MimrecError
@@ -14,8 +16,9 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     """Serve ``run`` (a finished ``mimrec run`` folder) until interrupted.
 
     With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle;
-    an item added through one is seen by the others at their next request (they follow the
-    store's ``CURRENT.json``). ``allowed_hosts``: the host names requests may name (default:
+    an item added through one is seen by the others at their next request (each request asks
+    the store for its latest version), and ``/metrics`` sums over the workers.
+    ``allowed_hosts``: the host names requests may name (default:
     :func:`default_hosts`).
     """
     import torch
@@ -23,6 +26,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
 
     from mimrec.serve.app import ALLOWED_HOSTS_ENV, READ_TOKEN_ENV, TOKEN_ENV, create_app
     from mimrec.serve.bundle import load_bundle
+    from mimrec.serve.metrics import MULTIPROC_ENV
     from mimrec.serve.protocol import BoundedHttpToolsProtocol
     from mimrec.serve.scorer import Scorer
 
@@ -56,9 +60,14 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         uvicorn.run(app, **options)
         return
     del app, scorer, bundle  # checked above; each worker process loads its own copy
+    metrics_dir = tempfile.mkdtemp(prefix="mimrec-metrics-")  # /metrics sums over the workers
     os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
-                       "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts)})
-    uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, **options)
+                       "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts),
+                       MULTIPROC_ENV: metrics_dir})
+    try:
+        uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, **options)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def default_hosts(host: str) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimrec.store.center import info_of, open_dataset
+from mimrec.store.center import info_of, open_dataset, open_table
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class StoreFollower:
         self.folder = Path(folder)
         self._dataset = open_dataset(self.folder)
         self.dim = info_of(self._dataset.schema, self.folder).dim
+        self._table = None  # the LanceDB handle for vector search, opened on first use
 
     def latest(self) -> int:
         """The latest committed version (acknowledged writes of every process included)."""
@@ -56,3 +57,16 @@ class StoreFollower:
         flat = rows.column("vector").combine_chunks().flatten().to_numpy()
         vectors = flat.reshape(-1, self.dim).astype(np.float32, copy=True)
         return Changes(dataset.version, ids, vectors, len(ids) == dataset.count_rows())
+
+    def similar(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The ``k`` items nearest ``vector`` (cosine) at the latest version, nearest first, as
+        (item id, cosine similarity); LanceDB's vector search (its ANN index when the table has
+        one, an exact scan otherwise)."""
+        if self._table is None:
+            self._table = open_table(self.folder)
+        self._table.checkout_latest()
+        hits = (self._table.search(np.asarray(vector, np.float32)).distance_type("cosine")
+                .select(["item_id"]).limit(k).to_arrow())
+        ids = hits.column("item_id").to_pylist()
+        distances = hits.column("_distance").to_numpy()
+        return [(str(i), float(1.0 - d)) for i, d in zip(ids, distances, strict=True)]

@@ -15,6 +15,7 @@ one, only the rows written since are read and applied.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -230,6 +231,7 @@ class Scorer:
 
     def popular_items(self, limit: int) -> list[dict]:
         """Items added while serving (newest first), then the catalogue by training popularity."""
+        self.follow_store()
         cat = self.catalogue
         added = [str(i) for i in cat.ids[cat.num_trained:]][::-1]
         by_count = np.argsort(-self.bundle.samples.item_train_count, kind="stable")
@@ -247,6 +249,7 @@ class Scorer:
     def describe(self, item_id: Any) -> dict:
         """What the service knows of an item: its fields, whether the ID model saw it in
         training, and the store version that holds its content vector."""
+        self.follow_store()
         key = str(item_id)
         cat = self.catalogue
         pos = cat.index.get(key, 0) - 1
@@ -347,6 +350,10 @@ class Scorer:
         cat = self.catalogue
         changes = self._follower.changes(cat.store_version)
         if changes.version == cat.store_version:
+            return
+        if not changes.complete and not len(changes.ids):  # compaction: same rows, new version
+            model, tables, _ = self._snapshot
+            self._snapshot = (model, tables, dataclasses.replace(cat, store_version=changes.version))
             return
         trained = cat.ids[: cat.num_trained]
         if changes.complete:

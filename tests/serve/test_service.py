@@ -228,10 +228,29 @@ def test_the_real_server_refuses_foreign_hosts_huge_heads_and_bad_ids(server):
     assert ok.status_code == 201, ok.text
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its child processes (uvicorn's workers), from /proc."""
+    from pathlib import Path
+
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return [pid, *children]
+
+
 @pytest.mark.slow
-def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy):
-    """Items are added from 4 threads while the server is killed with SIGKILL, twice: every item
-    that got a 201 is served after the restart, and the store holds no duplicate id."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy, workers):
+    """Items are added from 4 threads while the server (every worker process) is killed with
+    SIGKILL, twice: every item that got a 201 is served after the restart, and the store holds
+    no duplicate id."""
+    import os
     import signal
     import threading
     import time
@@ -242,7 +261,7 @@ def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy):
 
     acknowledged: list[str] = []
     for round_ in range(2):
-        s = Server(run_copy)
+        s = Server(run_copy, TOKEN, "--workers", str(workers))
         stop = threading.Event()
 
         def add(worker: int, url: str = s.url, stop: threading.Event = stop,
@@ -268,7 +287,8 @@ def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy):
                and time.monotonic() < deadline):
             time.sleep(0.05)
         time.sleep(0.1 * round_)  # kill at another point of the write
-        s.proc.send_signal(signal.SIGKILL)
+        for pid in _process_tree(s.proc.pid):
+            os.kill(pid, signal.SIGKILL)
         s.proc.wait()
         stop.set()
         for t in threads:
@@ -283,4 +303,5 @@ def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy):
         s.stop()
     center = RepresentationCenter(run_copy / "index" / "csft")
     assert len(set(center.ids)) == len(center.ids)
-    print(f"kill -9 runs: 2, acknowledged items: {len(acknowledged)}, lost: {len(missing)}")
+    print(f"kill -9 runs: 2 ({workers} worker(s)), acknowledged items: {len(acknowledged)}, "
+          f"lost: {len(missing)}")

@@ -124,16 +124,18 @@ def main(argv: list[str] | None = None) -> int:
 def dispatch(command: str, config: Path, overrides: list[str], out: Path,
              replace: bool = False) -> None:
     """Load the config and run one subcommand (heavy imports happen here, not at --help)."""
-    from rich.console import Console
-
     from mimrec import pipeline
     from mimrec.config import load_config
+    from mimrec.runlog import LoggedConsole, log_path
 
     cfg = load_config(config, overrides)
     if out.exists() and not out.is_dir():
         raise MimrecError(f"--out {out}: exists and is not a folder (a run folder holds one "
                           "folder per stage)")
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = LoggedConsole(log_path(out), **({} if sys.stdout.isatty() else {"width": 160}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: worker 0 speaks for the run
+        console.write_log(f"== mimrec {command} {config} --out {out}"
+                          + "".join(f" --set {o}" for o in overrides))
     match command:
         case "run":
             pipeline.run_all(cfg, out, console)

@@ -1,27 +1,16 @@
 """The CTR stage trains the same models whether one after another or in worker processes."""
 
+import io
 import json
 
 import numpy as np
 import pytest
+from rich.console import Console
 
-from mimrec.artifacts import write_manifest
 from mimrec.ctr.config import CtrConfig, ModelConfig, TrainConfig
 from mimrec.ctr.stage import run_ctr
-from mimrec.data.config import DataConfig
-from mimrec.data.stage import run_data
-from mimrec.store.center import StoreInfo, write_version
 
-
-@pytest.fixture
-def artifacts(ml_slice, tmp_path):
-    data_cfg = DataConfig(dataset="files", path=str(ml_slice), user_features=("gender",))
-    data = run_data(data_cfg, tmp_path / "data")
-    vectors = np.random.default_rng(0).normal(size=(len(data.items), 8)).astype(np.float32)
-    write_version(tmp_path / "index" / "csft", data.items["item_id"].to_numpy(), vectors,
-                  StoreInfo("csft", "test", 8))
-    write_manifest(tmp_path / "index", "index", {})
-    return data_cfg, data, tmp_path / "index"
+from .test_watch import check_epoch_lines
 
 
 @pytest.mark.parametrize("workers", [2])
@@ -34,7 +23,10 @@ def test_workers_give_the_same_models_as_one_process(artifacts, tmp_path, worker
     many_cfg = CtrConfig(model=cfg.model, variants=cfg.variants,
                          train=TrainConfig(max_epochs=1, seeds=(0, 1), threads=1,
                                            workers=workers))
-    many = run_ctr(many_cfg, data_cfg, data, tmp_path / "many", index_dir=index)
+    terminal = io.StringIO()
+    many = run_ctr(many_cfg, data_cfg, data, tmp_path / "many",
+                   Console(file=terminal, width=120), index_dir=index)
+    check_epoch_lines(terminal.getvalue(), many, 1)  # the workers' epochs reach the terminal
     assert list(one) == list(many) == ["din-seed0", "din-seed1", "ciubm-seed0", "ciubm-seed1"]
     with np.load(tmp_path / "one" / "predictions.npz") as a, \
             np.load(tmp_path / "many" / "predictions.npz") as b:

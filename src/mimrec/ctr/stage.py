@@ -28,14 +28,22 @@ from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.kept import KeptModels, kept_models
 from mimrec.ctr.model import CiUBM
-from mimrec.ctr.train import Batchable, batchable, fit, predict, resolve_device, seed_everything
+from mimrec.ctr.train import (
+    Batchable,
+    EpochCallback,
+    batchable,
+    fit,
+    predict,
+    resolve_device,
+    seed_everything,
+)
 from mimrec.ctr.variants import model_specs
+from mimrec.ctr.watch import EpochLines, init_worker, send_epoch
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
-from mimrec.processes import die_with_parent
 from mimrec.serialize import to_dict
 from mimrec.store.center import RepresentationCenter
 
@@ -68,10 +76,11 @@ def spec_record(spec: ModelSpec) -> dict:
 
 def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
               splits: dict[str, Batchable], progress: Progress | None,
-              content: torch.Tensor | None, start_weights: dict | None = None
-              ) -> tuple[CiUBM, dict]:
+              content: torch.Tensor | None, start_weights: dict | None = None,
+              on_epoch: EpochCallback | None = None) -> tuple[CiUBM, dict]:
     """Train one model with one seed; returns the model (best epoch) and its training record.
-    ``start_weights``: the trained weights of ``spec.init_from`` (same seed), kept frozen."""
+    ``start_weights``: the trained weights of ``spec.init_from`` (same seed), kept frozen;
+    ``on_epoch`` receives each epoch's record as it ends."""
     seed_everything(seed, cfg.train.deterministic)
     model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
     model.mark_trained(splits["train"].item)
@@ -80,7 +89,7 @@ def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
     model = model.to(resolve_device(cfg.train.device))
     start = time.perf_counter()
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress,
-              judge_start=start_weights is not None)
+              judge_start=start_weights is not None, on_epoch=on_epoch)
     seconds = time.perf_counter() - start
     samples_seen = len(splits["train"]) * len(log)
     return model, {"model": spec.name, "seed": seed, "spec": spec_record(spec),
@@ -90,14 +99,17 @@ def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
 
 def train_and_save(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
                    splits: dict[str, Batchable], content: torch.Tensor | None, folder: Path,
-                   progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict]:
+                   progress: Progress | None, on_epoch: EpochCallback | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train one model, save its weights into ``folder``; returns its valid and test
-    probabilities and its training record. A model with ``init_from`` starts from that model's
-    weights file in ``folder`` (trained first)."""
+    probabilities and its training record (``epochs``: one record per epoch, the history).
+    A model with ``init_from`` starts from that model's weights file in ``folder`` (trained
+    first)."""
     start = None
     if spec.init_from:
         start = load_file(folder / f"{spec.init_from}-seed{seed}.safetensors")
-    model, record = train_one(cfg, spec, seed, tables, splits, progress, content, start)
+    model, record = train_one(cfg, spec, seed, tables, splits, progress, content, start,
+                              on_epoch)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
               folder / f"{model_key(spec, seed)}.safetensors")
     return predict(model, splits["valid"]), predict(model, splits["test"]), record
@@ -121,43 +133,51 @@ def _splits(data: DataArtifact) -> dict[str, Batchable]:
 
 def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_dir: Path | None,
                 spec: ModelSpec, seed: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """One model in a worker process: reload the artifacts, train, save (see ``workers``)."""
+    """One model in a worker process: reload the artifacts, train, save (see ``workers``);
+    each epoch's record goes to the parent as it ends (:mod:`mimrec.ctr.watch`)."""
     torch.set_num_threads(cfg.train.threads or 1)
     data = read_data(data_folder)
     content, store = _content_of(spec, data.items, index_dir)
+    key = model_key(spec, seed)
     valid, test, record = train_and_save(cfg, spec, seed, feature_tables(data, data_cfg),
-                                         _splits(data), content, folder, None)
+                                         _splits(data), content, folder, None,
+                                         lambda epoch: send_epoch(key, epoch))
     return valid, test, {**record, "content": store}
 
 
 def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
-               index_dir: Path | None, progress: Progress):
+               index_dir: Path | None, progress: Progress, lines: EpochLines):
     """Yield ``(spec, seed, valid, test, record)`` for every model as it is trained, models
     that start from scratch first (then those that start from one of them), each x seeds; with
     ``workers`` > 1 the models train in a process pool, a model that starts from another as
-    soon as that one is done, and are yielded in the same order."""
+    soon as that one is done, and are yielded in the same order. Every epoch is printed by
+    ``lines`` as it ends, in either case."""
     specs = model_specs(cfg)
     order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
     if cfg.train.workers > 1:
-        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order)
+        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order, lines)
         return
     tables, splits = feature_tables(data, data_cfg), _splits(data)
     for spec in order:
         content, store = _content_of(spec, data.items, index_dir)
         for seed in cfg.train.seeds:
+            key = model_key(spec, seed)
             valid, test, record = train_and_save(cfg, spec, seed, tables, splits, content,
-                                                 folder, progress)
+                                                 folder, progress,
+                                                 lambda epoch, key=key: lines(key, epoch))
             yield spec, seed, valid, test, {**record, "content": store}
 
 
 def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
-                   index_dir: Path | None, specs: list[ModelSpec]):
-    """The models of :func:`_train_all` in ``workers`` processes, yielded in job order."""
+                   index_dir: Path | None, specs: list[ModelSpec], lines: EpochLines):
+    """The models of :func:`_train_all` in ``workers`` processes, yielded in job order; the
+    workers' epoch records are printed while the parent waits."""
     jobs = [(spec, s) for spec in specs for s in cfg.train.seeds]
     ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
     done: dict[tuple[str, int], tuple] = {}
     with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx,
-                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+                             initializer=init_worker, initargs=(os.getpid(), events)) as pool:
         running: dict = {}
         waiting, next_out = list(jobs), 0
         while waiting or running:
@@ -166,9 +186,12 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
                 waiting.remove((spec, seed))
                 running[pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, spec,
                                     seed, folder)] = (spec.name, seed)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            lines.drain(events)
             for future in finished:
-                done[running.pop(future)] = future.result()
+                name, seed = running.pop(future)
+                done[name, seed] = future.result()
+                lines.finish(f"{name}-seed{seed}", len(done[name, seed][2]["epochs"]), events)
             while next_out < len(jobs) and (jobs[next_out][0].name, jobs[next_out][1]) in done:
                 spec, seed = jobs[next_out]
                 yield spec, seed, *done[spec.name, seed]
@@ -200,8 +223,9 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         kept.copy_into(tmp)
         if records:
             console.print(f"  keeping {', '.join(records)} (not retrained; --replace drops them)")
+        lines = EpochLines(console, cfg.train.max_epochs)
         for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
-                                                            index_dir, progress):
+                                                            index_dir, progress, lines):
             key = model_key(spec, seed)
             if not (np.isfinite(valid).all() and np.isfinite(probs).all()):
                 raise MimrecError(f"ctr: {key} predicts NaN or infinity (training diverged; try "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,30 +145,43 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
     return total / max(steps, 1)
 
 
+EpochCallback = Callable[[dict], None]
+
+
 def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
-        progress: Progress | None = None, judge_start: bool = False) -> list[dict]:
+        progress: Progress | None = None, judge_start: bool = False,
+        on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train with early stopping on valid AUC; the best epoch's weights are restored in place.
 
     With ``cfg.ema_decay > 0`` the weights judged on valid (and restored) are an exponential
     moving average of the trained weights, batch-norm statistics included. With
     ``judge_start`` the starting weights are a candidate too (epoch 0): a model that starts
     from a trained one ends no worse than it on valid. Only parameters that require gradients
-    are trained.
+    are trained. ``on_epoch``, when given, receives each epoch's record as soon as it is known.
 
-    Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``.
+    Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``, ``seconds`` (since
+    the start of training).
     """
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model
     best_auc, best_state, since_best, log = -1.0, None, 0, []
+    start = time.perf_counter()
+
+    def record(epoch: int, loss: float | None, valid_auc: float) -> None:
+        log.append({"epoch": epoch, "train_loss": loss, "valid_auc": valid_auc,
+                    "seconds": time.perf_counter() - start})
+        if on_epoch is not None:
+            on_epoch(dict(log[-1]))
+
     if judge_start:
         best_auc = auc(valid.label.numpy(), predict(model, valid))
         best_state = copy.deepcopy(model.state_dict())
-        log.append({"epoch": 0, "train_loss": None, "valid_auc": best_auc})
+        record(0, None, best_auc)
     for epoch in range(1, cfg.max_epochs + 1):
         loss = train_epoch(model, train, opt, cfg, progress, epoch, ema)
         valid_auc = auc(valid.label.numpy(), predict(judged, valid))
-        log.append({"epoch": epoch, "train_loss": loss, "valid_auc": valid_auc})
+        record(epoch, loss, valid_auc)
         if valid_auc > best_auc:
             best_auc, best_state, since_best = valid_auc, copy.deepcopy(judged.state_dict()), 0
         else:

@@ -41,6 +41,14 @@ def test_run_writes_every_artifact_and_the_report(ml_slice, tiny_text, tmp_path)
     assert sum(b["n"] for b in din["buckets"].values()) == report["data"]["test"]["events"]
     assert (out / "report.md").read_text().startswith("# mimrec report")
     assert (out / "report_buckets.png").stat().st_size > 1000
+    assert (out / "report_curves.png").stat().st_size > 1000
+    assert "![Training curves](report_curves.png)" in (out / "report.md").read_text()
+    assert "din-seed1 epoch 1/1: train loss" in r.stdout
+    log = (out / "logs" / "run.log").read_text()  # every stage's lines, time-stamped
+    for line in ("== mimrec run", "data: files", "pretrain: item encoder", "csft:", "index:",
+                 "train: din, ciubm", "din-seed0 epoch 1/1: train loss", "ciubm-seed1: test AUC",
+                 "report:"):
+        assert line in log, line
     for stage in ("data", "pretrain", "csft", "index", "ctr"):
         manifest = json.loads((out / stage / "manifest.json").read_text())
         assert manifest["stage"] == stage and manifest["hash"] and manifest["config"]

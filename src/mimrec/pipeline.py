@@ -109,7 +109,8 @@ def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:
     console.print(report["selection"])
     if any(m.get("vs_baseline_buckets") for m in report["models"].values()):
         console.print(bucket_table(report))
-    console.print(f"report: {out / 'report.md'} (also report.json, report_buckets.png)")
+    console.print(f"report: {out / 'report.md'} (also report.json, report_buckets.png, "
+                  "report_curves.png)")
     return report
 
 

@@ -76,3 +76,24 @@ def test_split_report_gives_the_oracle_and_the_gap_each_model_closes():
     rows["click_probability"] = np.full(len(truth), np.nan)
     unknown = split_report(EvalConfig(bootstrap_resamples=0), rows, predictions)
     assert unknown["oracle"] is None and "oracle_gap_closed" not in unknown["models"]["ciubm"]
+
+
+def test_training_curves_are_drawn_from_the_epoch_history(tmp_path):
+    import matplotlib.image
+
+    from mimrec.eval.plot import plot_training_curves
+
+    records = {f"{m}-seed{s}": {"model": m, "seed": s, "epochs": [
+        *([{"epoch": 0, "train_loss": None, "valid_auc": 0.70}] if m == "ciubm" else []),
+        {"epoch": 1, "train_loss": 0.60, "valid_auc": 0.71},
+        {"epoch": 2, "train_loss": 0.55, "valid_auc": 0.72}]}
+        for m in ("din", "ciubm") for s in (0, 1)}
+    path = tmp_path / "curves.png"
+    assert plot_training_curves(records, path)
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] == 480 and image.shape[1] == 1200  # 10 x 4 inches at 120 dpi
+    assert image[..., :3].std() > 0.05  # lines were drawn, not a blank canvas
+    assert not list(tmp_path.glob(".*tmp*"))
+    assert not plot_training_curves({"din-seed0": {"model": "din", "seed": 0}},
+                                    tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

@@ -34,3 +34,39 @@ def plot_bucket_auc(models: dict[str, dict], path: Path) -> None:
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def plot_training_curves(records: dict[str, dict], path: Path) -> bool:
+    """Two panels, train loss and valid AUC per epoch, one line per trained model and seed
+    (colour = model, line style = seed; epoch 0 = the starting weights of a model that starts
+    from another). ``records``: the ctr manifest's per-model records, each with ``epochs``.
+    Returns False (and writes nothing) when no record has an epoch history."""
+    curves = {key: r["epochs"] for key, r in records.items() if r.get("epochs")}
+    if not curves:
+        return False
+    names = sorted({r.get("model", key.rsplit("-seed", 1)[0]) for key, r in records.items()})
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    styles = ("-", "--", ":", "-.")
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (key, epochs) in enumerate(curves.items()):
+        name = records[key].get("model", key.rsplit("-seed", 1)[0])
+        seed = records[key].get("seed", i)
+        style = {"color": colours[name], "linestyle": styles[int(seed) % len(styles)],
+                 "marker": "o", "markersize": 3}
+        trained = [e for e in epochs if e.get("train_loss") is not None]
+        loss_ax.plot([e["epoch"] for e in trained], [e["train_loss"] for e in trained],
+                     label=key, **style)
+        auc_ax.plot([e["epoch"] for e in epochs], [e["valid_auc"] for e in epochs], label=key,
+                    **style)
+    loss_ax.set(xlabel="epoch", ylabel="train loss (BCE)", title="train loss")
+    auc_ax.set(xlabel="epoch", ylabel="valid AUC", title="valid AUC (early stopping)")
+    for ax in (loss_ax, auc_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    auc_ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True

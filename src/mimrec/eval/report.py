@@ -13,7 +13,7 @@ from mimrec.data.samples import BUCKETS, TEST, VALID
 from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import ctr_metrics, rela_impr
-from mimrec.eval.plot import plot_bucket_auc
+from mimrec.eval.plot import plot_bucket_auc, plot_training_curves
 from mimrec.eval.selection import selection_line, valid_best, valid_scores
 from mimrec.eval.significance import bucket_bootstrap, paired_bootstrap
 
@@ -122,7 +122,8 @@ def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
-    """Write report.json / report.md / report_buckets.png into ``out``; returns the report.
+    """Write report.json / report.md / report_buckets.png / report_curves.png (train loss and
+    valid AUC per epoch of every model) into ``out``; returns the report.
 
     Every metric is recomputed from the saved valid and test predictions and the data artifact.
     The report's ``models`` and ``oracle`` are the test split's; ``valid`` holds the same for
@@ -150,9 +151,11 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
         report["note"] = PROTOCOL_NOTES[protocol]
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "report.json", _finite(report))
+    curves = False
     if cfg.plot:
         plot_bucket_auc(test["models"], out / "report_buckets.png")
-    (out / "report.md").write_text(render_markdown(report, cfg.plot))
+        curves = plot_training_curves(records, out / "report_curves.png")
+    (out / "report.md").write_text(render_markdown(report, cfg.plot, curves))
     return report
 
 
@@ -309,8 +312,8 @@ def alignment_lines(alignment: dict) -> list[str]:
     return rows
 
 
-def render_markdown(report: dict, with_plot: bool) -> str:
-    """The human-readable report."""
+def render_markdown(report: dict, with_plot: bool, with_curves: bool = False) -> str:
+    """The human-readable report (``with_curves``: show report_curves.png)."""
     lines = ["# mimrec report", ""]
     if report.get("models"):
         seeds = next(iter(report["models"].values()))["seeds"]
@@ -321,6 +324,10 @@ def render_markdown(report: dict, with_plot: bool) -> str:
                   f"{report['selection']}.", "", *split_section(report, "Test")]
         if with_plot:
             lines += ["![AUC per popularity bucket](report_buckets.png)", ""]
+        if with_curves:
+            lines += ["Training curves (train loss and valid AUC per epoch; epoch 0 is the "
+                      "starting weights of a model started from another):", "",
+                      "![Training curves](report_curves.png)", ""]
     if report.get("valid") and report["valid"]["models"]:
         lines += [f"## CTR ({report['protocol']}, valid split: where choices are made)", "",
                   *split_section({"baseline": report["baseline"], **report["valid"]}, "Valid")]

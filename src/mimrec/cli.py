@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="NAME",
                        help="a host name requests may name in their Host header (repeatable; "
                             "'*' = any); default: localhost, 127.0.0.1, ::1 and the --host")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per request (client, method, path, status) on stderr "
+                            "(default: off)")
     add_store_parser(sub)
     return parser
 
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             from mimrec.serve.server import serve
 
             serve(args.run, args.host, args.port, args.model, args.threads, args.workers,
-                  tuple(args.allowed_hosts))
+                  tuple(args.allowed_hosts), args.access_log)
         elif args.command == "store":
             from mimrec.store.commands import run_store_action
 

@@ -40,6 +40,29 @@ def trained_run(ml100k, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory) -> Path:
+    """A finished P4 run: a catalogue of product photos (PNG bytes) with categorical features
+    ``class`` and ``brand``, tiny random towers, one epoch (read-only: copy before writing)."""
+    from tests.encoders.tiny_towers import save_tiny_image_weights
+    from tests.pretrain.test_fashion import synthetic_fashion
+
+    root = tmp_path_factory.mktemp("image-run")
+    synthetic_fashion(root / "fm", 200, seed=0)
+    out = root / "run"
+    cmd = [sys.executable, "-m", "mimrec", "run", "configs/fashion_ctr.toml", "--out", str(out),
+           "--set", f"data.path={root / 'fm'}", "--set", "data.p4.users=60",
+           "--set", "data.p4.items_per_class=6",
+           "--set", f"encoder.text_model={save_tiny_text_model(root / 'bert')}",
+           "--set", f"encoder.image_model={save_tiny_image_weights(root / 'lite0.safetensors')}",
+           "--set", "csft.batch_size=32", "--set", "ctr.train.workers=1",
+           "--set", "eval.bootstrap_resamples=0", *QUICK, "--set", "ctr.train.seeds=[0]",
+           "--set", "ctr.model.ciubm_from_din=false"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 @pytest.fixture
 def run_copy(trained_run, tmp_path) -> Path:
     """A writable copy of the trained run."""

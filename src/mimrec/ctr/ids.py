@@ -99,9 +99,22 @@ class ItemVectors(nn.Module):
         """Indices into the ID tables: items added after training read as unknown (0)."""
         return torch.where(items <= self.num_ids, items, torch.zeros_like(items))
 
+    def extend_features(self, rows: list[np.ndarray]) -> None:
+        """Give items added after training their categorical features: ``rows[k]`` is an
+        (A, M_k) matrix of bag ``k``'s vocabulary indices (0 = no value) for model indices
+        ``num_ids + 1 ..`` in order. Replaces any earlier extension; training rows stay."""
+        for bag, extra in zip(self.features, rows, strict=True):
+            trained = bag.index[: self.num_ids + 1]  # (1 + I, M)
+            extra = torch.as_tensor(extra, dtype=torch.long, device=trained.device)
+            bag.index = torch.cat([trained, extra.reshape(-1, trained.shape[1])])
+
+    def feature_rows(self, items: torch.Tensor, bag: FeatureBag) -> torch.Tensor:
+        """Rows of a feature table: items past it (added, no features given) read as 0."""
+        return torch.where(items < bag.index.shape[0], items, torch.zeros_like(items))
+
     def forward(self, items: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         ids = self.id_index(items)
-        parts = [bag(ids) for bag in self.features]
+        parts = [bag(self.feature_rows(items, bag)) for bag in self.features]
         if self.id_embedding is not None:
             id_vectors = self.id_embedding(ids)
             if self.cold_id is not None:

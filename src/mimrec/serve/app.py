@@ -35,7 +35,7 @@ from mimrec.serve.access import LOOPBACK_HOSTS, READ_TOKEN_ENV, TOKEN_ENV, Acces
 from mimrec.serve.limits import RequestLimits
 from mimrec.serve.metrics import ServiceMetrics
 from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, RequestError, Scorer
-from mimrec.validation import text_problem
+from mimrec.validation import MAX_TOKENS, text_problem
 
 __all__ = ["TOKEN_ENV", "READ_TOKEN_ENV", "create_app", "app_from_env"]
 
@@ -69,7 +69,10 @@ class ScoreResponse(BaseModel):
 
 
 class ItemRequest(BaseModel):
-    """A new (or changed) item. Extra fields are its text fields by catalogue name (``title``)."""
+    """A new (or changed) item. Extra fields are its text fields (``title``) and the CTR model's
+    categorical item features (``genres``, ``category``: a value or a list of values) by
+    catalogue name. A categorical value training never saw reads as "no value" and is named in
+    the answer's ``unknown_values``."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
         {"item_id": "new-1", "title": "Toy Story 5", "year": "2026",
@@ -87,6 +90,10 @@ class ItemResponse(BaseModel):
     added_while_serving: bool
     store_version: int | None
     fields: dict[str, Any]
+    has_image: bool = Field(default=False, description="GET /v1/items/{id}/image serves it")
+    unknown_values: dict[str, list[str]] = Field(
+        default_factory=dict, description="categorical values of an added item that training "
+        "never saw: the model reads them as no value")
 
 
 def error_body(items: list[tuple[str, str]], summary: str = "invalid request") -> dict:
@@ -163,12 +170,15 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
         """Encode an item from its content and make it scorable at once (persisted). Needs the
         write token (``Authorization: Bearer ...``)."""
         fields = dict(req.model_extra or {})
-        allowed = scorer.text_fields
+        text, categorical = scorer.text_fields, scorer.item_features
         for name, value in fields.items():
-            if name not in allowed:
+            if name not in text and name not in categorical:
                 raise RequestError(name, "unknown field (text fields of this catalogue: "
-                                         f"{', '.join(allowed) or 'none'}; also image, attributes)")
-            problem = text_problem(value)
+                                         f"{', '.join(text) or 'none'}; categorical features: "
+                                         f"{', '.join(categorical) or 'none'}; also image, "
+                                         "attributes)")
+            problem = (text_problem(value) if name in text
+                       else categorical_problem(value))
             if problem:
                 raise RequestError(name, problem)
         image = _decode_base64(req.image) if req.image is not None else None
@@ -187,6 +197,17 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
         """The ``k`` items with the nearest content vectors (cosine), from the store's vector
         search: 404 for an unknown item."""
         return {"item_id": item_id, "similar": scorer.similar(item_id, k)}
+
+    @app.get("/v1/items/{item_id}/image", responses={200: {"content": {"image/png": {},
+                                                                       "image/jpeg": {}}}})
+    def item_image(item_id: str) -> Response:
+        """An item's picture (the catalogue's, or the one uploaded with ``POST /v1/items``)."""
+        scorer.describe(item_id)  # 404 for an unknown id
+        data = scorer.image(item_id)
+        if data is None:
+            raise RequestError("item_id", f"item {item_id!r} has no image", status=404)
+        return Response(data, media_type=image_type(data),
+                        headers={"Cache-Control": "no-cache"})
 
     @app.get("/v1/items")
     def list_items(limit: Annotated[int, Query(ge=1, le=5000)] = 300) -> list[dict]:
@@ -212,7 +233,8 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
         cat = scorer.catalogue
         return {"status": "ok", "model": scorer.bundle.model_key, "items": len(cat.ids),
                 "store_version": cat.store_version, "can_add_items": scorer.can_add_items,
-                "text_fields": list(scorer.text_fields)}
+                "text_fields": list(scorer.text_fields),
+                "item_features": list(scorer.item_features), "images": scorer.has_images}
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -223,6 +245,30 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
         return HTMLResponse(files("mimrec.serve").joinpath("static/index.html").read_text())
 
     return app
+
+
+def categorical_problem(value: Any) -> str | None:
+    """Why a categorical feature value is refused: a string or integer, or a list of them."""
+    values = value if isinstance(value, list) else [value]
+    if len(values) > MAX_TOKENS:
+        return f"a list has at most {MAX_TOKENS:,} entries, got {len(values):,}"
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            return (f"expected a string or an integer (or a list of them), got "
+                    f"{type(v).__name__}")
+        problem = text_problem(str(v))
+        if problem:
+            return problem
+    return None
+
+
+def image_type(data: bytes) -> str:
+    """The media type of encoded image bytes (PNG, JPEG, else octet-stream)."""
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    return "application/octet-stream"
 
 
 def _decode_base64(text: str) -> bytes:

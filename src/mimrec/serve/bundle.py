@@ -62,6 +62,7 @@ class ServingBundle:
     encoder: ItemEncoder | RawTextEncoder | None  # embeds items added while serving
     user_features: tuple[str, ...]
     max_seq_len: int
+    data_folder: Path | None = None  # the user's data folder (relative image paths start here)
 
 
 def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
@@ -119,7 +120,9 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     net.eval()
     return ServingBundle(run, key, net, tables, items, data.users, data.samples.user_ids,
                          data.samples, store,
-                         store_info, encoder, data_cfg.user_features, data_cfg.max_seq_len)
+                         store_info, encoder, data_cfg.user_features, data_cfg.max_seq_len,
+                         Path(data_cfg.path) if data_cfg.dataset == "files" and data_cfg.path
+                         else None)
 
 
 def store_encoder(run: Path, info: StoreInfo) -> ItemEncoder | RawTextEncoder | None:

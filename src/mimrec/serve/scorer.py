@@ -10,12 +10,19 @@ store (a new version, atomically), and their fields kept in ``added_items.json``
 so a restarted service knows them again. Every request first asks the store for its latest version
 (one manifest look-up, :class:`~mimrec.store.follow.StoreFollower`); when another worker wrote
 one, only the rows written since are read and applied.
+An added item's image is kept too (``added_images/``),
+for the page to show. An added item's categorical features (the CTR model's item features, e.g.
+``genres``) are looked up in the training vocabularies: a value training never saw has no
+embedding and reads as "no value" (index 0, as a training item without that feature), and
+:meth:`Scorer.describe` names it under ``unknown_values``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +43,7 @@ from mimrec.store.follow import Changes, StoreFollower
 from mimrec.validation import id_problem, shown, tokens_problem
 
 ADDED_ITEMS_FILE = "added_items.json"
+ADDED_IMAGES_DIR = "added_images"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
 MAX_CANDIDATES = 1000
 
@@ -91,6 +99,9 @@ class Scorer:
         ids = trained
         self._follower: StoreFollower | None = None
         self._content: torch.Tensor | None = None  # (1 + N, E) raw store vectors, model order
+        self._item_vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
+                            for bag in bundle.tables.items}
+        self._item_widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.items}
         if bundle.store is not None:
             self._follower = StoreFollower(bundle.store)
             center = RepresentationCenter(bundle.store)
@@ -99,6 +110,7 @@ class Scorer:
             self.added_fields = self._read_added_fields()
             self._content = table
             bundle.model.set_content(table)
+            bundle.model.items.extend_features(self._feature_rows(added))
         self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
         self.user_ids = np.asarray(bundle.user_ids, dtype=str)
         self.user_index = {u: i + 1 for i, u in enumerate(self.user_ids)}
@@ -113,6 +125,41 @@ class Scorer:
         """The item text fields the encoder reads (what ``POST /v1/items`` accepts)."""
         encoder = self.bundle.encoder
         return tuple(encoder.cfg.text_fields) if encoder and encoder.text_tower else ()
+
+    @property
+    def item_features(self) -> tuple[str, ...]:
+        """The item categorical features the CTR model reads (also accepted by ``POST
+        /v1/items``)."""
+        return tuple(self._item_vocab)
+
+    @property
+    def has_images(self) -> bool:
+        """Whether items can carry a picture (the catalogue has an image column, or the
+        encoder an image tower)."""
+        encoder = self.bundle.encoder
+        return "image" in self.bundle.items.columns or bool(
+            encoder is not None and getattr(encoder, "image_tower", None) is not None)
+
+    def unknown_values(self, fields: dict[str, Any]) -> dict[str, list[str]]:
+        """Per categorical feature, the given values training never saw (read as no value)."""
+        out = {}
+        for name, vocab in self._item_vocab.items():
+            missing = [str(v) for v in _values(fields.get(name)) if str(v) not in vocab]
+            if missing:
+                out[name] = missing
+        return out
+
+    def _feature_rows(self, added: np.ndarray) -> list[np.ndarray]:
+        """(A, M) vocabulary indices of each item feature for the added items (in order)."""
+        rows = []
+        for name, vocab in self._item_vocab.items():
+            index = np.zeros((len(added), self._item_widths[name]), dtype=np.int64)
+            for r, key in enumerate(added):
+                values = _values(self.added_fields.get(str(key), {}).get(name))
+                known = [vocab[str(v)] for v in values if str(v) in vocab]
+                index[r, : len(known[: index.shape[1]])] = known[: index.shape[1]]
+            rows.append(index)
+        return rows
 
     @property
     def can_add_items(self) -> bool:
@@ -263,10 +310,37 @@ class Scorer:
             fields = self.added_fields.get(key, {})
         if key in self.added_fields:
             fields = {**fields, **self.added_fields[key]}
-        return {"item_id": key, "title": self.title(key),
-                "in_training_catalogue": bool(trained),
-                "added_while_serving": key in self.added_fields,
-                "store_version": cat.store_version, "fields": fields}
+        fields.pop("image", None)  # bytes or a path: served by image(), not described
+        described = {"item_id": key, "title": self.title(key),
+                     "in_training_catalogue": bool(trained),
+                     "added_while_serving": key in self.added_fields,
+                     "store_version": cat.store_version, "fields": fields,
+                     "has_image": self.image(key) is not None}
+        if not trained:
+            described["unknown_values"] = self.unknown_values(fields)
+        return described
+
+    def image(self, item_id: Any) -> bytes | None:
+        """An item's picture as encoded bytes (PNG / JPEG as given), None when it has none:
+        an added item's uploaded image, else the catalogue's ``image`` cell (bytes, or a file
+        path; a relative path is read from the data folder)."""
+        key = str(item_id)
+        if key in self.added_fields and self.bundle.store is not None:
+            path = self.bundle.store / ADDED_IMAGES_DIR / _image_name(key)
+            if path.is_file():
+                return path.read_bytes()
+        pos = self.catalogue.index.get(key, 0) - 1
+        if pos < 0 or pos >= self.catalogue.num_trained or "image" not in self.bundle.items:
+            return None
+        value = self.bundle.items["image"].iloc[pos]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value) or None
+        if isinstance(value, str) and value:
+            path = Path(value)
+            if not path.is_absolute() and self.bundle.data_folder is not None:
+                path = self.bundle.data_folder / path
+            return path.read_bytes() if path.is_file() else None
+        return None
 
     def similar(self, item_id: Any, k: int) -> list[dict]:
         """The ``k`` items whose content vectors are nearest this item's (cosine), from the
@@ -303,6 +377,8 @@ class Scorer:
             record["attributes"] = list(attributes)
         record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._add_lock, file_lock(self.bundle.store / ".added_items.lock"):
+            if image is not None:
+                _write_atomic(self.bundle.store / ADDED_IMAGES_DIR / _image_name(key), image)
             # re-read: another worker process may have added items since
             self.added_fields = {**self._read_added_fields(), key: record}
             write_json_atomic(self._added_path, self.added_fields)
@@ -366,6 +442,7 @@ class Scorer:
         current = self.model
         model = copy.deepcopy(current)  # the copy shares nothing with the live model
         model.set_content(table)
+        model.items.extend_features(self._feature_rows(ids[len(trained):]))
         self._publish(model, catalogue)
 
     @property
@@ -414,6 +491,25 @@ def _snapshot_rows(changes: Changes, trained: np.ndarray) -> tuple[torch.Tensor,
     table = np.concatenate([np.zeros((1, changes.vectors.shape[1]), np.float32),
                             changes.vectors[rows]])
     return torch.from_numpy(table), added
+
+
+def _values(value: Any) -> list:
+    """A categorical field's values: a list as it is, a scalar as one value, None as none."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _image_name(key: str) -> str:
+    """The file of an added item's image (a hash: ids may hold any character)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32] + ".img"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,14 +12,16 @@ from mimrec.errors import MimrecError
 
 
 def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          threads: int = 1, workers: int = 1, allowed_hosts: tuple[str, ...] = ()) -> None:
+          threads: int = 1, workers: int = 1, allowed_hosts: tuple[str, ...] = (),
+          access_log: bool = False) -> None:
     """Serve ``run`` (a finished ``mimrec run`` folder) until interrupted.
 
     With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle;
     an item added through one is seen by the others at their next request (each request asks
     the store for its latest version), and ``/metrics`` sums over the workers.
     ``allowed_hosts``: the host names requests may name (default:
-    :func:`default_hosts`).
+    :func:`default_hosts`). ``access_log``: one line per request on stderr (uvicorn's access
+    log: client, method, path, status); off by default.
     """
     import torch
     import uvicorn
@@ -53,9 +55,10 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
              else f"off (set {READ_TOKEN_ENV} or {TOKEN_ENV} to browse users)")
     print(f"mimrec: serving {bundle.model_key} of {run} ({len(scorer.catalogue.ids):,} items) at "
           f"http://{host}:{port}  docs: /docs  item writes: {writes}  users/metrics: {reads}  "
-          f"trusted hosts: {', '.join(hosts)}", file=sys.stderr, flush=True)
-    options = {"host": host, "port": port, "log_level": "warning", "access_log": False,
-               "http": BoundedHttpToolsProtocol}
+          f"trusted hosts: {', '.join(hosts)}  access log: {'on' if access_log else 'off'}",
+          file=sys.stderr, flush=True)
+    options = {"host": host, "port": port, "log_level": "info" if access_log else "warning",
+               "access_log": access_log, "http": BoundedHttpToolsProtocol}
     if workers == 1:
         uvicorn.run(app, **options)
         return

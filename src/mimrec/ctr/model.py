@@ -55,6 +55,7 @@ class CiUBM(nn.Module):
         if reads_content(spec) and content is None:
             raise ValueError(f"model {spec.name!r} reads content vectors: pass them")
         self.cfg, self.spec = cfg, spec
+        self.trim_history = True  # off for a static graph (ONNX export)
         d = cfg.embedding_dim
         self.items = ItemVectors(tables, d, spec.item_id, cfg.item_id_dropout)
         self.users = UserVectors(tables, d, spec.user_id)
@@ -134,7 +135,9 @@ class CiUBM(nn.Module):
                 tables: CatalogueTables | None = None) -> torch.Tensor:
         """Logits. ``tables``: :meth:`catalogue_tables` computed once for frozen weights
         (inference); computed here when None (training)."""
-        item, history = self.catalogue_index(item), self.catalogue_index(trim_padding(history))
+        if self.trim_history:  # a speed-up only: padding never changes a logit
+            history = trim_padding(history)
+        item, history = self.catalogue_index(item), self.catalogue_index(history)
         history, sims = self._sequence(item, history)
         tables = tables if tables is not None else self.catalogue_tables()
         target = self.items.drop_target_ids(tables.vectors[item])  # (B, D)

@@ -63,11 +63,15 @@ def test_stages_run_one_by_one_and_p1_cold(ml_slice, tmp_path):
     out = tmp_path / "cold"
     common = ["--out", out, "--set", "data.dataset=files", "--set", f"data.path={ml_slice}",
               "--set", "data.new_item_fraction=0.2", *QUICK, "--set", "ctr.variants=['din']"]
-    for stage in ("data", "train", "eval"):
-        r = mimrec(stage, "configs/movielens.toml", *common)
+    r = mimrec("data", "configs/movielens.toml", *common)
+    assert r.returncode == 0, r.stderr
+    for stage in ("train", "eval"):  # later stages read OUT/config.toml: no CONFIG, no --set
+        r = mimrec(stage, "--out", out)
         assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["protocol"] == "P1-cold"
+    line = _one_line_error(mimrec("train", "configs/movielens.toml", "--out", out))
+    assert "data.dataset" in line and "config.toml" in line  # disagrees with what made OUT/data
     assert report["models"]["din"]["buckets"]["cold"]["n"] > 0.1 * report["data"]["test"]["events"]
 
 

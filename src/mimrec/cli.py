@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mimrec import __version__
+from mimrec.config import SET_EXAMPLES
 from mimrec.errors import MimrecError
 
 STAGES: tuple[tuple[str, str], ...] = (
@@ -42,10 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in STAGES:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("config", type=Path, help="pipeline config (TOML), e.g. configs/movielens.toml")
+        p.add_argument("config", type=Path, nargs="?", default=None,
+                       help="pipeline config (TOML), e.g. configs/movielens.toml or one written by "
+                            "`mimrec init`; optional once OUT/config.toml exists (the first stage "
+                            "run into OUT writes it)")
         p.add_argument("--out", type=Path, required=True, help="run folder holding stage artifacts")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set ctr.train.seeds=[0] (repeatable)")
+                       help="override a config value (repeatable), e.g. "
+                            + ", ".join(f"--set {e}" for e in SET_EXAMPLES)
+                            + "; lists as [a, b] or a,b, strings quoted or bare")
         if name == "train":
             p.add_argument("--replace", action="store_true",
                            help="drop the models already in OUT/ctr that this run does not "
@@ -121,18 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def dispatch(command: str, config: Path, overrides: list[str], out: Path,
+def dispatch(command: str, config: Path | None, overrides: list[str], out: Path,
              replace: bool = False) -> None:
     """Load the config and run one subcommand (heavy imports happen here, not at --help)."""
     from rich.console import Console
 
     from mimrec import pipeline
-    from mimrec.config import load_config
+    from mimrec.run_config import resolve_run_config, write_run_config
 
-    cfg = load_config(config, overrides)
     if out.exists() and not out.is_dir():
         raise MimrecError(f"--out {out}: exists and is not a folder (a run folder holds one "
                           "folder per stage)")
+    cfg = resolve_run_config(command, config, overrides, out)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     match command:
         case "run":
@@ -149,3 +155,4 @@ def dispatch(command: str, config: Path, overrides: list[str], out: Path,
             pipeline.stage_train(cfg, out, console, replace)
         case "eval":
             pipeline.stage_eval(cfg, out, console)
+    write_run_config(out, cfg)  # once the stage has finished: a failed one changes nothing

@@ -13,6 +13,7 @@ from mimrec.artifacts import read_manifest
 from mimrec.config import PipelineConfig
 from mimrec.data.samples import BUCKETS
 from mimrec.data.stage import read_data, run_data
+from mimrec.run_config import write_run_config
 
 
 def stage_data(cfg: PipelineConfig, out: Path, console: Console) -> None:
@@ -132,6 +133,7 @@ def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
         return run_fashion(cfg, out, console)
     for stage in (stage_data, stage_pretrain, stage_csft, stage_index, stage_train):
         stage(cfg, out, console)
+        write_run_config(out, cfg)  # an interrupted run goes on with `mimrec <stage> --out OUT`
     return stage_eval(cfg, out, console)
 
 

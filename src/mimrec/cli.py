@@ -32,6 +32,11 @@ SERVE_HELP = ("Serve a run's trained model over HTTP (FastAPI): POST /v1/score, 
               "GET /healthz, /metrics, /docs and a small page at /.")
 
 
+INIT_HELP = ("Inspect the tables of DATA_DIR and write a commented config for them: text "
+             "columns, categorical features, image and attributes when present, each choice "
+             "explained. Then: mimrec run CONFIG --out runs/NAME.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per stage."""
     parser = argparse.ArgumentParser(
@@ -56,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--replace", action="store_true",
                            help="drop the models already in OUT/ctr that this run does not "
                                 "train (default: keep them)")
+    init = sub.add_parser("init", help=INIT_HELP, description=INIT_HELP)
+    init.add_argument("data_dir", type=Path, metavar="DATA_DIR",
+                      help="folder with interactions, items and optional users tables "
+                           "(.parquet or .csv)")
+    init.add_argument("--out", type=Path, default=None, metavar="CONFIG",
+                      help="where to write the config (default: ./<DATA_DIR name>.toml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing CONFIG")
     serve = sub.add_parser(
         "serve", help=SERVE_HELP, description=SERVE_HELP + " Item writes (POST /v1/items) need "
         "the bearer token set in the environment variable MIMREC_API_TOKEN; without it they are "
@@ -115,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_store_action(args.action, args.run, args.source, getattr(args, "keep", 10),
                              getattr(args, "to_version", None))
+        elif args.command == "init":
+            init(args.data_dir, args.out, args.force)
         else:
             dispatch(args.command, args.config, args.overrides, args.out,
                      getattr(args, "replace", False))
@@ -125,6 +139,21 @@ def main(argv: list[str] | None = None) -> int:
         print("mimrec: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def init(data_dir: Path, out: Path | None, force: bool) -> None:
+    """Write a config for the tables in ``data_dir`` and say what it chose."""
+    from mimrec.init_config import write_init_config
+
+    out = out or Path(f"{data_dir.resolve().name or 'own_data'}.toml")
+    if out.exists() and not force:
+        raise MimrecError(f"{out} exists; choose another --out or pass --force to overwrite it")
+    path, s = write_init_config(data_dir, out)
+    print(f"wrote {path}: {s.items:,} items, {s.users:,} users, {s.events:,} events")
+    print(f"  text: {', '.join(s.text_fields) or '-'}; item features: "
+          f"{', '.join(s.item_features) or '-'}; user features: {', '.join(s.user_features) or '-'}")
+    print(f"  image: {'on' if s.image else 'off'}; attributes: {'on' if s.attributes else 'off'}")
+    print(f"next: mimrec run {path} --out runs/{path.stem}")
 
 
 def dispatch(command: str, config: Path | None, overrides: list[str], out: Path,

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from mimrec.artifacts import read_manifest
 from mimrec.config import PipelineConfig
-from mimrec.data.samples import BUCKETS
+from mimrec.data.content import ContentNeeds
+from mimrec.data.samples import BUCKETS, SPLITS
 from mimrec.data.stage import read_data, run_data
 from mimrec.run_config import write_run_config
 
@@ -19,9 +20,17 @@ from mimrec.run_config import write_run_config
 def stage_data(cfg: PipelineConfig, out: Path, console: Console) -> None:
     """Build the P1 samples into ``out/data``."""
     console.print(f"[bold]data[/]: {cfg.data.dataset} -> {out / 'data'}")
-    art = run_data(cfg.data, out / "data", cfg.encoder.text_fields)
+    e = cfg.encoder
+    needs = ContentNeeds(e.text_fields, e.use_text, e.use_image, e.use_attributes,
+                         e.attribute_min_count)
+    art = run_data(cfg.data, out / "data", needs=needs, both_classes=tuple(SPLITS))
     n = len(art.samples.split)
     console.print(f"  {n:,} samples, {len(art.items):,} items, {len(art.samples.user_ids):,} users")
+    metrics = read_manifest(out / "data")["metrics"]
+    if metrics["no_content_items"]:
+        console.print(f"  {metrics['no_content_items']:,} items have no usable content (e.g. "
+                      f"{', '.join(map(str, metrics['no_content_examples']))}): they get the zero "
+                      "content vector and are scored from their ID (README: Your own catalogue)")
 
 
 def stage_pretrain(cfg: PipelineConfig, out: Path, console: Console) -> None:

@@ -16,7 +16,7 @@ from mimrec.artifacts import require_stage, stage_dir, write_manifest
 from mimrec.data.config import DataConfig
 from mimrec.data.content import ContentNeeds, check_features, content_mask, table_source
 from mimrec.data.load import load_dataset
-from mimrec.data.samples import BUCKETS, SPLITS, Samples, build_samples
+from mimrec.data.samples import SPLITS, Samples, build_samples, count_range
 from mimrec.errors import DataError
 from mimrec.serialize import to_dict
 
@@ -40,9 +40,13 @@ def sample_stats(samples: Samples) -> dict:
             "events": int(m.sum()),
             "positive_rate": float(samples.label[m].mean()) if m.any() else float("nan"),
             "mean_history": float((samples.history[m] >= 0).sum(1).mean()) if m.any() else 0.0,
-            "buckets": {b: int((samples.bucket[m] == i).sum()) for i, b in enumerate(BUCKETS)},
+            "buckets": {b: int((samples.bucket[m] == i).sum())
+                        for i, b in enumerate(samples.buckets)},
         }
     stats["new_items"] = int(samples.new_item.sum())
+    lows = tuple(int(x) for x in samples.bucket_lows)
+    stats["bucket_edges"] = {b: count_range(lows, i) for i, b in enumerate(samples.buckets)}
+    stats["bucket_notes"] = [str(n) for n in samples.bucket_notes]
     return stats
 
 

@@ -29,8 +29,9 @@ def write_png(path: Path, rgb: tuple[int, int, int], rng: np.random.Generator) -
 
 
 def build_catalogue(folder: Path, items: int = 48, users: int = 40, per_user: int = 50,
-                    seed: int = 0) -> Path:
-    """Write ``interactions.csv``, ``items.csv``, ``users.csv`` and ``images/*.png``."""
+                    seed: int = 0, no_content: tuple[int, ...] = ()) -> Path:
+    """Write ``interactions.csv``, ``items.csv``, ``users.csv`` and ``images/*.png``; the items
+    at rows ``no_content`` have no title, category, brand or photo (real catalogues have some)."""
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     names = list(CATEGORIES)
@@ -44,13 +45,15 @@ def build_catalogue(folder: Path, items: int = 48, users: int = 40, per_user: in
                      "category": cat, "brand": f"brand{i % 3}",
                      "price": round(float(rng.uniform(3, 90)), 2), "image": image})
     item_table = pd.DataFrame(rows)
+    likes_of = item_table.category.copy()  # users' taste follows the true category
+    item_table.loc[list(no_content), ["title", "category", "brand", "image"]] = None
     user_table = pd.DataFrame({"user_id": [f"u{u}" for u in range(users)],
                                "country": [("fr", "de", "it")[u % 3] for u in range(users)]})
     events = []
     for u in range(users):
         likes = set(rng.choice(names, size=2, replace=False))
         for k, i in enumerate(rng.integers(0, items, per_user)):
-            liked = item_table.category[i] in likes
+            liked = likes_of[i] in likes
             events.append({"user_id": f"u{u}", "item_id": f"sku{i}",
                            "timestamp": 1_700_000_000 + 60 * (k * users + u),
                            "label": int(rng.random() < (0.7 if liked else 0.15))})

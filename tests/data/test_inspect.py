@@ -73,3 +73,9 @@ def test_init_on_the_command_line_writes_once(shop, tmp_path):
     assert "next: mimrec run" in r.stdout and "image: on; attributes: off" in r.stdout
     r = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--force" in r.stderr
+
+
+def test_the_own_data_template_loads_with_buckets_from_the_data():
+    cfg = load_config("configs/own_data.toml")
+    assert cfg.data.dataset == "files" and cfg.data.bucket_edges == ()
+    assert not cfg.encoder.use_attributes

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from mimrec.store.center import RepresentationCenter
@@ -29,10 +28,7 @@ def mimrec(*args):
 
 def onboard(tmp_path: Path, tiny: bool) -> tuple[Path, Path, str]:
     """Catalogue -> init -> run; returns (data folder, run folder, run stdout)."""
-    shop = build_catalogue(tmp_path / "shop")
-    items = pd.read_csv(shop / "items.csv")  # two items with nothing to embed
-    items.loc[[5, 9], ["title", "category", "brand", "image"]] = None
-    items.to_csv(shop / "items.csv", index=False)
+    shop = build_catalogue(tmp_path / "shop", no_content=(5, 9))  # two with nothing to embed
     config = tmp_path / "shop.toml"
     r = mimrec("init", shop, "--out", config)
     assert r.returncode == 0, r.stderr

@@ -79,3 +79,10 @@ def test_the_own_data_template_loads_with_buckets_from_the_data():
     cfg = load_config("configs/own_data.toml")
     assert cfg.data.dataset == "files" and cfg.data.bucket_edges == ()
     assert not cfg.encoder.use_attributes
+
+
+def test_an_empty_column_is_skipped_and_said_so(shop):
+    items = pd.read_csv(shop / "items.csv").assign(notes=None)
+    items.to_csv(shop / "items.csv", index=False)
+    s = inspect_tables(shop)
+    assert "notes" not in s.text_fields + s.item_features and s.reasons["items.notes"] == "empty"

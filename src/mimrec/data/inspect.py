@@ -73,11 +73,11 @@ def classify_item_column(name: str, values: pd.Series, n_items: int) -> tuple[st
     """(kind, reason) of one items column; kind is text, category, list, skip."""
     if _is_list_column(values):
         return "list", "holds lists: a multi-valued categorical feature, and text"
-    if pd.api.types.is_float_dtype(values):
-        return "skip", "numbers with decimals: not a categorical feature, not text"
     distinct = _distinct(values)
     if distinct == 0:
         return "skip", "empty"
+    if pd.api.types.is_float_dtype(values):
+        return "skip", "numbers with decimals: not a categorical feature, not text"
     if values.dtype == object or pd.api.types.is_string_dtype(values):
         words = values.dropna().astype(str).str.split().str.len().mean()
         if distinct > n_items / 2 or words > TEXT_WORDS:

@@ -36,7 +36,7 @@ def test_overrides_are_typed():
     [
         ("ctr.train.lrr=0.1", "unknown config key 'ctr.train.lrr'"),
         ("ctr.train.lr=fast", "config key 'ctr.train.lr': expected float"),
-        ("ctr.train.seeds=1", "'ctr.train.seeds': expected a list"),
+        ("ctr.train.seeds=one", "'ctr.train.seeds[0]': expected int"),  # 1 alone is [1]
         ("ctr.train.device=tpu", "'ctr.train.device': 'tpu' is not one of"),
         ("ctr.variants=['nope']", "'ctr.variants[0]': 'nope' is not one of"),
         ("data.new_item_fraction=1.5",

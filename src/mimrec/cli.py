@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mimrec import __version__
+from mimrec.config import SET_EXAMPLES
 from mimrec.errors import MimrecError
 
 STAGES: tuple[tuple[str, str], ...] = (
@@ -31,6 +32,11 @@ SERVE_HELP = ("Serve a run's trained model over HTTP (FastAPI): POST /v1/score, 
               "GET /healthz, /metrics, /docs and a small page at /.")
 
 
+INIT_HELP = ("Inspect the tables of DATA_DIR and write a commented config for them: text "
+             "columns, categorical features, image and attributes when present, each choice "
+             "explained. Then: mimrec run CONFIG --out runs/NAME.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per stage."""
     parser = argparse.ArgumentParser(
@@ -42,14 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in STAGES:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("config", type=Path, help="pipeline config (TOML), e.g. configs/movielens.toml")
+        p.add_argument("config", type=Path, nargs="?", default=None,
+                       help="pipeline config (TOML), e.g. configs/movielens.toml or one written by "
+                            "`mimrec init`; optional once OUT/config.toml exists (the first stage "
+                            "run into OUT writes it)")
         p.add_argument("--out", type=Path, required=True, help="run folder holding stage artifacts")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set ctr.train.seeds=[0] (repeatable)")
+                       help="override a config value (repeatable), e.g. "
+                            + ", ".join(f"--set {e}" for e in SET_EXAMPLES)
+                            + "; lists as [a, b] or a,b, strings quoted or bare")
         if name == "train":
             p.add_argument("--replace", action="store_true",
                            help="drop the models already in OUT/ctr that this run does not "
                                 "train (default: keep them)")
+    init = sub.add_parser("init", help=INIT_HELP, description=INIT_HELP)
+    init.add_argument("data_dir", type=Path, metavar="DATA_DIR",
+                      help="folder with interactions, items and optional users tables "
+                           "(.parquet or .csv)")
+    init.add_argument("--out", type=Path, default=None, metavar="CONFIG",
+                      help="where to write the config (default: ./<DATA_DIR name>.toml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing CONFIG")
     serve = sub.add_parser(
         "serve", help=SERVE_HELP, description=SERVE_HELP + " Item writes (POST /v1/items) need "
         "the bearer token set in the environment variable MIMREC_API_TOKEN; without it they are "
@@ -112,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_store_action(args.action, args.run, args.source, getattr(args, "keep", 10),
                              getattr(args, "to_version", None))
+        elif args.command == "init":
+            init(args.data_dir, args.out, args.force)
         else:
             dispatch(args.command, args.config, args.overrides, args.out,
                      getattr(args, "replace", False))
@@ -124,20 +144,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def dispatch(command: str, config: Path, overrides: list[str], out: Path,
+def init(data_dir: Path, out: Path | None, force: bool) -> None:
+    """Write a config for the tables in ``data_dir`` and say what it chose."""
+    from mimrec.init_config import write_init_config
+
+    out = out or Path(f"{data_dir.resolve().name or 'own_data'}.toml")
+    if out.exists() and not force:
+        raise MimrecError(f"{out} exists; choose another --out or pass --force to overwrite it")
+    path, s = write_init_config(data_dir, out)
+    print(f"wrote {path}: {s.items:,} items, {s.users:,} users, {s.events:,} events")
+    print(f"  text: {', '.join(s.text_fields) or '-'}; item features: "
+          f"{', '.join(s.item_features) or '-'}; user features: {', '.join(s.user_features) or '-'}")
+    print(f"  image: {'on' if s.image else 'off'}; attributes: {'on' if s.attributes else 'off'}")
+    print(f"next: mimrec run {path} --out runs/{path.stem}")
+
+
+def dispatch(command: str, config: Path | None, overrides: list[str], out: Path,
              replace: bool = False) -> None:
     """Load the config and run one subcommand (heavy imports happen here, not at --help)."""
     from mimrec import pipeline
-    from mimrec.config import load_config
+    from mimrec.run_config import resolve_run_config, write_run_config
     from mimrec.runlog import LoggedConsole, log_path
 
-    cfg = load_config(config, overrides)
     if out.exists() and not out.is_dir():
         raise MimrecError(f"--out {out}: exists and is not a folder (a run folder holds one "
                           "folder per stage)")
+    cfg = resolve_run_config(command, config, overrides, out)
     console = LoggedConsole(log_path(out), **({} if sys.stdout.isatty() else {"width": 160}))
     if os.environ.get("RANK", "0") == "0":  # under torchrun: worker 0 speaks for the run
-        console.write_log(f"== mimrec {command} {config} --out {out}"
+        console.write_log(f"== mimrec {command} {config or out / 'config.toml'} --out {out}"
                           + "".join(f" --set {o}" for o in overrides))
     match command:
         case "run":
@@ -154,3 +189,4 @@ def dispatch(command: str, config: Path, overrides: list[str], out: Path,
             pipeline.stage_train(cfg, out, console, replace)
         case "eval":
             pipeline.stage_eval(cfg, out, console)
+    write_run_config(out, cfg)  # once the stage has finished: a failed one changes nothing

@@ -6,21 +6,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from mimrec.artifacts import read_manifest
 from mimrec.config import PipelineConfig
-from mimrec.data.samples import BUCKETS
+from mimrec.data.content import ContentNeeds
+from mimrec.data.samples import SPLITS
 from mimrec.data.stage import read_data, run_data
+from mimrec.run_config import write_run_config
 
 
 def stage_data(cfg: PipelineConfig, out: Path, console: Console) -> None:
     """Build the P1 samples into ``out/data``."""
     console.print(f"[bold]data[/]: {cfg.data.dataset} -> {out / 'data'}")
-    art = run_data(cfg.data, out / "data", cfg.encoder.text_fields)
+    e = cfg.encoder
+    needs = ContentNeeds(e.text_fields, e.use_text, e.use_image, e.use_attributes,
+                         e.attribute_min_count)
+    art = run_data(cfg.data, out / "data", needs=needs, both_classes=tuple(SPLITS))
     n = len(art.samples.split)
     console.print(f"  {n:,} samples, {len(art.items):,} items, {len(art.samples.user_ids):,} users")
+    metrics = read_manifest(out / "data")["metrics"]
+    if metrics["no_content_items"]:
+        console.print(f"  {metrics['no_content_items']:,} items have no usable content (e.g. "
+                      f"{', '.join(map(str, metrics['no_content_examples']))}): they get the zero "
+                      "content vector and are scored from their ID (README: Your own catalogue)")
 
 
 def stage_pretrain(cfg: PipelineConfig, out: Path, console: Console) -> None:
@@ -106,6 +117,9 @@ def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:
     if report.get("note"):
         console.print(f"[bold]{report['note']}[/]")
     console.print(summary_table(report))
+    console.print(bucket_auc_table(report))
+    for note in report.get("buckets", {}).get("notes", []):
+        console.print(f"  buckets: {note}")
     console.print(report["selection"])
     if any(m.get("vs_baseline_buckets") for m in report["models"].values()):
         console.print(bucket_table(report))
@@ -133,30 +147,62 @@ def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
         return run_fashion(cfg, out, console)
     for stage in (stage_data, stage_pretrain, stage_csft, stage_index, stage_train):
         stage(cfg, out, console)
+        write_run_config(out, cfg)  # an interrupted run goes on with `mimrec <stage> --out OUT`
     return stage_eval(cfg, out, console)
 
 
+def _table(title: str) -> Table:
+    """A terminal table that fits 80 columns: no vertical rules, one space of padding."""
+    return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+
+
+def _auc(value: float | None) -> str:
+    """An AUC cell; n/a where it is undefined (a bucket with one label)."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
+def _bucket_names(report: dict) -> tuple[str, ...]:
+    models = report.get("models") or {}
+    return tuple(next(iter(models.values()))["buckets"]) if models else ()
+
+
 def summary_table(report: dict) -> Table:
-    """The report's CTR table for the terminal."""
+    """The report's CTR table for the terminal (80 columns); per-bucket AUC is
+    :func:`bucket_auc_table`."""
     from mimrec.eval.report import interval_text
 
-    table = Table(title=f"{report['protocol']} test metrics (mean over seeds; * valid-best)")
-    for col in ("model", "valid AUC", "AUC", "gAUC", "LogLoss", "RelaImpr",
-                *[f"AUC {b}" for b in BUCKETS], f"ΔAUC vs {report['baseline']} [95%]"):
+    table = _table(f"{report['protocol']} test (mean over seeds; * valid-best)")
+    for col in ("model", "valid AUC", "AUC", "gAUC", "LogLoss", f"ΔAUC vs {report['baseline']} "
+                "[95%]"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, m in report["models"].items():
         label = f"{name} *" if name == report.get("valid_best") else name
         table.add_row(label, f"{m.get('valid_auc', float('nan')):.4f}", f"{m['auc']:.4f}",
                       f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
-                      f"{m['rela_impr']:+.2f}%",
-                      *[f"{m['buckets'][b]['auc']:.4f}" for b in BUCKETS],
                       interval_text(m.get("vs_baseline"), "delta_auc")
                       if name != report["baseline"] else "")
     oracle = report.get("oracle")
     if oracle:
-        table.add_row("oracle (true click probability)", "", f"{oracle['auc']:.4f}",
-                      f"{oracle['gauc']:.4f}", f"{oracle['logloss']:.4f}", "",
-                      *[f"{oracle['buckets'][b]['auc']:.4f}" for b in BUCKETS], "")
+        table.add_row("oracle", "", f"{oracle['auc']:.4f}", f"{oracle['gauc']:.4f}",
+                      f"{oracle['logloss']:.4f}", "")
+    return table
+
+
+def bucket_auc_table(report: dict) -> Table:
+    """Test AUC per popularity bucket: one column per bucket, headed by its train-count range
+    and test rows; one row per model (and the oracle when known)."""
+    edges = report.get("buckets", {}).get("edges", {})
+    table = _table("test AUC per popularity bucket (item's train impressions, test rows)")
+    table.add_column("model")
+    first = next(iter(report["models"].values()))["buckets"] if report["models"] else {}
+    for b in _bucket_names(report):
+        span = edges[b]["train_count"] if b in edges else ""
+        table.add_column(f"{b}\n{span}\n{first[b]['n']:,}", justify="right")
+    rows = list(report["models"].items())
+    if report.get("oracle"):
+        rows.append(("oracle", report["oracle"]))
+    for name, m in rows:
+        table.add_row(name, *[_auc(m["buckets"][b]["auc"]) for b in _bucket_names(report)])
     return table
 
 
@@ -164,8 +210,8 @@ def bucket_table(report: dict) -> Table:
     """Each model's test AUC difference to the baseline per bucket: rows, users, interval."""
     from mimrec.eval.report import interval_text
 
-    table = Table(title=f"{report['protocol']} test ΔAUC vs {report['baseline']} per bucket "
-                        "(paired bootstrap, 95%; resolved = interval excludes 0)")
+    table = _table(f"test ΔAUC vs {report['baseline']} per bucket (paired bootstrap, 95%; "
+                   "resolved = interval excludes 0)")
     for col in ("model", "bucket", "rows", "users", "ΔAUC [95%]", "resolved"):
         table.add_column(col, justify="left" if col in ("model", "bucket") else "right")
     for name, m in report["models"].items():

@@ -8,7 +8,7 @@ from mimrec.data.samples import TEST, TRAIN, VALID, build_samples, histories
 
 @pytest.fixture(scope="module")
 def p1(ml100k):
-    return build_samples(ml100k, DataConfig())
+    return build_samples(ml100k, DataConfig(bucket_edges=(1, 10, 100)))  # configs/movielens.toml
 
 
 @pytest.fixture(scope="module")

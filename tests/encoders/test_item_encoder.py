@@ -86,3 +86,17 @@ def test_fusion_weights_are_a_softmax_over_present_modalities() -> None:
 def test_config_needs_a_modality() -> None:
     with pytest.raises(ValueError, match="at least one"):
         EncoderConfig(use_text=False, use_image=False, use_attributes=False)
+
+
+def test_items_without_content_get_the_zero_vector_only_when_allowed(tiny_encoder, items):
+    """The catalogue fallback (index stage): no text, image or known token -> zero vector; the
+    other items' vectors are those they get without the empty ones around."""
+    empty = items.iloc[:2].assign(title="", year=None, genres=[[], []], attributes=[[], []],
+                                  image=[None, None], item_id=["e1", "e2"])
+    mixed = pd.concat([items, empty], ignore_index=True)
+    with pytest.raises(MimrecError, match="'e1' has none of the switched-on modalities"):
+        tiny_encoder.encode_items(mixed)
+    vectors = tiny_encoder.encode_items(mixed, allow_empty=True)
+    assert np.all(vectors[-2:] == 0)
+    np.testing.assert_allclose(vectors[:-2], tiny_encoder.encode_items(items), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:-2], axis=1), 1, atol=1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mimrec.ranges import check_range, check_seed
+from mimrec.ranges import check_each, check_range, check_seed
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class DataConfig:
             dropped from train only; valid and test are P1's, so cold-start choices can be made
             on valid's cold bucket.
         p4: the P4 simulation's seed and sizes (read when ``dataset = "p4"``).
+        bucket_edges: the report's popularity buckets by train impressions of the item: edges
+            ``[a, b, c]`` make cold (0), tail (1..a-1 when a > 1, else from a), mid and head
+            buckets, each ``[edge, next edge)``; ``[]`` (the default) takes them from the data:
+            tail / mid / head split the train events in thirds by their item's train count. A
+            bucket without test rows is merged into its neighbour (the report notes it).
     """
 
     dataset: Literal["movielens", "files", "fashion", "p4"] = "movielens"
@@ -78,8 +83,13 @@ class DataConfig:
     new_item_seed: int = 0
     new_item_launch: Literal["test", "valid"] = "test"
     p4: P4Config = field(default_factory=P4Config)
+    bucket_edges: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        check_each("data.bucket_edges", self.bucket_edges, 1)
+        if list(self.bucket_edges) != sorted(set(self.bucket_edges)):
+            raise ValueError(f"data.bucket_edges = {list(self.bucket_edges)}: expected "
+                             "increasing train counts, e.g. [1, 10, 100]")
         check_range("data.positive_rating", self.positive_rating)
         check_range("data.max_seq_len", self.max_seq_len, 1)
         check_range("data.train_fraction", self.train_fraction, 0, 1, low_open=True, high_open=True)

@@ -1,5 +1,6 @@
 """The generic loader: a folder with ``interactions``, ``items`` and optional ``users`` tables,
-each as ``.parquet`` or ``.csv``, in the schema documented in :mod:`mimrec.data.tables`."""
+each as ``.parquet`` or ``.csv``, in the schema documented in :mod:`mimrec.data.tables`. Image
+paths in the items' ``image`` column are relative to this folder (absolute ones are kept)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from mimrec.data.content import resolve_image_paths
 from mimrec.data.tables import (
     Dataset,
     check_references,
@@ -51,7 +53,8 @@ def load_files(folder: str | Path, positive_rating: float, text_fields: tuple[st
     items_path = find_table(folder, "items")
     users_path = find_table(folder, "users", required=False)
     interactions = validate_interactions(read_table(inter_path), str(inter_path), positive_rating)
-    items = validate_items(read_table(items_path), str(items_path), text_fields)
+    items = resolve_image_paths(
+        validate_items(read_table(items_path), str(items_path), text_fields), folder)
     users = validate_users(read_table(users_path), str(users_path)) if users_path else None
     sources = tuple(p for p in (inter_path, items_path, users_path) if p is not None)
     ds = Dataset(folder.name, interactions, items, users, sources)

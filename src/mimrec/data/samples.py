@@ -4,7 +4,9 @@ Every event is one impression. Events are sorted by (timestamp, user_id, item_id
 sequence of an event is the item rows of the same user's earlier *positive* events with a strictly
 smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``train_fraction`` of
 sorted events is train, the next ``valid_fraction`` valid, the rest test (up to ``window_end``: a
-rolling time window drops the later events after histories are built). Everything is vectorised
+rolling time window drops the later events after histories are built). Each event's popularity
+bucket is its item's train-impression count's (edges from ``data.bucket_edges`` or train-count
+quantiles, see :func:`choose_buckets`). Everything is vectorised
 (sorts and binary searches), so the cost grows as N log N in the number of events.
 
 P1-cold draws new items and drops their events (and removes them from histories) before they
@@ -24,8 +26,8 @@ from mimrec.data.tables import Dataset
 
 TRAIN, VALID, TEST = 0, 1, 2
 SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
-BUCKETS = ("cold", "tail", "mid", "head")
-_BUCKET_EDGES = np.array([1, 10, 100])  # cold = 0, tail = 1-9, mid = 10-99, head >= 100
+BUCKETS = ("cold", "tail", "mid", "head")  # the names of the fixed buckets below
+FIXED_LOWS = (0, 1, 10, 100)  # cold = 0, tail = 1-9, mid = 10-99, head >= 100 train impressions
 
 
 @dataclass
@@ -41,16 +43,25 @@ class Samples:
     timestamp: np.ndarray  # (N,) int64
     label: np.ndarray  # (N,) float32 0/1
     history: np.ndarray  # (N, L) int64 item rows, -1 = padding (left), most recent last
-    bucket: np.ndarray  # (N,) int8 index into BUCKETS
+    bucket: np.ndarray  # (N,) int8 index into bucket_names
     item_train_count: np.ndarray  # (I,) int64 train impressions per item
     new_item: np.ndarray  # (I,) bool: launched late under P1-cold
     user_ids: np.ndarray  # (U,) str
     # (N,) float32 true click probability (simulations such as P4), NaN where unknown
     click_probability: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    # (K,) int64 lowest train count of each popularity bucket (the first is 0), and its name
+    bucket_lows: np.ndarray = field(default_factory=lambda: np.asarray(FIXED_LOWS))
+    bucket_names: np.ndarray = field(default_factory=lambda: np.asarray(BUCKETS))
+    bucket_notes: np.ndarray = field(default_factory=lambda: np.asarray([], dtype=str))  # merges
 
     def __post_init__(self) -> None:
         if len(self.click_probability) != len(self.split):  # artifacts written before the field
             self.click_probability = np.full(len(self.split), np.nan, dtype=np.float32)
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        """The popularity buckets' names, in code order (``bucket`` indexes them)."""
+        return tuple(str(n) for n in self.bucket_names)
 
     def subset(self, split: int) -> dict[str, np.ndarray]:
         """Per-sample arrays of one split."""
@@ -110,9 +121,62 @@ def histories(
     return np.where(valid, pool_item[np.clip(pos, 0, None)] if len(pool_item) else -1, -1)
 
 
-def bucket_of(counts: np.ndarray) -> np.ndarray:
-    """Popularity bucket index (cold/tail/mid/head) of train-impression counts."""
-    return np.searchsorted(_BUCKET_EDGES, counts, side="right").astype(np.int8)
+def bucket_of(counts: np.ndarray, lows: tuple[int, ...] | np.ndarray = FIXED_LOWS) -> np.ndarray:
+    """Popularity bucket index of train-impression counts: bucket i holds ``[lows[i],
+    lows[i + 1])`` (by default cold / tail / mid / head at 1 / 10 / 100)."""
+    return np.searchsorted(np.asarray(lows)[1:], counts, side="right").astype(np.int8)
+
+
+def count_range(lows: tuple[int, ...], i: int) -> str:
+    """Train counts of bucket ``i`` as text: ``0``, ``1-9``, ``100+``."""
+    low = lows[i]
+    if i + 1 == len(lows):
+        return f"{low}+"
+    high = lows[i + 1] - 1
+    return str(low) if high == low else f"{low}-{high}"
+
+
+def bucket_names(lows: tuple[int, ...]) -> tuple[str, ...]:
+    """cold (train count 0, when alone) then tail / mid / head, or ranges beyond three."""
+    cold = len(lows) > 1 and lows[1] == 1
+    warm = len(lows) - cold
+    named = {1: ("all",), 2: ("tail", "head"), 3: ("tail", "mid", "head")}
+    names = named.get(warm) or tuple(count_range(lows, i) for i in range(cold, len(lows)))
+    return ("cold",) * cold + names
+
+
+def quantile_lows(train_counts: np.ndarray) -> tuple[int, ...]:
+    """Bucket lows from the data: 0 (cold), 1, and the train counts that split the train events
+    in thirds by their item's train count (equal ones merged)."""
+    if not len(train_counts):
+        return (0, 1)
+    thirds = np.ceil(np.quantile(train_counts, [1 / 3, 2 / 3])).astype(int)
+    return (0, *sorted({1, *(int(t) for t in thirds if t > 1)}))
+
+
+def merge_empty(lows: tuple[int, ...], test_counts: np.ndarray) -> tuple[tuple[int, ...], list[str]]:
+    """Merge each bucket without test rows into its neighbour (the one below, or above for the
+    first); returns the lows and one note per merge."""
+    lows, notes = tuple(lows), []
+    while len(lows) > 1:
+        sizes = np.bincount(bucket_of(test_counts, lows), minlength=len(lows))
+        empty = np.flatnonzero(sizes == 0)
+        if not len(empty):
+            break
+        i = int(empty[0])
+        gone = 1 if i == 0 else i  # the edge removed: bucket i joins i+1 (first) or i-1
+        notes.append(f"no test rows with train count {count_range(lows, i)}: merged with "
+                     f"{count_range(lows, 1 if i == 0 else i - 1)}")
+        lows = lows[:gone] + lows[gone + 1:]
+    return lows, notes
+
+
+def choose_buckets(counts: np.ndarray, item: np.ndarray, split: np.ndarray,
+                   edges: tuple[int, ...]) -> tuple[tuple[int, ...], list[str]]:
+    """The report's popularity buckets: lows from ``edges`` (``data.bucket_edges``) or, when
+    empty, from the train-count quantiles of the train events; empty test buckets merged."""
+    lows = (0, *edges) if edges else quantile_lows(counts[item[split == TRAIN]])
+    return merge_empty(lows, counts[item[split == TEST]])
 
 
 def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
@@ -155,5 +219,7 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
             a[keep] for a in (user, item, ts, label, prob, split, history))
 
     counts = np.bincount(item[split == TRAIN], minlength=len(ds.items))
-    return Samples(split, user, item, ts, label, history, bucket_of(counts[item]), counts,
-                   new_item, np.asarray(user_ids, dtype=str), prob)
+    lows, notes = choose_buckets(counts, item, split, cfg.bucket_edges)
+    return Samples(split, user, item, ts, label, history, bucket_of(counts[item], lows), counts,
+                   new_item, np.asarray(user_ids, dtype=str), prob, np.asarray(lows, np.int64),
+                   np.asarray(bucket_names(lows)), np.asarray(notes, dtype=str))

@@ -14,8 +14,9 @@ import pandas as pd
 
 from mimrec.artifacts import require_stage, stage_dir, write_manifest
 from mimrec.data.config import DataConfig
+from mimrec.data.content import ContentNeeds, check_features, content_mask, table_source
 from mimrec.data.load import load_dataset
-from mimrec.data.samples import BUCKETS, SPLITS, Samples, build_samples
+from mimrec.data.samples import SPLITS, Samples, build_samples, count_range
 from mimrec.errors import DataError
 from mimrec.serialize import to_dict
 
@@ -39,9 +40,13 @@ def sample_stats(samples: Samples) -> dict:
             "events": int(m.sum()),
             "positive_rate": float(samples.label[m].mean()) if m.any() else float("nan"),
             "mean_history": float((samples.history[m] >= 0).sum(1).mean()) if m.any() else 0.0,
-            "buckets": {b: int((samples.bucket[m] == i).sum()) for i, b in enumerate(BUCKETS)},
+            "buckets": {b: int((samples.bucket[m] == i).sum())
+                        for i, b in enumerate(samples.buckets)},
         }
     stats["new_items"] = int(samples.new_item.sum())
+    lows = tuple(int(x) for x in samples.bucket_lows)
+    stats["bucket_edges"] = {b: count_range(lows, i) for i, b in enumerate(samples.buckets)}
+    stats["bucket_notes"] = [str(n) for n in samples.bucket_notes]
     return stats
 
 
@@ -65,16 +70,26 @@ def check_splits(samples: Samples, name: str, both_classes: tuple[str, ...] = ("
                         "data.valid_fraction")
 
 
-def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = ()) -> DataArtifact:
+def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = (),
+             needs: ContentNeeds | None = None,
+             both_classes: tuple[str, ...] = ("train",)) -> DataArtifact:
     """Load, validate and split the dataset of ``cfg`` into ``out`` (an artifact folder).
 
-    ``text_fields`` are the item columns the encoder reads: their absence is a data error here.
+    Everything later stages need is checked here, before anything trains: the feature columns,
+    the content the switched-on towers read (``needs``; by default the text of ``text_fields``)
+    and that every split has an event, and those in ``both_classes`` a click and a non-click
+    (the pipeline asks it of every split: CTR early stopping and the report need both). Items
+    without any usable content are
+    counted (``no_content_items`` in the manifest); see :mod:`mimrec.data.content`.
     """
-    ds = load_dataset(cfg, text_fields)
+    needs = needs or ContentNeeds(text_fields, use_text=bool(text_fields))
+    ds = load_dataset(cfg, needs.text_fields)
+    check_features(ds, cfg.item_features, cfg.user_features)
+    has_content = content_mask(ds.items, needs, table_source(ds, "items"))
     start = time.perf_counter()
     samples = build_samples(ds, cfg)
     seconds = time.perf_counter() - start
-    check_splits(samples, ds.name)
+    check_splits(samples, ds.name, both_classes)
     with stage_dir(out) as tmp:
         samples.save(tmp / "samples.npz")
         ds.items.to_parquet(tmp / "items.parquet", index=False)
@@ -82,6 +97,8 @@ def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = ()) -> D
             ds.users.to_parquet(tmp / "users.parquet", index=False)
         metrics = {"dataset": ds.name, "build_seconds": seconds,
                    "events_per_second": len(ds.interactions) / max(seconds, 1e-9),
+                   "no_content_items": int((~has_content).sum()),
+                   "no_content_examples": ds.items["item_id"][~has_content].head(5).tolist(),
                    **sample_stats(samples)}
         write_manifest(tmp, "data", to_dict(cfg), metrics=metrics, inputs=ds.sources)
     return DataArtifact(out, samples, ds.items, ds.users)

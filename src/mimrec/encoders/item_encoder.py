@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -164,26 +164,34 @@ class ItemEncoder(nn.Module):
         present[:, Modality.ATTRIBUTES.value] = has
         return out
 
-    def encode_items(self, items: pd.DataFrame) -> np.ndarray:
+    def encode_items(self, items: pd.DataFrame, allow_empty: bool = False) -> np.ndarray:
         """Fused embeddings of an items table, deterministic (eval mode, no gradients).
 
         Args:
             items: rows with the configured ``text_fields`` and optional ``image`` and
-                ``attributes`` columns; an item must have at least one switched-on modality.
+                ``attributes`` columns.
+            allow_empty: an item with none of the switched-on modalities gets the zero vector
+                (the catalogue's documented fallback, see :mod:`mimrec.data.content`); when
+                False (a request to the service) it is a :class:`MimrecError` naming the item.
 
-        Shapes: N items -> (N, D) float32, rows unit norm, in table order.
+        Shapes: N items -> (N, D) float32, rows unit norm (zero for items without content), in
+        table order.
         """
         with eval_mode(self), torch.inference_mode():
             outputs = self.tower_outputs(items)
             empty = ~outputs.present.any(dim=1)
-            if bool(empty.any()):
+            if bool(empty.any()) and not allow_empty:
                 row = int(torch.nonzero(empty)[0])
                 item = items["item_id"].iloc[row] if "item_id" in items.columns else row
                 raise MimrecError(
                     f"item {item!r} has none of the switched-on modalities "
                     "(no text, image or known attribute token): it cannot be embedded"
                 )
-            return self.embed(outputs).numpy().astype(np.float32)
+            present = outputs.present.clone()
+            present[empty, 0] = True  # fused as if it had text, then zeroed below
+            vectors = self.embed(replace(outputs, present=present))
+            vectors[empty] = 0.0  # (N, D)
+            return vectors.numpy().astype(np.float32)
 
 
 def _advance(bar: Progress, task) -> Callable[[int], None]:

@@ -40,10 +40,12 @@ class RawTextEncoder:
 
     def vectors(self, items: pd.DataFrame) -> np.ndarray:
         """Vectors of every row (zero rows for items without text). Shapes: N -> (N, H) float32."""
+        texts = item_texts(items, self.cfg.text_fields)
         with torch.inference_mode():
-            out = self.text_tower.encode(item_texts(items, self.cfg.text_fields),
-                                         self.cfg.text_batch_size)
-        return torch.nn.functional.normalize(out, dim=-1).numpy().astype(np.float32)
+            out = self.text_tower.encode(texts, self.cfg.text_batch_size)
+        vectors = torch.nn.functional.normalize(out, dim=-1).numpy().astype(np.float32)
+        vectors[[t == "" for t in texts]] = 0.0  # no text: the zero vector (mimrec.data.content)
+        return vectors
 
     def encode_items(self, items: pd.DataFrame) -> np.ndarray:
         """As :meth:`vectors`, but an item without text raises :class:`MimrecError` naming it."""

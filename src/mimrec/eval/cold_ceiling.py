@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from mimrec.data.samples import BUCKETS, TEST, TRAIN, Samples
+from mimrec.data.samples import TEST, TRAIN, Samples
 from mimrec.eval.metrics import auc
-
-COLD = BUCKETS.index("cold")
 
 
 def train_rates(index: np.ndarray, label: np.ndarray, size: int
@@ -50,7 +48,8 @@ def cold_ceiling(samples: Samples, item_features: dict[str, np.ndarray]) -> dict
     the test split has no cold rows of both labels.
     """
     test = samples.split == TEST
-    cold = test & (samples.bucket == COLD)
+    code = samples.buckets.index("cold") if "cold" in samples.buckets else -1  # may be merged
+    cold = test & (samples.bucket == code)
     labels = samples.label[cold]
     if len(np.unique(labels)) < 2:
         raise ValueError(f"the cold bucket of test has {int(cold.sum())} rows, not both labels: "

@@ -73,10 +73,10 @@ def rela_impr(auc_model: float, auc_base: float) -> float:
 
 
 def ctr_metrics(users: np.ndarray, labels: np.ndarray, probs: np.ndarray,
-                buckets: np.ndarray) -> dict:
-    """AUC, gAUC, LogLoss and per-bucket AUC with bucket sizes."""
+                buckets: np.ndarray, names: tuple[str, ...] = BUCKETS) -> dict:
+    """AUC, gAUC, LogLoss and per-bucket AUC with bucket sizes (``buckets`` index ``names``)."""
     per_bucket = {}
-    for b, name in enumerate(BUCKETS):
+    for b, name in enumerate(names):
         m = buckets == b
         per_bucket[name] = {"auc": auc(labels[m], probs[m]) if m.any() else float("nan"),
                             "n": int(m.sum())}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mimrec.artifacts import read_manifest, require_stage, write_json_atomic
-from mimrec.data.samples import BUCKETS, TEST, VALID
+from mimrec.data.samples import BUCKETS, TEST, VALID, count_range
 from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import ctr_metrics, rela_impr
@@ -33,7 +33,7 @@ def aggregate(per_seed: list[dict]) -> dict:
     for key in ("auc", "gauc", "logloss"):
         out[key], out[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
     out["buckets"] = {}
-    for b in BUCKETS:
+    for b in per_seed[0]["buckets"]:
         mean, std = _mean_std([m["buckets"][b]["auc"] for m in per_seed])
         out["buckets"][b] = {"auc": mean, "auc_std": std, "n": per_seed[0]["buckets"][b]["n"]}
     return out
@@ -82,16 +82,17 @@ def test_predictions(ctr_dir: Path) -> dict[str, dict[int, np.ndarray]]:
     return split_predictions(ctr_dir, "test")
 
 
-def oracle_metrics(rows: dict[str, np.ndarray]) -> dict | None:
+def oracle_metrics(rows: dict[str, np.ndarray], names: tuple[str, ...] = BUCKETS) -> dict | None:
     """Metrics of the true click probability on these rows (None unless every row has one)."""
     prob = rows["click_probability"]
     if not len(prob) or not np.isfinite(prob).all():
         return None
-    return ctr_metrics(rows["user"], rows["label"], prob, rows["bucket"])
+    return ctr_metrics(rows["user"], rows["label"], prob, rows["bucket"], names)
 
 
 def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
-                 predictions: dict[str, dict[int, np.ndarray]]) -> dict:
+                 predictions: dict[str, dict[int, np.ndarray]],
+                 names: tuple[str, ...] = BUCKETS) -> dict:
     """Metrics of every model on one split's rows: means over seeds, RelaImpr, and against the
     baseline the paired-bootstrap intervals, overall and per bucket; the oracle when known.
 
@@ -99,11 +100,11 @@ def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
     ``oracle_gap_closed`` is the share of the baseline-to-oracle AUC gap it closes.
     """
     user, label, bucket = rows["user"], rows["label"], rows["bucket"]
-    models = {name: aggregate([ctr_metrics(user, label, probs, bucket)
+    models = {name: aggregate([ctr_metrics(user, label, probs, bucket, names)
                                for probs in by_seed.values()])
               for name, by_seed in predictions.items()}
     base = models.get(cfg.baseline)
-    oracle = oracle_metrics(rows)
+    oracle = oracle_metrics(rows, names)
     for name, m in models.items():
         m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
         if oracle and base:
@@ -117,7 +118,7 @@ def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
                        "resolved": bool(low > 0 or high < 0)}
             m["vs_baseline"] = vs
             m["vs_baseline_buckets"] = bucket_bootstrap(user, label, bucket, model, reference,
-                                                        cfg.bootstrap_resamples)
+                                                        cfg.bootstrap_resamples, names=names)
     return {"models": models, "oracle": oracle}
 
 
@@ -131,9 +132,10 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     """
     data_dir = Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"])
     samples = read_data(data_dir).samples
-    test = split_report(cfg, samples.subset(TEST), split_predictions(ctr_dir, "test"))
+    names = samples.buckets
+    test = split_report(cfg, samples.subset(TEST), split_predictions(ctr_dir, "test"), names)
     valid_predictions = split_predictions(ctr_dir, "valid")
-    valid = split_report(cfg, samples.subset(VALID), valid_predictions) \
+    valid = split_report(cfg, samples.subset(VALID), valid_predictions, names) \
         if valid_predictions else None
     ctr_manifest = require_stage(ctr_dir, "ctr")
     records = ctr_manifest["metrics"]
@@ -146,7 +148,8 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     report = {"protocol": protocol, "baseline": cfg.baseline,
               "valid_best": valid_best(records, cfg.baseline, margin),
               "selection": selection_line(records, cfg.baseline, margin), **test, "valid": valid,
-              "data": data_manifest["metrics"], **(extra or {})}
+              "data": data_manifest["metrics"], "buckets": bucket_summary(samples),
+              **(extra or {})}
     if protocol in PROTOCOL_NOTES:
         report["note"] = PROTOCOL_NOTES[protocol]
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +173,15 @@ def _finite(obj):
     return obj
 
 
+def bucket_summary(samples) -> dict[str, dict]:
+    """Each popularity bucket's train-count range and test rows, plus the merge notes."""
+    lows = tuple(int(x) for x in samples.bucket_lows)
+    test = samples.bucket[samples.split == TEST]
+    return {"edges": {b: {"train_count": count_range(lows, i), "test_rows": int((test == i).sum())}
+                      for i, b in enumerate(samples.buckets)},
+            "notes": [str(n) for n in samples.bucket_notes]}
+
+
 def _fmt(mean: float, std: float) -> str:
     return "n/a" if not math.isfinite(mean) else f"{mean:.4f} ± {std:.4f}"
 
@@ -183,26 +195,36 @@ def ctr_table(report: dict, split: str = "Test") -> list[str]:
     with_valid = any("valid_auc" in m for m in report["models"].values())
     head = (["model"] + (["valid AUC"] if with_valid else []) + ["AUC", "gAUC", "LogLoss",
                                                                    "RelaImpr"]
-            + [f"AUC {b}" for b in BUCKETS])
+            + [f"AUC {b}" for b in _names(report)])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in report["models"].items():
         label = f"**{name}** (valid-best)" if name == report.get("valid_best") else name
         valid = [f"{m.get('valid_auc', float('nan')):.4f}"] if with_valid else []
         cells = [label, *valid, _fmt(m["auc"], m["auc_std"]), _fmt(m["gauc"], m["gauc_std"]),
                  _fmt(m["logloss"], m["logloss_std"]), f"{m['rela_impr']:+.2f}%"]
-        cells += [_fmt(m["buckets"][b]["auc"], m["buckets"][b]["auc_std"]) for b in BUCKETS]
+        cells += [_fmt(m["buckets"][b]["auc"], m["buckets"][b]["auc_std"]) for b in _names(report)]
         rows.append("| " + " | ".join(cells) + " |")
     oracle = report.get("oracle")
     if oracle:
         cells = [ORACLE, *([""] if with_valid else []), f"{oracle['auc']:.4f}",
                  f"{oracle['gauc']:.4f}", f"{oracle['logloss']:.4f}", ""]
         cells += [_fmt(oracle["buckets"][b]["auc"], 0.0).removesuffix(" ± 0.0000")
-                  for b in BUCKETS]
+                  for b in _names(report)]
         rows.append("| " + " | ".join(cells) + " |")
     sizes = next(iter(report["models"].values()))["buckets"] if report["models"] else {}
+    edges = report.get("buckets", {}).get("edges", {})
     rows.append("")
-    rows.append(f"{split} rows per bucket: " + ", ".join(f"{b} {sizes[b]['n']:,}" for b in sizes))
+    rows.append(f"{split} rows per bucket (item's train impressions): " + ", ".join(
+        f"{b} ({edges[b]['train_count']}) {sizes[b]['n']:,}" if b in edges else
+        f"{b} {sizes[b]['n']:,}" for b in sizes))
+    rows += [f"Buckets: {note}." for note in report.get("buckets", {}).get("notes", [])]
     return rows
+
+
+def _names(report: dict) -> tuple[str, ...]:
+    """The report's bucket names (the fixed four in reports written before they varied)."""
+    models = report.get("models") or {}
+    return tuple(next(iter(models.values()))["buckets"]) if models else BUCKETS
 
 
 def interval_text(vs: dict | None, key: str) -> str:

@@ -87,14 +87,15 @@ def paired_bootstrap(users: np.ndarray, labels: np.ndarray, model: dict[int, np.
 
 def bucket_bootstrap(users: np.ndarray, labels: np.ndarray, buckets: np.ndarray,
                      model: dict[int, np.ndarray], base: dict[int, np.ndarray],
-                     resamples: int = 1000, seed: int = 0) -> dict[str, dict | None]:
+                     resamples: int = 1000, seed: int = 0,
+                     names: tuple[str, ...] = BUCKETS) -> dict[str, dict | None]:
     """:func:`paired_bootstrap` on each popularity bucket's rows alone (its users resampled).
 
     Returns, per bucket name, the bootstrap result plus ``n`` (rows), ``users`` and
     ``resolved`` (the AUC interval excludes 0); None for a bucket without both labels.
     """
     out: dict[str, dict | None] = {}
-    for code, name in enumerate(BUCKETS):
+    for code, name in enumerate(names):
         rows = buckets == code
         if not rows.any() or labels[rows].min() == labels[rows].max():
             out[name] = None

@@ -40,10 +40,11 @@ def raw_vectors(cfg: EncoderConfig, items: pd.DataFrame) -> tuple[np.ndarray, St
 
 
 def encoder_vectors(encoder_dir: Path, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
-    """Vectors of a trained encoder artifact (stage 1 or C-SFT)."""
+    """Vectors of a trained encoder artifact (stage 1 or C-SFT); an item without any usable
+    content gets the zero vector (see :mod:`mimrec.data.content`)."""
     manifest = read_manifest(encoder_dir)
     encoder = load_item_encoder(encoder_dir)
-    vectors = encoder.encode_items(items)
+    vectors = encoder.encode_items(items, allow_empty=True)
     return vectors, StoreInfo(manifest["stage"], manifest["hash"], vectors.shape[1])
 
 

@@ -5,7 +5,12 @@ sequence of an event is the item rows of the same user's earlier *positive* even
 smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``train_fraction`` of
 sorted events is train, the next ``valid_fraction`` valid, the rest test (up to ``window_end``: a
 rolling time window drops the later events after histories are built). Everything is vectorised
-(sorts and binary searches), so the cost grows as N log N in the number of events.
+(sorts and cumulative counts), so the cost grows as N log N in the number of events.
+
+Histories are compact (as FuxiCTR's LongCTR keeps them): each user's positive sequence is stored
+once (``seq_items``), and each event keeps a pointer past its last history item (``hist_end``) and
+its history length (``hist_len``, at most ``max_seq_len``). :meth:`Samples.history_rows` gathers
+the (rows, L) matrix of any rows on demand, so memory grows with the events, not with events x L.
 
 P1-cold draws new items and drops their events (and removes them from histories) before they
 launch: before test (v1, ``new_item_launch = "test"``) or before valid (v2, ``"valid"``). Events
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mimrec.data.config import DataConfig
+from mimrec.data.events import Events, encode_events
 from mimrec.data.tables import Dataset
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -30,9 +36,10 @@ _BUCKET_EDGES = np.array([1, 10, 100])  # cold = 0, tail = 1-9, mid = 10-99, hea
 
 @dataclass
 class Samples:
-    """CTR samples in catalogue index space (``item`` and ``history`` are rows of the items table).
+    """CTR samples in catalogue index space (``item`` and ``seq_items`` are rows of the items
+    table).
 
-    Shapes: N samples, L = max_seq_len, I catalogue items.
+    Shapes: N samples, L = max_seq_len, I catalogue items, P stored sequence entries.
     """
 
     split: np.ndarray  # (N,) int8: TRAIN / VALID / TEST
@@ -40,7 +47,10 @@ class Samples:
     item: np.ndarray  # (N,) int64 row in the items table
     timestamp: np.ndarray  # (N,) int64
     label: np.ndarray  # (N,) float32 0/1
-    history: np.ndarray  # (N, L) int64 item rows, -1 = padding (left), most recent last
+    seq_items: np.ndarray  # (P,) int64 item rows: the users' positive sequences, one after another
+    hist_end: np.ndarray  # (N,) int64 index into seq_items one past the event's last history item
+    hist_len: np.ndarray  # (N,) int32 history length, at most max_seq_len
+    max_seq_len: int
     bucket: np.ndarray  # (N,) int8 index into BUCKETS
     item_train_count: np.ndarray  # (I,) int64 train impressions per item
     new_item: np.ndarray  # (I,) bool: launched late under P1-cold
@@ -49,23 +59,33 @@ class Samples:
     click_probability: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
 
     def __post_init__(self) -> None:
+        self.max_seq_len = int(self.max_seq_len)
         if len(self.click_probability) != len(self.split):  # artifacts written before the field
             self.click_probability = np.full(len(self.split), np.nan, dtype=np.float32)
 
     def subset(self, split: int) -> dict[str, np.ndarray]:
-        """Per-sample arrays of one split."""
+        """Per-sample arrays of one split (histories stay compact: ``hist_end``, ``hist_len``)."""
         m = self.split == split
-        return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label",
-                                                   "history", "bucket", "click_probability")}
+        return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label", "hist_end",
+                                                   "hist_len", "bucket", "click_probability")}
 
-    def save(self, path) -> None:
-        """Write every array to one ``.npz`` (no pickled objects)."""
-        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+    def history_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The (len(rows), L) history matrix of these sample rows: item rows, -1 padding on the
+        left, most recent last."""
+        return gather_histories(self.seq_items, self.hist_end[rows], self.hist_len[rows],
+                                self.max_seq_len)
 
-    @classmethod
-    def load(cls, path) -> Samples:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(**{k: z[k] for k in z.files})
+
+
+def gather_histories(seq_items: np.ndarray, end: np.ndarray, length: np.ndarray,
+                     max_len: int) -> np.ndarray:
+    """(R, max_len) histories from compact pointers: ``seq_items[end - length : end]`` right
+    aligned, -1 padding on the left."""
+    pos = end[:, None] - np.arange(max_len, 0, -1)[None, :]  # (R, L)
+    valid = np.arange(max_len)[None, :] >= (max_len - length)[:, None]
+    if not len(seq_items):
+        return np.full(pos.shape, -1, dtype=np.int64)
+    return np.where(valid, seq_items[np.clip(pos, 0, None)], -1)
 
 
 def sort_key(ids: pd.Series) -> np.ndarray:
@@ -89,25 +109,34 @@ def draw_new_items(item_ids: pd.Series, fraction: float, seed: int) -> np.ndarra
     return mask
 
 
-def histories(
-    pool_user: np.ndarray, pool_time: np.ndarray, pool_item: np.ndarray,
-    query_user: np.ndarray, query_time: np.ndarray, max_len: int,
-) -> np.ndarray:
-    """For each query (user, time): the pool items of that user with time < query time.
+def _run_starts(*keys: np.ndarray) -> np.ndarray:
+    """For sorted keys: the index of the first element of each element's run of equal keys."""
+    n = len(keys[0])
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
+    return np.maximum.accumulate(np.where(new, np.arange(n), 0))
 
-    The pool must already be in global event order. Returns (Q, max_len) item rows, -1 padded on
-    the left, most recent last.
+
+def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
+                      in_pool: np.ndarray, max_len: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every event's history: the pool events (``in_pool``) of its user with a smaller time.
+
+    Events must be in global event order. Returns ``(seq_items, end, length)``: the pool's items
+    by user, then time, then event order (P,); per event the index one past its last history
+    item (N,) int64 and its history length, truncated to ``max_len`` (N,) int32.
     """
-    times = np.unique(np.concatenate([pool_time, query_time]))
-    stride = len(times) + 1
-    pool_key = pool_user * stride + np.searchsorted(times, pool_time)
-    order = np.argsort(pool_key, kind="stable")  # by user, then time, then global order
-    pool_key, pool_item = pool_key[order], pool_item[order]
-    end = np.searchsorted(pool_key, query_user * stride + np.searchsorted(times, query_time), "left")
-    begin = np.searchsorted(pool_key, query_user * stride, "left")
-    pos = end[:, None] - np.arange(max_len, 0, -1)[None, :]  # (Q, L)
-    valid = pos >= begin[:, None]
-    return np.where(valid, pool_item[np.clip(pos, 0, None)] if len(pool_item) else -1, -1)
+    by_user = np.argsort(user, kind="stable")  # by user, then time, then global order
+    u, t, pool = user[by_user], time[by_user], in_pool[by_user]
+    before = np.cumsum(pool, dtype=np.int64) - pool  # pool entries before each event
+    end_sorted = before[_run_starts(u, t)]  # pool entries before its (user, time) group
+    del t
+    length_sorted = np.minimum(end_sorted - before[_run_starts(u)], max_len).astype(np.int32)
+    end = np.empty(len(user), dtype=np.int64)
+    length = np.empty(len(user), dtype=np.int32)
+    end[by_user], length[by_user] = end_sorted, length_sorted
+    return item[by_user[pool]], end, length
 
 
 def bucket_of(counts: np.ndarray) -> np.ndarray:
@@ -117,43 +146,49 @@ def bucket_of(counts: np.ndarray) -> np.ndarray:
 
 def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     """Build P1 (or P1-cold v1 / v2 when ``cfg.new_item_fraction > 0``) samples from a dataset."""
-    inter = ds.interactions
-    user_ids = ds.users["user_id"] if ds.users is not None else pd.Series(
-        np.unique(inter["user_id"].to_numpy(dtype=str)))
-    user = pd.Index(user_ids).get_indexer(inter["user_id"]).astype(np.int64)
-    item = pd.Index(ds.items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
-    ts = inter["timestamp"].to_numpy(np.int64)
-    label = inter["label"].to_numpy(np.float32)
-    prob = (inter["click_probability"].to_numpy(np.float32) if "click_probability" in inter
-            else np.full(len(inter), np.nan, dtype=np.float32))
+    events = ds.events if ds.events is not None else encode_events(ds.interactions, ds.items,
+                                                                   ds.users)
+    return samples_from_events(events, ds.items["item_id"], cfg)
 
-    user_rank = sort_key(pd.Series(user_ids))[user]
-    item_rank = sort_key(ds.items["item_id"])[item]
-    order = np.lexsort((item_rank, user_rank, ts))
-    user, item, ts, label, prob = user[order], item[order], ts[order], label[order], prob[order]
 
-    n = len(order)
+def event_order(events: Events, item_ids: pd.Series) -> np.ndarray:
+    """The P1 event order: by timestamp, then user id, then item id (ids compared as numbers
+    when they all are)."""
+    user_rank = sort_key(pd.Series(events.user_ids))
+    item_rank = sort_key(item_ids)
+    tie = user_rank[events.user] * len(item_rank) + item_rank[events.item]  # one int64 key
+    return np.lexsort((tie, events.timestamp))
+
+
+def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) -> Samples:
+    """P1 / P1-cold samples of encoded events; ``item_ids`` is the items table's id column."""
+    order = event_order(events, item_ids)
+    user, item, ts, label, prob = (a[order] for a in (
+        events.user, events.item, events.timestamp, events.label, events.click_probability))
+    del order
+    n = len(user)
     n_train = int(round(cfg.train_fraction * n))
     n_valid = int(round((cfg.train_fraction + cfg.valid_fraction) * n)) - n_train
     split = np.full(n, TEST, dtype=np.int8)
     split[:n_train], split[n_train:n_train + n_valid] = TRAIN, VALID
 
-    new_item = draw_new_items(ds.items["item_id"], cfg.new_item_fraction, cfg.new_item_seed)
-    positive = label > 0
-    history = histories(user[positive], ts[positive], item[positive], user, ts, cfg.max_seq_len)
+    new_item = draw_new_items(item_ids, cfg.new_item_fraction, cfg.new_item_seed)
+    seq, end, length = compact_histories(user, ts, item, label > 0, cfg.max_seq_len)
     if cfg.window_end < 1:  # a rolling window: later events are not part of this protocol at all
         n_end = int(round(cfg.window_end * n))
-        user, item, ts, label, prob, split, history, positive = (
-            a[:n_end] for a in (user, item, ts, label, prob, split, history, positive))
+        user, item, ts, label, prob, split, end, length = (
+            a[:n_end] for a in (user, item, ts, label, prob, split, end, length))
     if new_item.any():
         launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)  # P1 events as is
         keep = launched | ~new_item[item]
-        pool = positive & ~new_item[item]
-        warm_hist = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
-        history = np.where(launched[:, None], history, warm_hist)
-        user, item, ts, label, prob, split, history = (
-            a[keep] for a in (user, item, ts, label, prob, split, history))
+        warm_seq, warm_end, warm_len = compact_histories(
+            user, ts, item, (label > 0) & ~new_item[item], cfg.max_seq_len)
+        end = np.where(launched, end, warm_end + len(seq))  # warm sequences stored after P1's
+        length = np.where(launched, length, warm_len)
+        seq = np.concatenate([seq, warm_seq])
+        user, item, ts, label, prob, split, end, length = (
+            a[keep] for a in (user, item, ts, label, prob, split, end, length))
 
-    counts = np.bincount(item[split == TRAIN], minlength=len(ds.items))
-    return Samples(split, user, item, ts, label, history, bucket_of(counts[item]), counts,
-                   new_item, np.asarray(user_ids, dtype=str), prob)
+    counts = np.bincount(item[split == TRAIN], minlength=len(item_ids))
+    return Samples(split, user, item, ts, label, seq, end, length, cfg.max_seq_len,
+                   bucket_of(counts[item]), counts, new_item, events.user_ids, prob)

@@ -61,6 +61,7 @@ def child_train(run: Path, batch_size: int) -> dict:
     data = read_data(run / "data")
     tables = feature_tables(data, cfg.data)
     train = batchable(data.samples, TRAIN)
+    del data  # the epoch holds the train split's compact arrays only
     load_seconds = time.perf_counter() - start
     seed_everything(0, cfg.ctr.train.deterministic)
     model = CiUBM(cfg.ctr.model, preset(cfg.ctr, "din"), tables)

@@ -71,13 +71,17 @@ class Batchable:
 
 def batchable(samples: Samples, split: int) -> Batchable:
     """Tensors of one split; catalogue rows r become model indices r + 1 (-1 padding -> 0)."""
-    s = samples.subset(split)
+    rows = np.flatnonzero(samples.split == split)
+    user, item = samples.user[rows], samples.item[rows]
+    user += 1
+    item += 1
     return Batchable(
-        user=torch.as_tensor(s["user"] + 1),
-        item=torch.as_tensor(s["item"] + 1),
-        history=Histories(torch.as_tensor(samples.seq_items), torch.as_tensor(s["hist_end"]),
-                          torch.as_tensor(s["hist_len"]), samples.max_seq_len),
-        label=torch.as_tensor(s["label"], dtype=torch.float32),
+        user=torch.as_tensor(user),
+        item=torch.as_tensor(item),
+        history=Histories(torch.as_tensor(samples.seq_items),
+                          torch.as_tensor(samples.hist_end[rows]),
+                          torch.as_tensor(samples.hist_len[rows]), samples.max_seq_len),
+        label=torch.as_tensor(samples.label[rows], dtype=torch.float32),
     )
 
 

@@ -27,6 +27,11 @@ class Events:
     def __len__(self) -> int:
         return len(self.user)
 
+    def reorder(self, order: np.ndarray) -> None:
+        """Put the events in ``order``, one array at a time (memory holds one extra array)."""
+        for name in ("user", "item", "timestamp", "label", "click_probability"):
+            setattr(self, name, getattr(self, name)[order])
+
 
 def encode_events(inter: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None
                   ) -> Events:

@@ -19,6 +19,7 @@ after the launch are P1's, with P1's histories.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,13 +110,19 @@ def draw_new_items(item_ids: pd.Series, fraction: float, seed: int) -> np.ndarra
     return mask
 
 
-def _run_starts(*keys: np.ndarray) -> np.ndarray:
-    """For sorted keys: the index of the first element of each element's run of equal keys."""
-    n = len(keys[0])
-    new = np.ones(n, dtype=bool)
-    if n > 1:
-        new[1:] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
-    return np.maximum.accumulate(np.where(new, np.arange(n), 0))
+def _group_starts(user_sorted_time: Callable[[int, int], np.ndarray], first_of_user: np.ndarray,
+                  chunk: int = 1 << 22) -> np.ndarray:
+    """For events sorted by user then time: the index of the first event of each event's (user,
+    time) group. ``user_sorted_time(a, b)`` gives the times of sorted positions a..b-1; they are
+    read in chunks, so no second full-length time array is made."""
+    new = first_of_user.copy()
+    n = len(new)
+    for a in range(1, n, chunk):
+        t = user_sorted_time(a - 1, min(a + chunk, n))
+        new[a:a + len(t) - 1] |= t[1:] != t[:-1]
+    starts = np.arange(n)
+    starts[~new] = 0
+    return np.maximum.accumulate(starts, out=starts)
 
 
 def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
@@ -125,17 +132,31 @@ def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
 
     Events must be in global event order. Returns ``(seq_items, end, length)``: the pool's items
     by user, then time, then event order (P,); per event the index one past its last history
-    item (N,) int64 and its history length, truncated to ``max_len`` (N,) int32.
+    item (N,) int64 and its history length, truncated to ``max_len`` (N,) int32. Temporary
+    memory is a few arrays of N (no (N, L) matrix, no copy of the log).
     """
+    n = len(user)
     by_user = np.argsort(user, kind="stable")  # by user, then time, then global order
-    u, t, pool = user[by_user], time[by_user], in_pool[by_user]
-    before = np.cumsum(pool, dtype=np.int64) - pool  # pool entries before each event
-    end_sorted = before[_run_starts(u, t)]  # pool entries before its (user, time) group
-    del t
-    length_sorted = np.minimum(end_sorted - before[_run_starts(u)], max_len).astype(np.int32)
-    end = np.empty(len(user), dtype=np.int64)
-    length = np.empty(len(user), dtype=np.int32)
-    end[by_user], length[by_user] = end_sorted, length_sorted
+    counts = np.bincount(user) if n else np.zeros(0, np.int64)
+    block = np.cumsum(counts) - counts  # first sorted position of each user
+    block, counts = block[counts > 0], counts[counts > 0]
+    first_of_user = np.zeros(n, dtype=bool)
+    first_of_user[block] = True
+    pool = in_pool[by_user]
+    before = np.cumsum(pool, dtype=np.int64)
+    before -= pool  # pool entries before each sorted event
+    end_sorted = _group_starts(lambda a, b: time[by_user[a:b]], first_of_user)
+    del first_of_user
+    np.take(before, end_sorted, out=end_sorted)  # pool entries before its (user, time) group
+    length_sorted = np.repeat(before[block], counts)  # pool entries before the user's first
+    del before
+    np.subtract(end_sorted, length_sorted, out=length_sorted)
+    np.minimum(length_sorted, max_len, out=length_sorted)
+    end = np.empty(n, dtype=np.int64)
+    end[by_user] = end_sorted
+    del end_sorted
+    length = np.empty(n, dtype=np.int32)
+    length[by_user] = length_sorted
     return item[by_user[pool]], end, length
 
 
@@ -154,18 +175,19 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
 def event_order(events: Events, item_ids: pd.Series) -> np.ndarray:
     """The P1 event order: by timestamp, then user id, then item id (ids compared as numbers
     when they all are)."""
-    user_rank = sort_key(pd.Series(events.user_ids))
     item_rank = sort_key(item_ids)
-    tie = user_rank[events.user] * len(item_rank) + item_rank[events.item]  # one int64 key
+    tie = sort_key(pd.Series(events.user_ids))[events.user]
+    tie *= len(item_rank)
+    tie += item_rank[events.item]  # one int64 key: user rank, then item rank
     return np.lexsort((tie, events.timestamp))
 
 
 def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) -> Samples:
-    """P1 / P1-cold samples of encoded events; ``item_ids`` is the items table's id column."""
-    order = event_order(events, item_ids)
-    user, item, ts, label, prob = (a[order] for a in (
-        events.user, events.item, events.timestamp, events.label, events.click_probability))
-    del order
+    """P1 / P1-cold samples of encoded events; ``item_ids`` is the items table's id column.
+    ``events`` are put in P1 order in place (no second copy of the log's arrays)."""
+    events.reorder(event_order(events, item_ids))
+    user, item, ts, label, prob = (events.user, events.item, events.timestamp, events.label,
+                                   events.click_probability)
     n = len(user)
     n_train = int(round(cfg.train_fraction * n))
     n_valid = int(round((cfg.train_fraction + cfg.valid_fraction) * n)) - n_train

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mimrec.data.sample_shards import read_samples
 from mimrec.data.samples import TEST, TRAIN, VALID, Samples
 from mimrec.eval.metrics import ctr_metrics
 
@@ -96,9 +97,10 @@ def user_sequences(s: Samples) -> list[np.ndarray]:
 
 def check_histories(s: Samples, seqs: list[np.ndarray], seq_len: np.ndarray) -> None:
     """FuxiCTR's sequence (last 50 of the user's first ``seq_len`` positives) == P1 history."""
-    max_len = s.history.shape[1]
+    max_len = s.max_seq_len
+    history = s.history_rows(np.arange(len(s.label)))
     for n in range(len(s.label)):
-        mine = s.history[n][s.history[n] >= 0] + 1
+        mine = history[n][history[n] >= 0] + 1
         theirs = seqs[s.user[n] + 1][: seq_len[n]][-max_len:]
         if not np.array_equal(mine, theirs):
             raise AssertionError(f"event {n}: FuxiCTR sequence differs from the P1 history")
@@ -143,7 +145,7 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
 
     params.update(dataset_id="ml100k_p1", data_root=str(work / "data"), data_format="csv",
                   model_root=str(work / "checkpoints"), num_workers=0)
-    s = Samples.load(data / "samples.npz")
+    s = read_samples(data / "samples")
     if max_users:
         s = subset_users(s, max_users)
     raw = work / "raw"
@@ -213,8 +215,8 @@ def write_item_info(encoder, items: pd.DataFrame, path: Path) -> None:
 def subset_users(s: Samples, max_users: int) -> Samples:
     """Events of the first ``max_users`` users only (histories are per user, so unchanged)."""
     keep = s.user < max_users
-    fields = {k: v[keep] if k not in ("item_train_count", "new_item", "user_ids") else v
-              for k, v in s.__dict__.items()}
+    per_catalogue = ("item_train_count", "new_item", "user_ids", "seq_items", "max_seq_len")
+    fields = {k: v[keep] if k not in per_catalogue else v for k, v in s.__dict__.items()}
     fields["user_ids"] = s.user_ids[:max_users]
     return Samples(**fields)
 

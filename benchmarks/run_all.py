@@ -25,7 +25,8 @@ from write_results import write_results
 PY = sys.executable
 # Run only when named with --only: two torch threads per process are only meaningful on an idle
 # machine, and the default run stays within the hour on 2 cores.
-OPTIONAL = {"throughput_2threads", "store_scale_1m"}
+# "scale" (1M and 10M synthetic events, about 10 min on an idle machine) too.
+OPTIONAL = {"throughput_2threads", "store_scale_1m", "scale"}
 
 
 def commands(run: Path) -> dict[str, list[str]]:
@@ -49,6 +50,8 @@ def commands(run: Path) -> dict[str, list[str]]:
         "sample_builder": [PY, "benchmarks/bench_sample_builder.py"],
         "ctr_scaling": [PY, "benchmarks/bench_ctr_scaling.py", "--threads", "1",
                         "--json", str(res / "ctr_scaling.json")],
+        "scale": ["nice", "-n", "5", PY, "benchmarks/bench_scale.py", "--events", "1000000",
+                  "10000000", "--work", str(run / "scale"), "--json", str(res / "scale.json")],
     }
     if Path("benchmarks/bench_serve.py").is_file():  # the serving load benchmark, when present
         cmds["serve"] = [PY, "benchmarks/bench_serve.py", "--run", str(run), "--seconds", "30",

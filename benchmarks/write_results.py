@@ -89,6 +89,24 @@ def store_scale_rows(res: Path) -> list[str]:
     return rows
 
 
+def scale_section(result: dict | None) -> list[str]:
+    """Rows of ``bench_scale.py``'s JSON (one size or ``{"sizes": [...]}``): synthetic data."""
+    if not result:
+        return []
+    gib = 2.0**30
+    lines = ["| events (synthetic) | users / items | data stage s | data peak RSS | "
+             "DIN epoch samples/s | train peak RSS | data time vs first | rate vs first |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result.get("sizes", [result]):
+        lines.append(
+            f"| {r['events']:,} | {r['users']:,} / {r['items']:,} | {r['data_seconds']:.1f} | "
+            f"{r['data_peak_rss'] / gib:.2f} GiB | {r['train_samples_per_s']:,.0f} | "
+            f"{r['train_peak_rss'] / gib:.2f} GiB | "
+            f"{r.get('data_time_ratio_vs_first', 1.0):.1f}x | "
+            f"{r.get('train_rate_ratio_vs_first', 1.0):.2f}x |")
+    return lines
+
+
 def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
     res = run / "results"
     here = str(Path.cwd()) + "/"  # commands as typed from the repository root
@@ -155,13 +173,17 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
                         ("store_lookup", "4. Representation Center lookups"),
                         ("sample_builder", "5a. Scaling: P1 sample building"),
                         ("ctr_scaling", "5b. Scaling: CTR training (one DIN epoch)"),
-                        ("serve", "6. Serving load (benchmarks/bench_serve.py)")):
+                        ("serve", "6. Serving load (benchmarks/bench_serve.py)"),
+                        ("scale", "7. Scale: synthetic 1M / 10M events, data stage and one "
+                                  "DIN epoch")):
         if name in log or _text(res, name):
             lines += [f"## {title}", ""]
         if name in log:
             lines += [f"`{log[name]['command']}` ({log[name]['seconds']:.0f} s)", ""]
         if _text(res, name):
             lines += ["```", _text(res, name), "```", ""]
+        if name == "scale" and _json(res, "scale"):
+            lines += [*scale_section(_json(res, "scale")), ""]
     lines += ["## Commands and wall times", "", "| benchmark | command | seconds |", "|---|---|---|"]
     lines += [f"| {k} | `{v['command']}` | {v['seconds']:.0f} |" for k, v in log.items()
               if isinstance(v, dict)]

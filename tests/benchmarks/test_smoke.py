@@ -97,3 +97,16 @@ def test_request_guards_benchmark_smoke():
     r = run(sys.executable, "benchmarks/bench_request_guards.py", "--requests", "200",
             "--repeats", "1")
     assert "guarded" in r.stdout and "of a 3 ms forward pass" in r.stdout
+
+
+def test_scale_benchmark_smoke(tmp_path):
+    out = tmp_path / "scale.json"
+    r = run(sys.executable, "benchmarks/bench_scale.py", "--events", "5000", "--json", str(out),
+            "--work", str(tmp_path / "work"))
+    result = json.loads(out.read_text())
+    assert result["events"] == 5000 and result["synthetic"] is True
+    assert result["train_samples"] == 4000  # the train split: 80% of the events
+    for key in ("data_seconds", "data_peak_rss", "train_samples_per_s", "train_peak_rss"):
+        assert result[key] > 0
+    assert "DIN epoch" in r.stdout
+    assert not (tmp_path / "work" / "synthetic-5000").exists()  # removed without --keep

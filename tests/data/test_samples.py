@@ -1,19 +1,124 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from mimrec.ctr.train import batchable
 from mimrec.data.config import DataConfig
-from mimrec.data.samples import TEST, TRAIN, VALID, build_samples, histories
+from mimrec.data.samples import (
+    TEST,
+    TRAIN,
+    VALID,
+    Samples,
+    build_samples,
+    compact_histories,
+    draw_new_items,
+    gather_histories,
+    sort_key,
+)
+
+
+class Dense:
+    """Samples with the (N, L) history matrix gathered once, as the tests read it."""
+
+    def __init__(self, s: Samples) -> None:
+        self.s = s
+        self.history = s.history_rows(np.arange(len(s.split)))
+
+    def __getattr__(self, name):
+        return getattr(self.s, name)
 
 
 @pytest.fixture(scope="module")
 def p1(ml100k):
-    return build_samples(ml100k, DataConfig(bucket_edges=(1, 10, 100)))  # configs/movielens.toml
+    # the fixed edges of configs/movielens.toml
+    return Dense(build_samples(ml100k, DataConfig(bucket_edges=(1, 10, 100))))
 
 
 @pytest.fixture(scope="module")
 def p1_cold(ml100k):
-    return build_samples(ml100k, DataConfig(new_item_fraction=0.2))
+    return Dense(build_samples(ml100k, DataConfig(new_item_fraction=0.2)))
+
+
+def histories(pool_user, pool_time, pool_item, query_user, query_time, max_len):
+    """The reference: the (Q, L) history matrix as mimrec built it before histories were
+    compact (binary searches over a (user, time) key; -1 padding on the left)."""
+    times = np.unique(np.concatenate([pool_time, query_time]))
+    stride = len(times) + 1
+    pool_key = pool_user * stride + np.searchsorted(times, pool_time)
+    order = np.argsort(pool_key, kind="stable")
+    pool_key, pool_item = pool_key[order], pool_item[order]
+    end = np.searchsorted(pool_key, query_user * stride + np.searchsorted(times, query_time), "left")
+    begin = np.searchsorted(pool_key, query_user * stride, "left")
+    pos = end[:, None] - np.arange(max_len, 0, -1)[None, :]
+    valid = pos >= begin[:, None]
+    return np.where(valid, pool_item[np.clip(pos, 0, None)] if len(pool_item) else -1, -1)
+
+
+def reference_history(ds, cfg: DataConfig) -> np.ndarray:
+    """The (N, L) history matrix of P1 / P1-cold as the pre-compact builder made it."""
+    inter = ds.interactions
+    user_ids = ds.users["user_id"]
+    user = pd.Index(user_ids).get_indexer(inter["user_id"]).astype(np.int64)
+    item = pd.Index(ds.items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
+    ts, label = inter["timestamp"].to_numpy(np.int64), inter["label"].to_numpy(np.float32)
+    order = np.lexsort((sort_key(ds.items["item_id"])[item], sort_key(pd.Series(user_ids))[user],
+                        ts))
+    user, item, ts, label = user[order], item[order], ts[order], label[order]
+    n = len(order)
+    n_train = int(round(cfg.train_fraction * n))
+    n_valid = int(round((cfg.train_fraction + cfg.valid_fraction) * n)) - n_train
+    split = np.full(n, TEST, dtype=np.int8)
+    split[:n_train], split[n_train:n_train + n_valid] = TRAIN, VALID
+    new_item = draw_new_items(ds.items["item_id"], cfg.new_item_fraction, cfg.new_item_seed)
+    pos = label > 0
+    history = histories(user[pos], ts[pos], item[pos], user, ts, cfg.max_seq_len)
+    if cfg.window_end < 1:
+        n_end = int(round(cfg.window_end * n))
+        user, item, ts, label, split, history, pos = (
+            a[:n_end] for a in (user, item, ts, label, split, history, pos))
+    if new_item.any():
+        launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)
+        pool = pos & ~new_item[item]
+        warm = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
+        history = np.where(launched[:, None], history, warm)[launched | ~new_item[item]]
+    return history
+
+
+CONFIGS = {"P1": DataConfig(), "P1-cold v1": DataConfig(new_item_fraction=0.2),
+           "P1-cold v2": DataConfig(new_item_fraction=0.2, new_item_launch="valid"),
+           "P1 L=7": DataConfig(max_seq_len=7),
+           "P1-cold v2, window": DataConfig(train_fraction=0.6, valid_fraction=0.1,
+                                            window_end=0.8, new_item_fraction=0.2,
+                                            new_item_launch="valid")}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_gathered_batches_equal_the_full_history_matrix(ml100k, name):
+    """Compact histories, gathered per batch, are exactly the (N, L) matrix of before."""
+    cfg = CONFIGS[name]
+    s = build_samples(ml100k, cfg)
+    expected = reference_history(ml100k, cfg)
+    assert expected.shape == (len(s.split), cfg.max_seq_len)
+    assert np.array_equal(s.history_rows(np.arange(len(s.split))), expected)
+    assert s.hist_len.max() == cfg.max_seq_len  # truncation is exercised
+    for code in (TRAIN, VALID, TEST):  # the CTR stage's batches: model indices, 0 = padding
+        data, rows = batchable(s, code), np.flatnonzero(s.split == code)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(code))
+        for start in range(0, len(data), 4096):
+            idx = order[start:start + 4096]
+            assert torch.equal(data.history[idx], torch.as_tensor(expected[rows[idx]] + 1))
+
+
+def test_compact_histories_store_each_positive_once_per_pool():
+    rng = np.random.default_rng(3)
+    n = 500
+    user, time = rng.integers(0, 20, n), np.sort(rng.integers(0, 60, n))  # ties in time
+    item, positive = rng.integers(0, 30, n), rng.random(n) < 0.5
+    seq, end, length = compact_histories(user, time, item, positive, 4)
+    assert len(seq) == positive.sum()
+    assert np.array_equal(gather_histories(seq, end, length, 4),
+                          histories(user[positive], time[positive], item[positive], user, time, 4))
 
 
 def test_split_is_80_10_10_in_time_order(p1):
@@ -24,7 +129,8 @@ def test_split_is_80_10_10_in_time_order(p1):
 
 
 def test_a_rolling_window_is_p1_cut_earlier(ml100k, p1):
-    w = build_samples(ml100k, DataConfig(train_fraction=0.6, valid_fraction=0.1, window_end=0.8))
+    w = Dense(build_samples(ml100k, DataConfig(train_fraction=0.6, valid_fraction=0.1,
+                                               window_end=0.8)))
     assert [(w.split == s).sum() for s in (TRAIN, VALID, TEST)] == [60000, 10000, 10000]
     # the same first 80% of events, with the same histories; test is P1's 8th tenth of the log
     assert np.array_equal(w.item, p1.item[:80000])
@@ -67,7 +173,7 @@ def test_history_is_the_most_recent_positives_most_recent_last(ml100k, p1):
     expected = p1.item[earlier][-50:]
     hist = p1.history[n][p1.history[n] >= 0]
     assert list(hist) == list(expected)
-    assert p1.history.shape[1] == 50
+    assert p1.history.shape[1] == 50 == p1.max_seq_len
 
 
 def test_histories_truncate_and_pad_left():
@@ -101,7 +207,7 @@ def test_p1_cold_hides_new_items_from_train_and_valid(ml100k, p1, p1_cold):
 
 
 def test_p1_cold_v2_launches_new_items_at_the_start_of_valid(ml100k, p1, p1_cold):
-    v2 = build_samples(ml100k, DataConfig(new_item_fraction=0.2, new_item_launch="valid"))
+    v2 = Dense(build_samples(ml100k, DataConfig(new_item_fraction=0.2, new_item_launch="valid")))
     assert np.array_equal(v2.new_item, p1_cold.new_item)  # the same draw as v1
     train = v2.split == TRAIN
     assert not v2.new_item[v2.item[train]].any()

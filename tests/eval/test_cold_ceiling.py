@@ -14,7 +14,8 @@ def _samples(rng, n_items=60, n_users=20, n=6000):
     label = (rng.random(n) < appeal[item]).astype(np.float32)
     counts = np.bincount(item[split == TRAIN], minlength=n_items)
     samples = Samples(split, rng.integers(0, n_users, n), item, np.arange(n), label,
-                      np.full((n, 3), -1), bucket_of(counts[item]), counts,
+                      np.zeros(0, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int32), 3,
+                      bucket_of(counts[item]), counts,
                       np.zeros(n_items, bool), np.array([str(u) for u in range(n_users)]))
     return samples, appeal
 

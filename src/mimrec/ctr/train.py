@@ -22,15 +22,43 @@ from mimrec.eval.metrics import auc
 
 
 @dataclass
+class Histories:
+    """Compact behaviour histories of N samples that index like an (N, L) tensor.
+
+    ``histories[idx]`` gathers the (B, L) model indices of the rows ``idx`` (catalogue row + 1,
+    0 = padding on the left, most recent last) from the stored sequences; the (N, L) matrix is
+    never built. Shapes: ``seq_items`` (P,) catalogue rows, ``end`` (N,), ``length`` (N,).
+    """
+
+    seq_items: torch.Tensor
+    end: torch.Tensor
+    length: torch.Tensor
+    max_len: int
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        end, length = self.end[idx], self.length[idx]
+        steps = torch.arange(self.max_len, 0, -1)
+        pos = end.unsqueeze(1) - steps  # (B, L)
+        valid = steps <= length.unsqueeze(1)
+        if not len(self.seq_items):
+            return torch.zeros(pos.shape, dtype=torch.int64)
+        return torch.where(valid, self.seq_items[pos.clamp(min=0)] + 1, 0)
+
+
+@dataclass
 class Batchable:
     """Model inputs of one split as tensors in model index space (0 = padding / unknown).
 
-    Shapes: ``user`` (N,), ``item`` (N,), ``history`` (N, L), ``label`` (N,).
+    Shapes: ``user`` (N,), ``item`` (N,), ``history`` (N, L) (a dense tensor or compact
+    :class:`Histories`), ``label`` (N,).
     """
 
     user: torch.Tensor
     item: torch.Tensor
-    history: torch.Tensor
+    history: torch.Tensor | Histories
     label: torch.Tensor
 
     def __len__(self) -> int:
@@ -43,12 +71,17 @@ class Batchable:
 
 def batchable(samples: Samples, split: int) -> Batchable:
     """Tensors of one split; catalogue rows r become model indices r + 1 (-1 padding -> 0)."""
-    s = samples.subset(split)
+    rows = np.flatnonzero(samples.split == split)
+    user, item = samples.user[rows], samples.item[rows]
+    user += 1
+    item += 1
     return Batchable(
-        user=torch.as_tensor(s["user"] + 1),
-        item=torch.as_tensor(s["item"] + 1),
-        history=torch.as_tensor(s["history"] + 1),
-        label=torch.as_tensor(s["label"], dtype=torch.float32),
+        user=torch.as_tensor(user),
+        item=torch.as_tensor(item),
+        history=Histories(torch.as_tensor(samples.seq_items),
+                          torch.as_tensor(samples.hist_end[rows]),
+                          torch.as_tensor(samples.hist_len[rows]), samples.max_seq_len),
+        label=torch.as_tensor(samples.label[rows], dtype=torch.float32),
     )
 
 

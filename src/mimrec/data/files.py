@@ -1,6 +1,10 @@
 """The generic loader: a folder with ``interactions``, ``items`` and optional ``users`` tables,
 each as ``.parquet`` or ``.csv``, in the schema documented in :mod:`mimrec.data.tables`. Image
-paths in the items' ``image`` column are relative to this folder (absolute ones are kept)."""
+paths in the items' ``image`` column are relative to this folder (absolute ones are kept).
+
+``interactions`` may also be a folder of parquet files (a parquet dataset, any number of
+shards): it is then scanned batch by batch into encoded events (:mod:`mimrec.data.scan`), so a
+log larger than memory as a table can be read."""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+from rich.console import Console
+from rich.progress import Progress
 
 from mimrec.data.content import resolve_image_paths
+from mimrec.data.scan import scan_interactions
 from mimrec.data.tables import (
     Dataset,
     check_references,
@@ -49,6 +56,8 @@ def load_files(folder: str | Path, positive_rating: float, text_fields: tuple[st
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"data folder not found: {folder}")
+    if (folder / "interactions").is_dir():
+        return load_sharded(folder, positive_rating, text_fields)
     inter_path = find_table(folder, "interactions")
     items_path = find_table(folder, "items")
     users_path = find_table(folder, "users", required=False)
@@ -60,3 +69,18 @@ def load_files(folder: str | Path, positive_rating: float, text_fields: tuple[st
     ds = Dataset(folder.name, interactions, items, users, sources)
     check_references(ds)
     return ds
+
+
+def load_sharded(folder: Path, positive_rating: float, text_fields: tuple[str, ...]) -> Dataset:
+    """Load a folder whose ``interactions`` is a parquet dataset folder (see the module
+    docstring); items and users are read as tables."""
+    items_path = find_table(folder, "items")
+    users_path = find_table(folder, "users", required=False)
+    items = validate_items(read_table(items_path), str(items_path), text_fields)
+    users = validate_users(read_table(users_path), str(users_path)) if users_path else None
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        events = scan_interactions(folder / "interactions", items, users, positive_rating,
+                                   progress)
+    shards = tuple(sorted((folder / "interactions").rglob("*.parquet")))
+    sources = (*shards, items_path, *((users_path,) if users_path else ()))
+    return Dataset(folder.name, None, items, users, sources, events)

@@ -6,8 +6,13 @@ smaller timestamp, most recent last, truncated to ``max_seq_len``. The first ``t
 sorted events is train, the next ``valid_fraction`` valid, the rest test (up to ``window_end``: a
 rolling time window drops the later events after histories are built). Each event's popularity
 bucket is its item's train-impression count's (edges from ``data.bucket_edges`` or train-count
-quantiles, see :func:`choose_buckets`). Everything is vectorised
-(sorts and binary searches), so the cost grows as N log N in the number of events.
+quantiles, see :func:`choose_buckets`). Everything is vectorised (sorts and cumulative counts), so
+the cost grows as N log N in the number of events.
+
+Histories are compact (as FuxiCTR's LongCTR keeps them): each user's positive sequence is stored
+once (``seq_items``), and each event keeps a pointer past its last history item (``hist_end``) and
+its history length (``hist_len``, at most ``max_seq_len``). :meth:`Samples.history_rows` gathers
+the (rows, L) matrix of any rows on demand, so memory grows with the events, not with events x L.
 
 P1-cold draws new items and drops their events (and removes them from histories) before they
 launch: before test (v1, ``new_item_launch = "test"``) or before valid (v2, ``"valid"``). Events
@@ -16,12 +21,14 @@ after the launch are P1's, with P1's histories.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from mimrec.data.config import DataConfig
+from mimrec.data.events import Events, encode_events
 from mimrec.data.tables import Dataset
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -32,9 +39,10 @@ FIXED_LOWS = (0, 1, 10, 100)  # cold = 0, tail = 1-9, mid = 10-99, head >= 100 t
 
 @dataclass
 class Samples:
-    """CTR samples in catalogue index space (``item`` and ``history`` are rows of the items table).
+    """CTR samples in catalogue index space (``item`` and ``seq_items`` are rows of the items
+    table).
 
-    Shapes: N samples, L = max_seq_len, I catalogue items.
+    Shapes: N samples, L = max_seq_len, I catalogue items, P stored sequence entries.
     """
 
     split: np.ndarray  # (N,) int8: TRAIN / VALID / TEST
@@ -42,7 +50,10 @@ class Samples:
     item: np.ndarray  # (N,) int64 row in the items table
     timestamp: np.ndarray  # (N,) int64
     label: np.ndarray  # (N,) float32 0/1
-    history: np.ndarray  # (N, L) int64 item rows, -1 = padding (left), most recent last
+    seq_items: np.ndarray  # (P,) int64 item rows: the users' positive sequences, one after another
+    hist_end: np.ndarray  # (N,) int64 index into seq_items one past the event's last history item
+    hist_len: np.ndarray  # (N,) int32 history length, at most max_seq_len
+    max_seq_len: int
     bucket: np.ndarray  # (N,) int8 index into bucket_names
     item_train_count: np.ndarray  # (I,) int64 train impressions per item
     new_item: np.ndarray  # (I,) bool: launched late under P1-cold
@@ -55,6 +66,7 @@ class Samples:
     bucket_notes: np.ndarray = field(default_factory=lambda: np.asarray([], dtype=str))  # merges
 
     def __post_init__(self) -> None:
+        self.max_seq_len = int(self.max_seq_len)
         if len(self.click_probability) != len(self.split):  # artifacts written before the field
             self.click_probability = np.full(len(self.split), np.nan, dtype=np.float32)
 
@@ -64,19 +76,28 @@ class Samples:
         return tuple(str(n) for n in self.bucket_names)
 
     def subset(self, split: int) -> dict[str, np.ndarray]:
-        """Per-sample arrays of one split."""
+        """Per-sample arrays of one split (histories stay compact: ``hist_end``, ``hist_len``)."""
         m = self.split == split
-        return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label",
-                                                   "history", "bucket", "click_probability")}
+        return {k: getattr(self, k)[m] for k in ("user", "item", "timestamp", "label", "hist_end",
+                                                   "hist_len", "bucket", "click_probability")}
 
-    def save(self, path) -> None:
-        """Write every array to one ``.npz`` (no pickled objects)."""
-        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+    def history_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The (len(rows), L) history matrix of these sample rows: item rows, -1 padding on the
+        left, most recent last."""
+        return gather_histories(self.seq_items, self.hist_end[rows], self.hist_len[rows],
+                                self.max_seq_len)
 
-    @classmethod
-    def load(cls, path) -> Samples:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(**{k: z[k] for k in z.files})
+
+
+def gather_histories(seq_items: np.ndarray, end: np.ndarray, length: np.ndarray,
+                     max_len: int) -> np.ndarray:
+    """(R, max_len) histories from compact pointers: ``seq_items[end - length : end]`` right
+    aligned, -1 padding on the left."""
+    pos = end[:, None] - np.arange(max_len, 0, -1)[None, :]  # (R, L)
+    valid = np.arange(max_len)[None, :] >= (max_len - length)[:, None]
+    if not len(seq_items):
+        return np.full(pos.shape, -1, dtype=np.int64)
+    return np.where(valid, seq_items[np.clip(pos, 0, None)], -1)
 
 
 def sort_key(ids: pd.Series) -> np.ndarray:
@@ -100,25 +121,54 @@ def draw_new_items(item_ids: pd.Series, fraction: float, seed: int) -> np.ndarra
     return mask
 
 
-def histories(
-    pool_user: np.ndarray, pool_time: np.ndarray, pool_item: np.ndarray,
-    query_user: np.ndarray, query_time: np.ndarray, max_len: int,
-) -> np.ndarray:
-    """For each query (user, time): the pool items of that user with time < query time.
+def _group_starts(user_sorted_time: Callable[[int, int], np.ndarray], first_of_user: np.ndarray,
+                  chunk: int = 1 << 22) -> np.ndarray:
+    """For events sorted by user then time: the index of the first event of each event's (user,
+    time) group. ``user_sorted_time(a, b)`` gives the times of sorted positions a..b-1; they are
+    read in chunks, so no second full-length time array is made."""
+    new = first_of_user.copy()
+    n = len(new)
+    for a in range(1, n, chunk):
+        t = user_sorted_time(a - 1, min(a + chunk, n))
+        new[a:a + len(t) - 1] |= t[1:] != t[:-1]
+    starts = np.arange(n)
+    starts[~new] = 0
+    return np.maximum.accumulate(starts, out=starts)
 
-    The pool must already be in global event order. Returns (Q, max_len) item rows, -1 padded on
-    the left, most recent last.
+
+def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
+                      in_pool: np.ndarray, max_len: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every event's history: the pool events (``in_pool``) of its user with a smaller time.
+
+    Events must be in global event order. Returns ``(seq_items, end, length)``: the pool's items
+    by user, then time, then event order (P,); per event the index one past its last history
+    item (N,) int64 and its history length, truncated to ``max_len`` (N,) int32. Temporary
+    memory is a few arrays of N (no (N, L) matrix, no copy of the log).
     """
-    times = np.unique(np.concatenate([pool_time, query_time]))
-    stride = len(times) + 1
-    pool_key = pool_user * stride + np.searchsorted(times, pool_time)
-    order = np.argsort(pool_key, kind="stable")  # by user, then time, then global order
-    pool_key, pool_item = pool_key[order], pool_item[order]
-    end = np.searchsorted(pool_key, query_user * stride + np.searchsorted(times, query_time), "left")
-    begin = np.searchsorted(pool_key, query_user * stride, "left")
-    pos = end[:, None] - np.arange(max_len, 0, -1)[None, :]  # (Q, L)
-    valid = pos >= begin[:, None]
-    return np.where(valid, pool_item[np.clip(pos, 0, None)] if len(pool_item) else -1, -1)
+    n = len(user)
+    by_user = np.argsort(user, kind="stable")  # by user, then time, then global order
+    counts = np.bincount(user) if n else np.zeros(0, np.int64)
+    block = np.cumsum(counts) - counts  # first sorted position of each user
+    block, counts = block[counts > 0], counts[counts > 0]
+    first_of_user = np.zeros(n, dtype=bool)
+    first_of_user[block] = True
+    pool = in_pool[by_user]
+    before = np.cumsum(pool, dtype=np.int64)
+    before -= pool  # pool entries before each sorted event
+    end_sorted = _group_starts(lambda a, b: time[by_user[a:b]], first_of_user)
+    del first_of_user
+    np.take(before, end_sorted, out=end_sorted)  # pool entries before its (user, time) group
+    length_sorted = np.repeat(before[block], counts)  # pool entries before the user's first
+    del before
+    np.subtract(end_sorted, length_sorted, out=length_sorted)
+    np.minimum(length_sorted, max_len, out=length_sorted)
+    end = np.empty(n, dtype=np.int64)
+    end[by_user] = end_sorted
+    del end_sorted
+    length = np.empty(n, dtype=np.int32)
+    length[by_user] = length_sorted
+    return item[by_user[pool]], end, length
 
 
 def bucket_of(counts: np.ndarray, lows: tuple[int, ...] | np.ndarray = FIXED_LOWS) -> np.ndarray:
@@ -181,45 +231,53 @@ def choose_buckets(counts: np.ndarray, item: np.ndarray, split: np.ndarray,
 
 def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     """Build P1 (or P1-cold v1 / v2 when ``cfg.new_item_fraction > 0``) samples from a dataset."""
-    inter = ds.interactions
-    user_ids = ds.users["user_id"] if ds.users is not None else pd.Series(
-        np.unique(inter["user_id"].to_numpy(dtype=str)))
-    user = pd.Index(user_ids).get_indexer(inter["user_id"]).astype(np.int64)
-    item = pd.Index(ds.items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
-    ts = inter["timestamp"].to_numpy(np.int64)
-    label = inter["label"].to_numpy(np.float32)
-    prob = (inter["click_probability"].to_numpy(np.float32) if "click_probability" in inter
-            else np.full(len(inter), np.nan, dtype=np.float32))
+    events = ds.events if ds.events is not None else encode_events(ds.interactions, ds.items,
+                                                                   ds.users)
+    return samples_from_events(events, ds.items["item_id"], cfg)
 
-    user_rank = sort_key(pd.Series(user_ids))[user]
-    item_rank = sort_key(ds.items["item_id"])[item]
-    order = np.lexsort((item_rank, user_rank, ts))
-    user, item, ts, label, prob = user[order], item[order], ts[order], label[order], prob[order]
 
-    n = len(order)
+def event_order(events: Events, item_ids: pd.Series) -> np.ndarray:
+    """The P1 event order: by timestamp, then user id, then item id (ids compared as numbers
+    when they all are)."""
+    item_rank = sort_key(item_ids)
+    tie = sort_key(pd.Series(events.user_ids))[events.user]
+    tie *= len(item_rank)
+    tie += item_rank[events.item]  # one int64 key: user rank, then item rank
+    return np.lexsort((tie, events.timestamp))
+
+
+def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) -> Samples:
+    """P1 / P1-cold samples of encoded events; ``item_ids`` is the items table's id column.
+    ``events`` are put in P1 order in place (no second copy of the log's arrays)."""
+    events.reorder(event_order(events, item_ids))
+    user, item, ts, label, prob = (events.user, events.item, events.timestamp, events.label,
+                                   events.click_probability)
+    n = len(user)
     n_train = int(round(cfg.train_fraction * n))
     n_valid = int(round((cfg.train_fraction + cfg.valid_fraction) * n)) - n_train
     split = np.full(n, TEST, dtype=np.int8)
     split[:n_train], split[n_train:n_train + n_valid] = TRAIN, VALID
 
-    new_item = draw_new_items(ds.items["item_id"], cfg.new_item_fraction, cfg.new_item_seed)
-    positive = label > 0
-    history = histories(user[positive], ts[positive], item[positive], user, ts, cfg.max_seq_len)
+    new_item = draw_new_items(item_ids, cfg.new_item_fraction, cfg.new_item_seed)
+    seq, end, length = compact_histories(user, ts, item, label > 0, cfg.max_seq_len)
     if cfg.window_end < 1:  # a rolling window: later events are not part of this protocol at all
         n_end = int(round(cfg.window_end * n))
-        user, item, ts, label, prob, split, history, positive = (
-            a[:n_end] for a in (user, item, ts, label, prob, split, history, positive))
+        user, item, ts, label, prob, split, end, length = (
+            a[:n_end] for a in (user, item, ts, label, prob, split, end, length))
     if new_item.any():
         launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)  # P1 events as is
         keep = launched | ~new_item[item]
-        pool = positive & ~new_item[item]
-        warm_hist = histories(user[pool], ts[pool], item[pool], user, ts, cfg.max_seq_len)
-        history = np.where(launched[:, None], history, warm_hist)
-        user, item, ts, label, prob, split, history = (
-            a[keep] for a in (user, item, ts, label, prob, split, history))
+        warm_seq, warm_end, warm_len = compact_histories(
+            user, ts, item, (label > 0) & ~new_item[item], cfg.max_seq_len)
+        end = np.where(launched, end, warm_end + len(seq))  # warm sequences stored after P1's
+        length = np.where(launched, length, warm_len)
+        seq = np.concatenate([seq, warm_seq])
+        user, item, ts, label, prob, split, end, length = (
+            a[keep] for a in (user, item, ts, label, prob, split, end, length))
 
-    counts = np.bincount(item[split == TRAIN], minlength=len(ds.items))
+    counts = np.bincount(item[split == TRAIN], minlength=len(item_ids))
     lows, notes = choose_buckets(counts, item, split, cfg.bucket_edges)
-    return Samples(split, user, item, ts, label, history, bucket_of(counts[item], lows), counts,
-                   new_item, np.asarray(user_ids, dtype=str), prob, np.asarray(lows, np.int64),
-                   np.asarray(bucket_names(lows)), np.asarray(notes, dtype=str))
+    return Samples(split, user, item, ts, label, seq, end, length, cfg.max_seq_len,
+                   bucket_of(counts[item], lows), counts, new_item, events.user_ids, prob,
+                   np.asarray(lows, np.int64), np.asarray(bucket_names(lows)),
+                   np.asarray(notes, dtype=str))

@@ -1,7 +1,8 @@
 """The data stage: load and validate a dataset, build P1 samples, write them as an artifact.
 
-Artifact files: ``samples.npz`` (numeric arrays only), ``items.parquet``, ``users.parquet`` (when
-the data has users), ``manifest.json`` (sizes, positive rates, bucket sizes, build speed).
+Artifact files: ``samples/`` (the compact samples in shards, :mod:`mimrec.data.sample_shards`),
+``items.parquet``, ``users.parquet`` (when the data has users), ``manifest.json`` (sizes, positive
+rates, bucket sizes, build speed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mimrec.artifacts import require_stage, stage_dir, write_manifest
 from mimrec.data.config import DataConfig
 from mimrec.data.content import ContentNeeds, check_features, content_mask, table_source
 from mimrec.data.load import load_dataset
+from mimrec.data.sample_shards import read_samples, write_samples
 from mimrec.data.samples import SPLITS, Samples, build_samples, count_range
 from mimrec.errors import DataError
 from mimrec.serialize import to_dict
@@ -39,7 +41,7 @@ def sample_stats(samples: Samples) -> dict:
         stats[name] = {
             "events": int(m.sum()),
             "positive_rate": float(samples.label[m].mean()) if m.any() else float("nan"),
-            "mean_history": float((samples.history[m] >= 0).sum(1).mean()) if m.any() else 0.0,
+            "mean_history": float(samples.hist_len[m].mean()) if m.any() else 0.0,
             "buckets": {b: int((samples.bucket[m] == i).sum())
                         for i, b in enumerate(samples.buckets)},
         }
@@ -91,12 +93,12 @@ def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = (),
     seconds = time.perf_counter() - start
     check_splits(samples, ds.name, both_classes)
     with stage_dir(out) as tmp:
-        samples.save(tmp / "samples.npz")
+        write_samples(samples, tmp / "samples")
         ds.items.to_parquet(tmp / "items.parquet", index=False)
         if ds.users is not None:
             ds.users.to_parquet(tmp / "users.parquet", index=False)
         metrics = {"dataset": ds.name, "build_seconds": seconds,
-                   "events_per_second": len(ds.interactions) / max(seconds, 1e-9),
+                   "events_per_second": ds.num_events / max(seconds, 1e-9),
                    "no_content_items": int((~has_content).sum()),
                    "no_content_examples": ds.items["item_id"][~has_content].head(5).tolist(),
                    **sample_stats(samples)}
@@ -107,8 +109,11 @@ def run_data(cfg: DataConfig, out: Path, text_fields: tuple[str, ...] = (),
 def read_data(folder: Path) -> DataArtifact:
     """Read a finished data artifact."""
     require_stage(folder, "data")
+    if not (folder / "samples").is_dir():
+        raise DataError(f"{folder}: a data artifact of an older mimrec (samples.npz with full "
+                        "history matrices); rerun `mimrec data` to rebuild it as shards")
     users_path = folder / "users.parquet"
     users = pd.read_parquet(users_path) if users_path.is_file() else None
-    return DataArtifact(folder, Samples.load(folder / "samples.npz"),
+    return DataArtifact(folder, read_samples(folder / "samples"),
                         pd.read_parquet(folder / "items.parquet"), users)
 

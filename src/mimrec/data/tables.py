@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mimrec.data.events import Events
 from mimrec.errors import DataError
 from mimrec.validation import id_problem, invalid_ids, text_problem, tokens_problem
 
@@ -34,13 +35,20 @@ class Dataset:
         items: one row per catalogue item, unique ``item_id``.
         users: one row per user, unique ``user_id``; None when the data has no user table.
         sources: the files read, for the artifact manifest.
+        events: the interactions already encoded (a parquet dataset folder is scanned straight
+            into them, :mod:`mimrec.data.scan`); ``interactions`` is then None.
     """
 
     name: str
-    interactions: pd.DataFrame
+    interactions: pd.DataFrame | None
     items: pd.DataFrame
     users: pd.DataFrame | None
     sources: tuple[Path, ...] = ()
+    events: Events | None = None
+
+    @property
+    def num_events(self) -> int:
+        return len(self.events) if self.events is not None else len(self.interactions)
 
 
 def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> str:

@@ -22,7 +22,7 @@ from mimrec.data.samples import VALID, Samples
 def p2_queries(samples: Samples, split: int = VALID) -> tuple[np.ndarray, np.ndarray]:
     """Query and target catalogue rows of the P2 events of ``split``. Shapes: (Q,), (Q,)."""
     events = np.flatnonzero((samples.split == split) & (samples.label > 0))
-    query = samples.history[events, -1]  # most recent positive before the event; -1 = none
+    query = samples.history_rows(events)[:, -1]  # most recent positive before the event; -1 = none
     target = samples.item[events]
     keep = (query >= 0) & (query != target)
     return query[keep].astype(np.int64), target[keep].astype(np.int64)

@@ -1,0 +1,142 @@
+"""Scale: the data stage and one DIN epoch on synthetic data of 1M, 10M, 100M events.
+
+For each ``--events`` size: write synthetic tables with ``benchmarks/make_scale_data.py`` (users =
+events / 100, items = events / 200; synthetic, said so in every table), run ``mimrec data`` on them
+in a child process (wall seconds, peak RSS), then train one epoch of DIN (configs/movielens.toml's
+model, one torch thread, ``--batch-size``) on the train split in another child process (samples/s,
+peak RSS: reading the artifact, feature tables, the model and the epoch). Each child measures
+its own peak RSS (``getrusage``), so the stages are apart. Prints and writes JSON; never asserts.
+
+Usage: python benchmarks/bench_scale.py --events 1000000 [10000000 ...] --json OUT.json
+       [--work runs/scale] [--batch-size 1024] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+CONFIG = Path("configs/movielens.toml")
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child_data(data_dir: Path, run: Path) -> dict:
+    from mimrec.cli import main
+
+    start = time.perf_counter()
+    code = main(["data", str(CONFIG), "--out", str(run), "--set", "data.dataset=files",
+                 "--set", f"data.path={data_dir}",
+                 "--set", "encoder.use_attributes=false"])  # synthetic items carry no attributes
+    if code:
+        raise SystemExit(code)
+    manifest = json.loads((run / "data" / "manifest.json").read_text())
+    return {"data_seconds": time.perf_counter() - start, "data_peak_rss": peak_rss(),
+            "data_build_seconds": manifest["metrics"]["build_seconds"]}
+
+
+def child_train(run: Path, batch_size: int) -> dict:
+    import torch
+
+    from mimrec.config import load_config
+    from mimrec.ctr.features import feature_tables
+    from mimrec.ctr.model import CiUBM
+    from mimrec.ctr.train import batchable, seed_everything, train_epoch
+    from mimrec.ctr.variants import preset
+    from mimrec.data.samples import TRAIN
+    from mimrec.data.stage import read_data
+
+    torch.set_num_threads(1)
+    cfg = load_config(CONFIG, [])
+    start = time.perf_counter()
+    data = read_data(run / "data")
+    tables = feature_tables(data, cfg.data)
+    train = batchable(data.samples, TRAIN)
+    del data  # the epoch holds the train split's compact arrays only
+    load_seconds = time.perf_counter() - start
+    seed_everything(0, cfg.ctr.train.deterministic)
+    model = CiUBM(cfg.ctr.model, preset(cfg.ctr, "din"), tables)
+    train_cfg = replace(cfg.ctr.train, batch_size=batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    start = time.perf_counter()
+    loss = train_epoch(model, train, opt, train_cfg, None, 1)
+    seconds = time.perf_counter() - start
+    return {"train_samples": len(train), "train_load_seconds": load_seconds,
+            "train_seconds": seconds, "train_samples_per_s": len(train) / seconds,
+            "train_loss": loss, "train_peak_rss": peak_rss(), "batch_size": batch_size}
+
+
+def in_child(*args: str) -> dict:
+    """Run this script's ``--child`` mode; its last stdout line is its JSON result."""
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args[0]} failed: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(events: int, work: Path, batch_size: int, keep: bool) -> dict:
+    from make_scale_data import make_scale_data  # benchmarks/ is this script's folder
+
+    data_dir, run = work / f"synthetic-{events}", work / f"run-{events}"
+    users, items = max(100, events // 100), max(100, events // 200)
+    start = time.perf_counter()
+    make_scale_data(events, users, items, 0, data_dir)
+    result = {"events": events, "users": users, "items": items, "synthetic": True,
+              "generate_seconds": time.perf_counter() - start}
+    shutil.rmtree(run, ignore_errors=True)
+    result |= in_child("data", str(data_dir), str(run))
+    result |= in_child("train", str(run), str(batch_size))
+    if not keep:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
+    return result
+
+
+def show(r: dict) -> str:
+    gib = 2.0**30
+    return (f"{r['events']:>12,} events  generate {r['generate_seconds']:7.1f} s  "
+            f"data {r['data_seconds']:7.1f} s  peak {r['data_peak_rss'] / gib:5.2f} GiB  |  "
+            f"DIN epoch {r['train_samples']:,} samples {r['train_seconds']:7.1f} s  "
+            f"{r['train_samples_per_s']:,.0f} samples/s  peak {r['train_peak_rss'] / gib:5.2f} GiB")
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        mode, args = sys.argv[2], sys.argv[3:]
+        out = (child_data(Path(args[0]), Path(args[1])) if mode == "data"
+               else child_train(Path(args[0]), int(args[1])))
+        print(json.dumps(out))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, nargs="+", required=True)
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("runs/scale"))
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--keep", action="store_true", help="keep the data and run folders")
+    args = parser.parse_args()
+    results = []
+    for events in args.events:
+        results.append(measure(events, args.work, args.batch_size, args.keep))
+        print(show(results[-1]), flush=True)
+    base = results[0]
+    for r in results[1:]:
+        r["data_time_ratio_vs_first"] = r["data_seconds"] / base["data_seconds"]
+        r["train_rate_ratio_vs_first"] = r["train_samples_per_s"] / base["train_samples_per_s"]
+    out = results[0] if len(results) == 1 else {"sizes": results}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -111,3 +111,15 @@ def test_random_word_content_never_yields_vectors_worse_than_raw(ml100k, tmp_pat
     assert csft["p2_valid"]["csft"]["recall@50"] >= csft["p2_valid"]["pretrain"]["recall@50"]
     log = (tmp_path / "log.txt").read_text()
     assert "valid P2" in log and "csft: " in log
+
+
+@pytest.mark.parametrize(("trained", "raw", "kept"), [
+    ({"recall@50": 0.20, "mrr": 0.01}, {"recall@50": 0.10, "mrr": 0.05}, True),
+    ({"recall@50": 0.10, "mrr": 0.09}, {"recall@50": 0.20, "mrr": 0.01}, False),
+    # a catalogue of <= 50 items: Recall@50 is 1.0 for both, MRR decides
+    ({"recall@50": 1.0, "mrr": 0.30}, {"recall@50": 1.0, "mrr": 0.20}, True),
+    ({"recall@50": 1.0, "mrr": 0.20}, {"recall@50": 1.0, "mrr": 0.20}, False),
+    ({"recall@50": float("nan"), "mrr": 0.0}, {"recall@50": 0.1, "mrr": 0.1}, True),
+])
+def test_trained_vectors_are_kept_only_when_they_beat_raw_ties_broken_on_mrr(trained, raw, kept):
+    assert build.beats_raw(trained, raw) is kept

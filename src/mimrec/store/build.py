@@ -30,6 +30,7 @@ from mimrec.serialize import to_dict
 from mimrec.store.center import StoreInfo, write_version
 
 SELECT_METRIC = "recall@50"  # the P2 (valid) figure a trained source must beat raw on
+TIE_BREAK = "mrr"  # decides when both score the same on SELECT_METRIC
 
 
 def raw_vectors(cfg: EncoderConfig, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
@@ -49,12 +50,18 @@ def encoder_vectors(encoder_dir: Path, items: pd.DataFrame) -> tuple[np.ndarray,
 
 
 def beats_raw(trained: dict[str, float], raw: dict[str, float]) -> bool:
-    """Whether trained vectors score strictly higher than raw on the selection figure.
+    """Whether trained vectors score strictly higher than raw on the selection figure; on a tie,
+    on MRR (a catalogue of at most 50 items puts every source's Recall@50 at 1.0, and the tie
+    would otherwise keep raw text vectors, and no image tower, for any small catalogue).
 
     With no valid query to judge by (NaN), the trained vectors are kept.
     """
     ours, theirs = trained[SELECT_METRIC], raw[SELECT_METRIC]
-    return math.isnan(ours) or math.isnan(theirs) or ours > theirs
+    if math.isnan(ours) or math.isnan(theirs):
+        return True
+    if ours == theirs and TIE_BREAK in trained and TIE_BREAK in raw:
+        return trained[TIE_BREAK] > raw[TIE_BREAK]
+    return ours > theirs
 
 
 def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items: pd.DataFrame,

@@ -30,6 +30,11 @@ def plot_bucket_auc(models: dict[str, dict], path: Path) -> None:
     ax.set_ylim(0.5, None)
     ax.set_title("AUC per item-popularity bucket")
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out ``fig`` and write it to ``path`` as a PNG, atomically (temp file, then rename)."""
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -45,14 +50,14 @@ def plot_training_curves(records: dict[str, dict], path: Path) -> bool:
     curves = {key: r["epochs"] for key, r in records.items() if r.get("epochs")}
     if not curves:
         return False
-    names = sorted({r.get("model", key.rsplit("-seed", 1)[0]) for key, r in records.items()})
+    model_of = {key: r.get("model", key.rsplit("-seed", 1)[0]) for key, r in records.items()}
+    names = sorted(set(model_of.values()))
     colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
     styles = ("-", "--", ":", "-.")
     fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for i, (key, epochs) in enumerate(curves.items()):
-        name = records[key].get("model", key.rsplit("-seed", 1)[0])
         seed = records[key].get("seed", i)
-        style = {"color": colours[name], "linestyle": styles[int(seed) % len(styles)],
+        style = {"color": colours[model_of[key]], "linestyle": styles[int(seed) % len(styles)],
                  "marker": "o", "markersize": 3}
         trained = [e for e in epochs if e.get("train_loss") is not None]
         loss_ax.plot([e["epoch"] for e in trained], [e["train_loss"] for e in trained],
@@ -65,9 +70,5 @@ def plot_training_curves(records: dict[str, dict], path: Path) -> bool:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     auc_ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
     return True

@@ -23,7 +23,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@"; }
 pip install torch==2.13.0
-pip install -e ".[serve,dev,onnx]"
+pip install -e ".[serve,dev,onnx,watch]"
 pip install --no-deps -r requirements/no-deps.txt
 touch "$VENV/.installed"
 echo "setup: environment ready in $VENV"

@@ -106,6 +106,7 @@ def render_config(summary: TableSummary, data_path: str, name: str) -> str:
            if s["seeds"] == [0] else ""),
         f"workers = {s['workers']}",
         "threads = 1",
+        "tensorboard = false        # true: epochs also as TensorBoard files in RUN/logs/tensorboard",
         "",
         "[eval]",
         'baseline = "din"',

@@ -76,3 +76,46 @@ def test_the_log_file_gets_plain_text_and_tables(tmp_path):
     assert "train: din" in text and "[bold]" not in text and "\x1b[" not in text
     assert "│ din" in text or "| din" in text
     assert isinstance(console, Console)
+
+
+def test_tensorboard_gets_every_epoch_of_every_model(artifacts, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data_cfg, data, index = artifacts
+    cfg = CtrConfig(model=ModelConfig(mlp_units=(16,), ciubm_modules=("sa_ta",)),
+                    variants=("din", "ciubm"),
+                    train=TrainConfig(max_epochs=2, patience=5, seeds=(0,), threads=1,
+                                      tensorboard=True))
+    out = io.StringIO()
+    records = run_ctr(cfg, data_cfg, data, tmp_path / "run" / "ctr",
+                      Console(file=out, width=120), index_dir=index)
+    board = tmp_path / "run" / "logs" / "tensorboard"
+    assert f"tensorboard --logdir {board}" in out.getvalue()
+    assert sorted(p.name for p in board.iterdir()) == sorted(records)
+    for key, record in records.items():
+        events = EventAccumulator(str(board / key))
+        events.Reload()
+        auc = [(e.step, e.value) for e in events.Scalars("valid/auc")]
+        loss = [(e.step, e.value) for e in events.Scalars("train/loss")]
+        assert [s for s, _ in auc] == [e["epoch"] for e in record["epochs"]]  # epoch 0 included
+        assert [v for _, v in auc] == pytest.approx([e["valid_auc"] for e in record["epochs"]])
+        trained = [e for e in record["epochs"] if e["train_loss"] is not None]
+        assert loss == [(e["epoch"], pytest.approx(e["train_loss"])) for e in trained]
+
+
+def test_tensorboard_without_the_package_is_one_clear_error(monkeypatch, tmp_path):
+    import builtins
+
+    from mimrec.ctr.watch import TensorBoardEpochs
+    from mimrec.errors import MimrecError
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(MimrecError, match=r"mimrec\[watch\]"):
+        TensorBoardEpochs(tmp_path)

@@ -78,15 +78,17 @@ def free_port() -> int:
 class Server:
     """``mimrec serve`` in a subprocess; ``client`` talks to it over real HTTP."""
 
-    def __init__(self, run: Path, token: str | None = TOKEN, *extra: str) -> None:
+    def __init__(self, run: Path, token: str | None = TOKEN, *extra: str,
+                 model: str | None = "ciubm") -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "MIMREC_API_TOKEN"}
         if token is not None:
             env["MIMREC_API_TOKEN"] = token
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(self.port),
-             "--model", "ciubm", *(extra or ("--workers", "1"))],  # the content model: it can
-            # take new items (by default the valid-best model is served, which may be DIN)
+             *(("--model", model) if model else ()), *(extra or ("--workers", "1"))],
+            # by default the content model: it can take new items (None: the valid-best model,
+            # which may be DIN)
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)

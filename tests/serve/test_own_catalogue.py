@@ -7,6 +7,8 @@ could make, still no --set)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
@@ -16,9 +18,11 @@ import numpy as np
 import pytest
 
 from mimrec.store.center import RepresentationCenter
-from tests.catalogue import build_catalogue
+from tests.catalogue import COLOURS, build_catalogue
 from tests.encoders.tiny_towers import save_tiny_image_weights, save_tiny_text_model
-from tests.serve.conftest import Server
+from tests.serve.conftest import TOKEN, Server
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def mimrec(*args):
@@ -62,16 +66,59 @@ def check_run(out: Path, stdout: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def photo(rgb: tuple[int, int, int]) -> tuple[bytes, str]:
+    """A 16x16 PNG of one colour: (bytes, base64 text)."""
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), rgb).save(png, format="PNG")
+    return png.getvalue(), base64.b64encode(png.getvalue()).decode()
+
+
 def serve_and_score(out: Path) -> None:
-    server = Server(out)
+    """`mimrec serve RUN` (the valid-best model, no flags), then a new item with a photo and a
+    category through the API, scored at once. Where the valid-best model is DIN (the tiny
+    towers' run), adding is refused with the flag to use, and the content model is served."""
+    server = Server(out, TOKEN, model=None)
+    best = json.loads((out / "report.json").read_text())["valid_best"]
+    if not best.startswith("ciubm"):
+        r = server.client.post("/v1/items", headers=AUTH, json={"item_id": "x", "title": "x"})
+        assert r.status_code == 409 and "--model ciubm" in r.json()["detail"][0]["problem"]
+        server.stop()
+        server = Server(out, TOKEN, model="ciubm")
     try:
-        history = ["sku0", "sku4", "sku8"]
+        c = server.client
+        history = ["sku0", "sku4", "sku8"]  # mugs
         candidates = ["sku1", "sku2", "sku5", "sku12"]  # sku5 has no content: scored by its ID
-        r = server.client.post("/v1/score", json={"history": history, "candidates": candidates,
-                                                  "user_id": "u1"})
+        r = c.post("/v1/score", json={"history": history, "candidates": candidates,
+                                      "user_id": "u1"})
         assert r.status_code == 200, r.text
         scores = r.json()["scores"]
         assert len(scores) == 4 and all(0 < s < 1 for s in scores)
+
+        png, b64 = photo(COLOURS["mugs"])
+        r = c.post("/v1/items", headers=AUTH, json={
+            "item_id": "sku-new", "title": "Ceramic tea mug", "category": "mugs",
+            "brand": "brand1", "image": b64})
+        assert r.status_code == 201, r.text
+        item = r.json()
+        assert item["has_image"] and item["unknown_values"] == {}
+        assert item["fields"]["category"] == "mugs" and not item["in_training_catalogue"]
+        used = item["fields"]["embedded_from"]
+        assert {"title", "category", "brand"} <= set(used)
+        # the photo enters the vector when the served store holds fused image+text vectors,
+        # else it is kept for the page and the answer says so
+        assert ("image" in used) == (not item["notes"])
+        assert c.get("/v1/items/sku-new/image").content == png
+        r = c.post("/v1/items", headers=AUTH, json={
+            "item_id": "sku-toy", "title": "Wooden toy train", "category": "toys",
+            "image": photo((120, 80, 40))[1]})
+        assert r.json()["unknown_values"] == {"category": ["toys"]}  # read as no value
+        r = c.post("/v1/score", json={"history": history,
+                                      "candidates": ["sku-new", "sku-toy", "sku1"]})
+        assert r.status_code == 200, r.text
+        new, toy, known = r.json()["scores"]
+        assert 0 < new < 1 and 0 < toy < 1 and new != toy  # content and features differ
     finally:
         server.stop()
 

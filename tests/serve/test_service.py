@@ -105,15 +105,28 @@ def test_bad_inputs_get_4xx_naming_the_field(server):
     assert c.get("/v1/items/n1").status_code == 404
 
 
-def test_broken_image_on_a_text_only_encoder_names_the_image(server):
+def test_a_photo_on_a_text_only_encoder_is_kept_and_the_vector_comes_from_the_text(server):
     png = io.BytesIO()
     from PIL import Image
 
-    Image.new("RGB", (4, 4)).save(png, format="PNG")
-    r = server.client.post("/v1/items", json={"item_id": "img", "title": "x",
-                                              "image": base64.b64encode(png.getvalue()).decode()},
-                           headers=AUTH)
-    assert "no image tower" in _problem(r, 422, "image")
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(png, format="PNG")
+    photo = base64.b64encode(png.getvalue()).decode()
+    c = server.client
+    r = c.post("/v1/items", json={"item_id": "img", "title": "Red Square", "image": photo},
+               headers=AUTH)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["has_image"] and body["fields"]["embedded_from"] == ["title"]
+    assert len(body["notes"]) == 1 and "not embedded" in body["notes"][0]
+    assert c.get("/v1/items/img/image").content == png.getvalue()  # shown as uploaded
+    # the same title without a photo gets the same vector: the photo did not enter it
+    assert c.post("/v1/items", json={"item_id": "img2", "title": "Red Square"},
+                  headers=AUTH).json()["notes"] == []
+    scores = c.post("/v1/score", json={"history": ["img"], "candidates": ["img", "img2"]}).json()
+    assert scores["scores"][0] == pytest.approx(scores["scores"][1], abs=1e-6)
+    # a photo alone cannot stand in for the text on such a run
+    r = c.post("/v1/items", json={"item_id": "only-photo", "image": photo}, headers=AUTH)
+    assert "cannot stand in" in _problem(r, 422, "item")
 
 
 def test_writes_are_refused_without_a_configured_token(run_copy):

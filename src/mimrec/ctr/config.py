@@ -156,6 +156,8 @@ class TrainConfig:
         workers: models (variant x seed) trained at once, each in its own process with
             ``threads`` torch threads; 1 trains them one after another in this process. A model's
             result does not depend on it (each is seeded alone).
+        tensorboard: also write each model's epochs (train loss, valid AUC) as TensorBoard
+            event files under ``RUN/logs/tensorboard`` (needs the ``watch`` extra).
     """
 
     batch_size: int = 256
@@ -169,6 +171,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
     workers: int = 1
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:

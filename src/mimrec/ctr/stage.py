@@ -38,7 +38,7 @@ from mimrec.ctr.train import (
     seed_everything,
 )
 from mimrec.ctr.variants import model_specs
-from mimrec.ctr.watch import EpochLines, init_worker, send_epoch
+from mimrec.ctr.watch import TENSORBOARD, EpochLines, TensorBoardEpochs, init_worker, send_epoch
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, check_splits, read_data
@@ -211,6 +211,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     test = data.samples.subset(TEST)
+    board = TensorBoardEpochs(out.parent / TENSORBOARD) if cfg.train.tensorboard else None
     config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}
     kept, note = KeptModels(), None
     if not replace:
@@ -223,7 +224,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         kept.copy_into(tmp)
         if records:
             console.print(f"  keeping {', '.join(records)} (not retrained; --replace drops them)")
-        lines = EpochLines(console, cfg.train.max_epochs)
+        lines = EpochLines(console, cfg.train.max_epochs, board)
         for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
                                                             index_dir, progress, lines):
             key = model_key(spec, seed)
@@ -237,6 +238,9 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
             console.print(f"  {key}: test AUC {record['test']['auc']:.4f}  "
                           f"gAUC {record['test']['gauc']:.4f}  "
                           f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
+        lines.close()
+        if board is not None:
+            console.print(f"  TensorBoard: tensorboard --logdir {out.parent / TENSORBOARD}")
         np.savez(tmp / "predictions.npz", **predictions)
         parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
         write_manifest(tmp, "ctr", config, parents=parents, metrics=records)

@@ -94,6 +94,8 @@ class ItemResponse(BaseModel):
     unknown_values: dict[str, list[str]] = Field(
         default_factory=dict, description="categorical values of an added item that training "
         "never saw: the model reads them as no value")
+    notes: list[str] = Field(default_factory=list, description="what an add did not use "
+                             "(a photo on a run that serves text-only vectors)")
 
 
 def error_body(items: list[tuple[str, str]], summary: str = "invalid request") -> dict:
@@ -169,6 +171,7 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
     def add_item(req: ItemRequest) -> dict:
         """Encode an item from its content and make it scorable at once (persisted). Needs the
         write token (``Authorization: Bearer ...``)."""
+        scorer.check_can_add()  # before the fields: a model without content accepts none
         fields = dict(req.model_extra or {})
         text, categorical = scorer.text_fields, scorer.item_features
         for name, value in fields.items():

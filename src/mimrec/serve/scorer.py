@@ -357,13 +357,20 @@ class Scorer:
         return [{"item_id": i, "title": self.title(i), "similarity": round(sim, 6)}
                 for i, sim in hits if i != key][:k]
 
+    def check_can_add(self) -> None:
+        """Refuse (409) item adds on a model that reads no content vectors, naming the flag
+        that serves the content model."""
+        if not self.can_add_items:
+            raise RequestError("item_id", f"the served model {self.bundle.model_key} reads no "
+                                          "content vectors: it cannot score new items (serve "
+                                          f"the content model: mimrec serve {self.bundle.run} "
+                                          "--model ciubm)", status=409)
+
     def add_item(self, item_id: Any, fields: dict[str, Any], image: bytes | None,
                  attributes: list[str] | None) -> dict:
         """Encode an item from its content, upsert it into the store (a new version) and make it
         scorable. An id that exists gets its content replaced. Returns :meth:`describe`."""
-        if not self.can_add_items:
-            raise RequestError("item_id", "this bundle's model reads no content vectors from a "
-                                          "trained encoder: it cannot score new items", status=409)
+        self.check_can_add()
         key = _as_id(item_id)
         problem = id_problem(key)
         if problem:
@@ -371,10 +378,11 @@ class Scorer:
         problem = tokens_problem(attributes or [])
         if problem:
             raise RequestError("attributes", problem)
-        vector = self._encode(key, fields, image, attributes)  # (1, E)
+        vector, embedded = self._encode(key, fields, image, attributes)  # (1, E)
         record = {k: _jsonable(v) for k, v in fields.items()}
         if attributes:
             record["attributes"] = list(attributes)
+        record["embedded_from"] = embedded
         record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._add_lock, file_lock(self.bundle.store / ".added_items.lock"):
             if image is not None:
@@ -384,7 +392,18 @@ class Scorer:
             write_json_atomic(self._added_path, self.added_fields)
             upsert(self.bundle.store, [key], vector)
             self._refresh()
-        return self.describe(key)
+        described = self.describe(key)
+        if image is not None and "image" not in embedded:
+            described["notes"] = [
+                "the photo is stored and shown, not embedded: this run serves text-only "
+                f"vectors (the index stage's source {self._source!r}; they scored best on "
+                "valid), so the item's vector comes from its text"]
+        return described
+
+    @property
+    def _source(self) -> str:
+        """The index source whose vectors this bundle serves (the store folder's name)."""
+        return self.bundle.store.name if self.bundle.store is not None else "none"
 
     def follow_store(self) -> None:
         """Pick up versions other processes wrote (another worker of this service added an
@@ -398,25 +417,38 @@ class Scorer:
                 self._refresh()
 
     def _encode(self, key: str, fields: dict[str, Any], image: bytes | None,
-                attributes: list[str] | None) -> np.ndarray:
+                attributes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+        """The item's content vector (1, E) and what it was embedded from (the non-empty text
+        fields, ``image``, ``attributes``). A photo is always checked; on an encoder without an
+        image tower (a store of raw text vectors, or ``encoder.use_image`` off) it is kept for
+        display and the vector comes from the text."""
         encoder = self.bundle.encoder
         assert encoder is not None
         row: dict[str, Any] = {"item_id": key}
+        embedded: list[str] = []
         if image is not None:  # decoded first: a broken or oversized image is named as such
             try:
-                row["image"] = decode_image(image)
+                decoded = decode_image(image)
             except MimrecError as exc:
                 raise RequestError("image", f"not a readable PNG or JPEG ({exc})") from None
-            if encoder.image_tower is None:
-                raise RequestError("image", "this bundle's encoder has no image tower "
-                                            "(encoder.use_image is off)")
+            if getattr(encoder, "image_tower", None) is not None:
+                row["image"] = decoded
+                embedded.append("image")
         for name in encoder.cfg.text_fields:
             value = fields.get(name)
             row[name] = value if value is not None else ""
+            if value not in (None, "", []):
+                embedded.append(name)
         row["attributes"] = list(attributes or [])
+        if attributes and getattr(encoder, "attribute_tower", None) is not None:
+            embedded.append("attributes")
         try:
-            return encoder.encode_items(pd.DataFrame([row]))
+            return encoder.encode_items(pd.DataFrame([row])), embedded
         except MimrecError as exc:
+            if image is not None and "image" not in embedded:
+                raise RequestError("item", f"{exc}; the photo cannot stand in: this run serves "
+                                           f"text-only vectors (index source {self._source!r})"
+                                   ) from None
             raise RequestError("item", str(exc)) from None
 
     def _refresh(self) -> None:

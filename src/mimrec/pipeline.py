@@ -243,6 +243,10 @@ def versus_raw(label: str, p2: dict, key: str) -> str:
     ours, raw = p2[key]["recall@50"], p2["raw"]["recall@50"]
     if not raw > 0:
         return f"{label}: valid P2 Recall@50 {ours:.4f}, raw {raw:.4f}"
+    if ours == raw and "mrr" in p2[key] and "mrr" in p2["raw"]:
+        return (f"{label} ties with the raw text vectors on valid P2 Recall@50 ({ours:.4f}); MRR "
+                f"{p2[key]['mrr']:.4f} vs raw {p2['raw']['mrr']:.4f} (the index stage breaks the "
+                "tie on MRR)")
     verdict = "beats" if ours > raw else "does NOT beat"
     return (f"{label} {verdict} the raw text vectors on valid P2: Recall@50 {ours:.4f} vs "
             f"{raw:.4f} ({ours / raw:.2f}x raw)")

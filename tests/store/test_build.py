@@ -123,3 +123,17 @@ def test_random_word_content_never_yields_vectors_worse_than_raw(ml100k, tmp_pat
 ])
 def test_trained_vectors_are_kept_only_when_they_beat_raw_ties_broken_on_mrr(trained, raw, kept):
     assert build.beats_raw(trained, raw) is kept
+
+
+def test_the_terminal_names_a_tie_and_how_it_was_broken():
+    from mimrec.pipeline import versus_raw
+
+    m = {"items": 48, "dim": 128, "vectors": "trained", "p2_valid": {"recall@50": 1.0, "mrr": 0.1258},
+         "raw_p2_valid": {"recall@50": 1.0, "mrr": 0.0996}}
+    line = build.choice_line("csft", m)
+    assert "trained vectors kept" in line and "tie, broken on MRR 0.1258 vs raw 0.0996" in line
+    p2 = {"raw": {"recall@50": 1.0, "mrr": 0.0996}, "csft": {"recall@50": 1.0, "mrr": 0.1258}}
+    assert "ties with the raw text vectors" in versus_raw("C-SFT", p2, "csft")
+    assert "NOT" not in versus_raw("C-SFT", p2, "csft")
+    p2["csft"]["recall@50"] = 0.5
+    assert "does NOT beat" in versus_raw("C-SFT", p2, "csft")

@@ -113,7 +113,12 @@ def choice_line(name: str, m: dict) -> str:
         return head
     ours, raw = m["p2_valid"][SELECT_METRIC], m["raw_p2_valid"][SELECT_METRIC]
     ratio = f" = {ours / raw:.2f}x raw" if raw > 0 else ""
+    tie = ""
+    if ours == raw and TIE_BREAK in m["p2_valid"] and TIE_BREAK in m["raw_p2_valid"]:
+        tie = (f"; a tie, broken on MRR {m['p2_valid'][TIE_BREAK]:.4f} vs raw "
+               f"{m['raw_p2_valid'][TIE_BREAK]:.4f}")
     if m["vectors"] == "trained":
-        return f"{head}, trained vectors kept (valid P2 Recall@50 {ours:.4f}{ratio}, raw {raw:.4f})"
+        return (f"{head}, trained vectors kept (valid P2 Recall@50 {ours:.4f}{ratio}, raw "
+                f"{raw:.4f}{tie})")
     return (f"{head}: the {name} vectors do not beat raw on valid P2 (Recall@50 {ours:.4f} vs raw "
-            f"{raw:.4f}); storing the raw vectors as '{name}'")
+            f"{raw:.4f}{tie}); storing the raw vectors as '{name}'")

@@ -1,4 +1,5 @@
-"""P1 quality side by side: FuxiCTR 2.3.10 DIN, mimrec ID-only DIN and mimrec CiUBM, 3 seeds.
+"""P1 quality side by side: FuxiCTR 2.3.10 DIN (tuned on valid), FuxiCTR DIN + the same frozen
+content vectors, mimrec ID-only DIN and mimrec CiUBM, 3 seeds, with paired-bootstrap intervals.
 
 Every number is computed by mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``) on each
 model's test predictions of the same P1 split:
@@ -9,12 +10,20 @@ model's test predictions of the same P1 split:
   ``--reuse`` is given); metrics read from ``RUN/ctr/manifest.json``.
 - FuxiCTR: ``benchmarks/fuxictr_p1.py`` in ``.venv-fuxictr`` on ``RUN/data``: its own
   preprocessing once, then one process per seed with its own fit loop (tuned config by default).
+- The content peer (``--content csft``, the default; ``--content`` alone skips it): the vectors
+  of ``RUN/index/<source>`` (the ones CiUBM reads) exported to ``bench-quality/content-<source>.npz``
+  and fed to the same tuned FuxiCTR DIN through its pretrained-embedding feature (concatenated
+  with the ID embedding, frozen). Its hyper-parameters are the tuned DIN's, not searched again.
 
-Up to ``--jobs`` processes run at once (1 torch thread each). Prints mean ± std per model and
-RelaImpr against FuxiCTR DIN (tuned); writes JSON. Never asserts.
+Up to ``--jobs`` processes run at once (1 torch thread each). Prints mean ± std per model,
+RelaImpr against FuxiCTR DIN (tuned), and mimrec CiUBM's paired-bootstrap ΔAUC / ΔgAUC against
+each peer (users resampled, seed k against seed k; overall and per popularity bucket, from the
+saved test predictions); writes JSON. Never asserts. ``--set`` passes data settings to ``mimrec
+data`` (and the later stages), e.g. P1-cold v2: ``--set data.new_item_fraction=0.2 --set
+data.new_item_launch=valid``.
 
 Usage: .venv/bin/python benchmarks/bench_ctr_quality.py --run RUN [--seeds 0 1 2] [--jobs 2]
-       [--fuxictr-configs tuned] [--reuse] [--json OUT]
+       [--fuxictr-configs tuned] [--content csft] [--set KEY=VALUE ...] [--reuse] [--json OUT]
 """
 
 from __future__ import annotations
@@ -29,7 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mimrec.data.sample_shards import read_samples
+from mimrec.data.samples import TEST
 from mimrec.eval.metrics import rela_impr
+from mimrec.eval.significance import bucket_bootstrap, paired_bootstrap
 
 FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
 METRICS = ("auc", "gauc", "logloss")
@@ -71,6 +83,57 @@ def summary(per_seed: dict[str, dict]) -> dict:
     return out
 
 
+def export_content(run: Path, source: str, out: Path) -> Path:
+    """``RUN/index/<source>``'s vectors as FuxiCTR's pretrained-embedding file (.npz: ``key`` =
+    item ids as text, ``value`` = float32 vectors)."""
+    from mimrec.store.center import RepresentationCenter
+
+    store = RepresentationCenter(run / "index" / source)
+    path = out / f"content-{source}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, key=np.asarray(store.ids, dtype=str), value=store.vectors.astype(np.float32))
+    tmp.replace(path)
+    return path
+
+
+def mimrec_predictions(run: Path, variant: str, seeds: list[int]) -> dict[int, np.ndarray]:
+    """mimrec's test probabilities of ``variant`` per seed (``RUN/ctr/predictions.npz``)."""
+    with np.load(run / "ctr" / "predictions.npz") as preds:
+        return {s: preds[f"{variant}-seed{s}/test"] for s in seeds
+                if f"{variant}-seed{s}/test" in preds}
+
+
+def versus_peers(run: Path, model: dict[int, np.ndarray], peers: dict[str, dict[int, np.ndarray]]
+                 ) -> dict[str, dict]:
+    """Paired bootstrap of ``model`` against each peer on the test rows: overall and per bucket."""
+    s = read_samples(run / "data" / "samples")
+    test = s.split == TEST
+    users, labels, buckets = s.user[test], s.label[test], s.bucket[test]
+    names = tuple(str(n) for n in s.bucket_names)
+    out = {}
+    for name, base in peers.items():
+        out[name] = {"all": paired_bootstrap(users, labels, model, base),
+                     "buckets": bucket_bootstrap(users, labels, buckets, model, base,
+                                                 names=names)}
+    return out
+
+
+def print_versus(label: str, table: dict[str, dict]) -> None:
+    """One line per peer and bucket: ΔAUC [interval], ΔgAUC, rows, resolved."""
+    print(f"\n{label} minus each peer (test; paired bootstrap over users, 95%):")
+    for peer, r in table.items():
+        rows = [("all", r["all"])] + list(r["buckets"].items())
+        for bucket, b in rows:
+            if b is None:
+                continue
+            lo, hi = b["delta_auc_interval"]
+            size = f"{b['n']:>6} rows" if "n" in b else "      all"
+            verdict = "resolved" if lo > 0 or hi < 0 else "not resolved (interval holds 0)"
+            print(f"  vs {peer:<28} {bucket:<5} {size}  ΔAUC {b['delta_auc']:+.4f} "
+                  f"[{lo:+.4f}, {hi:+.4f}]  ΔgAUC {b['delta_gauc']:+.4f}  {verdict}")
+
+
 def mimrec_results(run: Path) -> dict[str, dict]:
     manifest = json.loads((run / "ctr" / "manifest.json").read_text())
     by_model: dict[str, dict] = {}
@@ -88,6 +151,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--fuxictr-configs", nargs="*", default=["tuned"],
                         choices=["tuned", "default"])
+    parser.add_argument("--content", nargs="?", const=None, default="csft",
+                        help="index source fed to the FuxiCTR content peer (alone: no peer)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override for every mimrec stage")
     parser.add_argument("--reuse", action="store_true",
                         help="keep finished mimrec / FuxiCTR results found in RUN")
     parser.add_argument("--json", type=Path, default=None)
@@ -96,14 +163,22 @@ def main() -> None:
     seeds = " ".join(map(str, args.seeds))
     data = args.run / "data"
     mimrec = [sys.executable, "-m", "mimrec"]
+    sets = [part for kv in args.overrides for part in ("--set", kv)]
     if not (data / "manifest.json").is_file():  # both sides read this one P1 split
-        subprocess.run(mimrec + ["data", str(args.config), "--out", str(args.run)], check=True)
+        subprocess.run(mimrec + ["data", str(args.config), "--out", str(args.run), *sets],
+                       check=True)
     jobs = []
+    content_first = args.content and not (args.run / "index" / "manifest.json").is_file()
+    if content_first:  # the content peer needs the index before the jobs start
+        for stage in ("pretrain", "csft", "index"):
+            subprocess.run(mimrec + [stage, str(args.config), "--out", str(args.run), *sets],
+                           check=True)
     if not (args.reuse and (args.run / "ctr" / "manifest.json").is_file()):
-        stages = [mimrec + [stage, str(args.config), "--out", str(args.run)]
-                  for stage in ("pretrain", "csft", "index")]
+        stages = [mimrec + [stage, str(args.config), "--out", str(args.run), *sets]
+                  for stage in ("pretrain", "csft", "index")
+                  if not (args.content and (args.run / "index" / "manifest.json").is_file())]
         # one process, one thread: this job is one of the --jobs slots, beside FuxiCTR's seeds
-        stages.append(mimrec + ["train", str(args.config), "--out", str(args.run), "--set",
+        stages.append(mimrec + ["train", str(args.config), "--out", str(args.run), *sets, "--set",
                                 "ctr.train.threads=1", "--set", "ctr.train.workers=1", "--set",
                                 f"ctr.train.seeds=[{', '.join(map(str, args.seeds))}]"])
         jobs.append(("mimrec", ["sh", "-c", " && ".join(shlex.join(s) for s in stages)],
@@ -117,25 +192,51 @@ def main() -> None:
         print(f"  FuxiCTR preprocessing: {' '.join(fx_base)} --no-quality --no-throughput")
         subprocess.run(fx_base + ["--out", str(out / "fuxictr-prepare.json"), "--no-quality",
                                   "--no-throughput"], check=True, capture_output=True)
-        for config in args.fuxictr_configs:
+        peers = [(config, fx_base, []) for config in args.fuxictr_configs]
+        if args.content and "tuned" in args.fuxictr_configs:
+            npz = export_content(args.run, args.content, out)
+            fx_content = [str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(data), "--work",
+                          str(args.run / f"fuxictr-content-{args.content}"), "--reuse",
+                          "--threads", "1"]
+            subprocess.run(fx_content + ["--out", str(out / "fuxictr-content-prepare.json"),
+                                         "--no-quality", "--no-throughput", "--content", str(npz)],
+                           check=True, capture_output=True)
+            peers.append(("tuned+content", fx_content, ["--content", str(npz)]))
+        for label, base, extra in peers:
+            config = label.split("+")[0]
             for seed in args.seeds:
-                result = out / f"fuxictr-{config}-seed{seed}.json"
+                result = out / f"fuxictr-{label}-seed{seed}.json"
                 if args.reuse and result.is_file():
                     continue
-                jobs.append((f"fuxictr {config} seed {seed}",
-                             fx_base + ["--out", str(result), "--config", config, "--seeds",
-                                        str(seed), "--no-throughput"],
-                             out / f"fuxictr-{config}-seed{seed}.log"))
+                jobs.append((f"fuxictr {label} seed {seed}",
+                             base + ["--out", str(result), "--config", config, "--seeds",
+                                     str(seed), "--no-throughput", *extra],
+                             out / f"fuxictr-{label}-seed{seed}.log"))
     seconds = run_jobs(jobs, args.jobs)
     models = mimrec_results(args.run)
-    for config in args.fuxictr_configs if have_fuxictr else []:
-        per_seed = {}
+    peer_predictions: dict[str, dict[int, np.ndarray]] = {}
+    labels = list(args.fuxictr_configs) + (
+        ["tuned+content"] if args.content and "tuned" in args.fuxictr_configs else [])
+    for label in labels if have_fuxictr else []:
+        per_seed, preds = {}, {}
         for seed in args.seeds:
-            r = json.loads((out / f"fuxictr-{config}-seed{seed}.json").read_text())
+            r = json.loads((out / f"fuxictr-{label}-seed{seed}.json").read_text())
             per_seed[str(seed)] = r["seeds"][str(seed)]["test"]
-        models[f"fuxictr din ({config})"] = per_seed
-    result = {"seeds": seeds, "job_seconds": seconds,
+            saved = r["seeds"][str(seed)].get("predictions")
+            if saved and Path(saved).is_file():
+                preds[seed] = np.load(saved)
+        name = (f"fuxictr din + {args.content} vectors (tuned)" if label.endswith("+content")
+                else f"fuxictr din ({label})")
+        models[name] = per_seed
+        if preds:
+            peer_predictions[name] = preds
+    result = {"seeds": seeds, "job_seconds": seconds, "overrides": args.overrides,
               "models": {name: summary(per_seed) for name, per_seed in models.items()}}
+    ciubm = mimrec_predictions(args.run, "ciubm", args.seeds)
+    din = mimrec_predictions(args.run, "din", args.seeds)
+    if ciubm:
+        result["ciubm_versus"] = versus_peers(args.run, ciubm, {"mimrec din": din,
+                                                                **peer_predictions})
     ref = result["models"].get("fuxictr din (tuned)")
     print(f"{'model':<26}{'AUC':>17}{'gAUC':>17}{'LogLoss':>9}"
           + "".join(f"{'AUC ' + b:>10}" for b in BUCKETS) + f"{'RelaImpr':>10}")
@@ -145,6 +246,8 @@ def main() -> None:
         print(f"{name:<26}{s['auc']['mean']:>9.4f} ± {s['auc']['std']:.4f}"
               f"{s['gauc']['mean']:>9.4f} ± {s['gauc']['std']:.4f}{s['logloss']['mean']:>9.4f}"
               + "".join(f"{s['auc_' + b]['mean']:>10.4f}" for b in BUCKETS) + f"{impr:>9.2f}%")
+    if "ciubm_versus" in result:
+        print_versus("mimrec ciubm", result["ciubm_versus"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))

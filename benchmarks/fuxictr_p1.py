@@ -15,11 +15,21 @@ hands FuxiCTR the same P1 events through its own preprocessing:
 
 Features: user_id, age, gender, occupation (user), item_id, genres (a sequence feature), year
 (item), the behaviour sequence: the same as mimrec's DIN. Test predictions are scored with
-mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``), written as JSON.
+mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``), written as JSON, and kept per seed
+(``OUT.seed<k>.test.npy``) so that mimrec's paired bootstrap can compare them row by row.
+
+``--content ITEMS.npz`` (``key``: item ids, ``value``: one vector per item, e.g. mimrec's frozen
+C-SFT vectors) makes the content peer: FuxiCTR's pretrained-embedding feature on ``item_id``
+(``pretrained_emb``, ``pretrain_usage = "concat"``, ``freeze_emb = True``: the frozen vector is
+concatenated with a trained ID embedding and projected to the embedding size), the way the
+MicroLens multimodal CTR baseline feeds item content to an ID model. FuxiCTR's preprocessing then
+adds every item of the file to the item_id vocabulary, so an item that never appears in train
+(cold) is embedded from its vector instead of the out-of-vocabulary row.
 
 Usage: .venv-fuxictr/bin/python benchmarks/fuxictr_p1.py RUN/data --work DIR --out result.json
        [--config tuned|default|mimrec_shapes] [--seeds 0 1 2] [--threads 1] [--no-quality]
        [--no-throughput] [--batch-size 1024] [--batches 40] [--reuse] [--smoke]
+       [--content ITEMS.npz]
 """
 
 from __future__ import annotations
@@ -120,12 +130,22 @@ def event_table(s: Samples, items: pd.DataFrame, users: pd.DataFrame, seq_len: n
     })
 
 
-def feature_cols(genre_width: int) -> list[dict]:
+def content_spec(content: Path | None) -> dict:
+    """The item_id column's pretrained-embedding fields for ``content`` (none without it)."""
+    if content is None:
+        return {}
+    with np.load(content, allow_pickle=False) as npz:
+        dim = int(npz["value"].shape[1])
+    return {"pretrained_emb": str(content), "pretrain_dim": dim, "pretrain_usage": "concat",
+            "freeze_emb": True}
+
+
+def feature_cols(genre_width: int, content: Path | None = None) -> list[dict]:
     cols = [{"name": f, "active": True, "dtype": "str", "type": "categorical", "source": "user"}
             for f in USER_FEATURES]
     cols += [
         {"name": "item_id", "active": True, "dtype": "str", "type": "categorical",
-         "source": "item"},
+         "source": "item", **content_spec(content)},
         {"name": "genres", "active": True, "dtype": "str", "type": "sequence", "source": "item",
          "splitter": "^", "max_len": genre_width, "padding": "post"},
         {"name": "year", "active": True, "dtype": "str", "type": "categorical", "source": "item"},
@@ -135,11 +155,12 @@ def feature_cols(genre_width: int) -> list[dict]:
     return cols
 
 
-def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: bool = False
-            ) -> tuple[dict, Samples]:
+def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: bool = False,
+            content: Path | None = None) -> tuple[dict, Samples]:
     """CSV files + FuxiCTR preprocessing + user_info / item_info; returns completed params.
 
-    With ``reuse``, a work folder prepared before from the same data artifact is kept.
+    With ``reuse``, a work folder prepared before from the same data artifact (and content
+    file) is kept.
     """
     from fuxictr.preprocess import FeatureProcessor, build_dataset
 
@@ -150,7 +171,8 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
         s = subset_users(s, max_users)
     raw = work / "raw"
     stamp = work / "prepared.json"
-    source = {"data": str(data.resolve()), "events": len(s.label), "max_users": max_users}
+    source = {"data": str(data.resolve()), "events": len(s.label), "max_users": max_users,
+              "content": str(content.resolve()) if content else None}
     if reuse and stamp.is_file() and json.loads(stamp.read_text()) == source:
         return finish_params(params, work, json.loads((work / "paths.json").read_text())), s
     shutil.rmtree(work, ignore_errors=True)
@@ -164,7 +186,8 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
         table[s.split == code].to_csv(raw / f"{name}.csv", index=False)
     genre_width = max(len(g) for g in items["genres"])
     params.update(train_data=str(raw / "train.csv"), valid_data=str(raw / "valid.csv"),
-                  test_data=str(raw / "test.csv"), feature_cols=feature_cols(genre_width),
+                  test_data=str(raw / "test.csv"),
+                  feature_cols=feature_cols(genre_width, content),
                   label_col={"name": "label", "dtype": "int"})
     encoder = FeatureProcessor(**params)
     params["train_data"], params["valid_data"], params["test_data"] = build_dataset(
@@ -215,8 +238,10 @@ def write_item_info(encoder, items: pd.DataFrame, path: Path) -> None:
 def subset_users(s: Samples, max_users: int) -> Samples:
     """Events of the first ``max_users`` users only (histories are per user, so unchanged)."""
     keep = s.user < max_users
-    per_catalogue = ("item_train_count", "new_item", "user_ids", "seq_items", "max_seq_len")
-    fields = {k: v[keep] if k not in per_catalogue else v for k, v in s.__dict__.items()}
+    per_event = ("split", "user", "item", "timestamp", "label", "hist_end", "hist_len", "bucket")
+    fields = {k: v[keep] if k in per_event else v for k, v in s.__dict__.items()}
+    if len(s.click_probability):
+        fields["click_probability"] = s.click_probability[keep]
     fields["user_ids"] = s.user_ids[:max_users]
     return Samples(**fields)
 
@@ -244,8 +269,9 @@ def make_model(params: dict, seed: int):
     return DIN(params["feature_map"], **kw)
 
 
-def train_quality(params: dict, s: Samples, seed: int) -> dict:
-    """FuxiCTR's own fit (early stopping on valid, best restored), then mimrec's test metrics."""
+def train_quality(params: dict, s: Samples, seed: int, predictions: Path | None = None) -> dict:
+    """FuxiCTR's own fit (early stopping on valid, best restored), then mimrec's test metrics;
+    the test probabilities go to ``predictions`` (.npy, test rows in P1 order) when given."""
     train, valid, test = loaders(params, params["batch_size"])
     model = make_model(params, seed)
     os.makedirs(model.model_dir, exist_ok=True)
@@ -254,6 +280,8 @@ def train_quality(params: dict, s: Samples, seed: int) -> dict:
     seconds = time.perf_counter() - start
     probs = model.predict(test)
     t = s.split == TEST
+    if predictions is not None:
+        np.save(predictions, np.asarray(probs, dtype=np.float64))
     return {"test": ctr_metrics(s.user[t], s.label[t], probs, s.bucket[t]),
             "epochs": model._epoch_index + 1, "train_seconds": seconds}
 
@@ -294,6 +322,8 @@ def main() -> None:
     parser.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--smoke", action="store_true", help="40 users, 1 epoch, tiny model")
+    parser.add_argument("--content", type=Path, default=None,
+                        help="item vectors (.npz with key, value): the content peer")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     torch.set_num_threads(args.threads)
@@ -301,23 +331,29 @@ def main() -> None:
     if args.smoke:
         params.update(epochs=1, embedding_dim=4, dnn_hidden_units=[8], batch_size=256)
     started = time.perf_counter()
-    params, s = prepare(args.data, args.work, params, 40 if args.smoke else None, args.reuse)
-    result = {"library": "fuxictr 2.3.10 (model_zoo/LongCTR DIN)", "config": args.config,
+    params, s = prepare(args.data, args.work, params, 40 if args.smoke else None, args.reuse,
+                        args.content)
+    label = f"{args.config}+content" if args.content else args.config
+    result = {"library": "fuxictr 2.3.10 (model_zoo/LongCTR DIN)", "config": label,
+              "content": str(args.content) if args.content else None,
               "threads": args.threads, "prepare_seconds": time.perf_counter() - started,
               "params": {k: v for k, v in params.items()
                          if k not in ("feature_map", "feature_cols")}}
     if args.throughput:
         result["throughput"] = throughput(params, args.batch_size, args.seeds[0],
                                           args.batches)
-        print(f"FuxiCTR DIN ({args.config}): train "
+        print(f"FuxiCTR DIN ({label}): train "
               f"{result['throughput']['train_samples_per_second']:,.0f} samples/s, predict "
               f"{result['throughput']['predict_samples_per_second']:,.0f} samples/s "
               f"(batch {args.batch_size}, {args.threads} thread(s))", flush=True)
     if args.quality:
         result["seeds"] = {}
         for seed in args.seeds:
-            r = result["seeds"][str(seed)] = train_quality(params, s, seed)
-            print(f"FuxiCTR DIN ({args.config}) seed {seed}: test AUC {r['test']['auc']:.4f} "
+            preds = args.out.with_name(f"{args.out.stem}.seed{seed}.test.npy")
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            r = result["seeds"][str(seed)] = train_quality(params, s, seed, preds)
+            r["predictions"] = str(preds)
+            print(f"FuxiCTR DIN ({label}) seed {seed}: test AUC {r['test']['auc']:.4f} "
                   f"gAUC {r['test']['gauc']:.4f} logloss {r['test']['logloss']:.4f} "
                   f"({r['epochs']} epochs, {r['train_seconds']:.0f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from mimrec.data.sample_shards import read_samples
+from mimrec.store.center import StoreInfo, write_version
 
 FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
 
@@ -68,6 +72,32 @@ def test_fuxictr_benchmark_smoke(data_run, tmp_path):
     result = json.loads(out.read_text())
     assert 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
     assert result["throughput"]["train_samples_per_second"] > 0
+    test_rows = sum(b["n"] for b in result["seeds"]["0"]["test"]["buckets"].values())
+    assert np.load(result["seeds"]["0"]["predictions"]).shape == (test_rows,)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FUXICTR_PYTHON.exists(),
+                    reason="FuxiCTR benchmark environment not built (make bench-env)")
+def test_fuxictr_content_peer_smoke(data_run, tmp_path):
+    """FuxiCTR DIN + frozen item vectors through its pretrained-embedding feature: every item of
+    the file joins the item_id vocabulary (cold ones too), the vectors are loaded frozen."""
+    import pandas as pd
+
+    items = pd.read_parquet(data_run / "data" / "items.parquet")
+    npz = tmp_path / "content.npz"
+    np.savez(npz, key=np.asarray(items["item_id"].astype(str), dtype=str),
+             value=np.random.default_rng(0).normal(size=(len(items), 8)).astype(np.float32))
+    out = tmp_path / "fx.json"
+    run(str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(data_run / "data"),
+        "--work", str(tmp_path / "work"), "--out", str(out), "--smoke", "--seeds", "0",
+        "--no-throughput", "--content", str(npz), timeout=600)
+    result = json.loads(out.read_text())
+    assert result["config"] == "tuned+content" and 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
+    spec = json.loads(next((tmp_path / "work").rglob("feature_map.json")).read_text())
+    item = spec["features"]["item_id"]
+    assert item["pretrain_usage"] == "concat" and item["freeze_emb"] and item["pretrain_dim"] == 8
+    assert item["vocab_size"] >= len(items) + 1  # every catalogue item has a row (+ padding)
 
 
 def test_ctr_scaling_benchmark_smoke(tmp_path):
@@ -88,9 +118,37 @@ def test_ctr_quality_benchmark_summarises_a_trained_run(ml100k, tmp_path):
         "--set", "ctr.variants=['din']", "--set", "ctr.train.seeds=[0, 1]",
         "--set", "ctr.train.max_epochs=1", "--set", "ctr.train.threads=1")
     run(sys.executable, "benchmarks/bench_ctr_quality.py", "--run", str(out), "--reuse",
-        "--seeds", "0", "1", "--fuxictr-configs", "--json", str(tmp_path / "q.json"))
+        "--seeds", "0", "1", "--fuxictr-configs", "--content", "--json", str(tmp_path / "q.json"))
     din = json.loads((tmp_path / "q.json").read_text())["models"]["mimrec din"]
     assert len(din["auc"]["values"]) == 2 and 0 < din["auc"]["mean"] < 1
+    # the peers' side: the content file FuxiCTR reads, and the paired comparison with a peer
+    quality = load_script("bench_ctr_quality")
+    ids = np.array(["m1", "m2", "m3"])
+    vectors = np.eye(3, 4, dtype=np.float32)
+    write_version(out / "index" / "csft", ids, vectors, StoreInfo("csft", "h", 4))
+    npz = np.load(quality.export_content(out, "csft", tmp_path / "q"))
+    assert npz["key"].dtype.kind == "U" and list(npz["key"]) == list(ids)  # no pickled objects
+    np.testing.assert_array_equal(npz["value"], vectors)
+    din_preds = quality.mimrec_predictions(out, "din", [0, 1])
+    assert set(din_preds) == {0, 1}
+    shuffled = {s: np.random.default_rng(s).permutation(p) for s, p in din_preds.items()}
+    table = quality.versus_peers(out, din_preds, {"noise": shuffled, "itself": din_preds})
+    assert table["itself"]["all"]["delta_auc"] == 0.0  # a model against itself: no difference
+    assert table["itself"]["all"]["delta_auc_interval"] == [0.0, 0.0]
+    lo, hi = table["noise"]["all"]["delta_auc_interval"]
+    assert lo <= table["noise"]["all"]["delta_auc"] <= hi and hi > 0  # beats shuffled scores
+    names = read_samples(out / "data" / "samples").bucket_names  # a small slice merges some
+    assert list(table["noise"]["buckets"]) == [str(n) for n in names] and len(names) >= 2
+
+
+def load_script(name: str):
+    """A benchmark script as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path("benchmarks") / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_request_guards_benchmark_smoke():

@@ -78,16 +78,23 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
     A trained source that does not beat the raw vectors on P2 (valid) Recall@50 is replaced by
     them; one line per store says which vectors it holds.
     """
-    from mimrec.store.build import choice_line, run_index
+    from mimrec.csft.distributed import process_group_from_env, rank, world_size
+    from mimrec.store.build import choice_line, encoding_line, run_index
 
-    console.print(f"[bold]index[/]: raw / pretrain / csft vectors -> {out / 'index'}")
-    data = read_data(out / "data")
-    sources = {"raw": None, "pretrain": out / "pretrain", "csft": out / "csft"}
-    parents = {"data": out / "data", "pretrain": out / "pretrain", "csft": out / "csft"}
-    # the encoder stages' thread setting (one thread keeps a shared machine from oversubscribing)
-    metrics = run_index(sources, cfg.encoder, data.items, out / "index", parents,
-                        threads=cfg.pretrain.threads, samples=data.samples)
-    for name, m in metrics.items():
+    with process_group_from_env():
+        lead = rank() == 0
+        if lead:
+            console.print(f"[bold]index[/]: raw / pretrain / csft vectors -> {out / 'index'}"
+                          + (f" on {world_size()} workers" if world_size() > 1 else ""))
+        data = read_data(out / "data")
+        sources = {"raw": None, "pretrain": out / "pretrain", "csft": out / "csft"}
+        parents = {"data": out / "data", "pretrain": out / "pretrain", "csft": out / "csft"}
+        # the encoder stages' thread setting (one thread keeps a shared machine from
+        # oversubscribing)
+        metrics = run_index(sources, cfg.encoder, data.items, out / "index", parents,
+                            threads=cfg.pretrain.threads, samples=data.samples)
+    for name, m in metrics.items():  # empty on workers other than 0
+        console.print(f"  {encoding_line(name, m)}")
         console.print(f"  {choice_line(name, m)}")
 
 

@@ -95,7 +95,7 @@ def test_fuxictr_content_peer_smoke(data_run, tmp_path):
     result = json.loads(out.read_text())
     assert result["config"] == "tuned+content" and 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
     spec = json.loads(next((tmp_path / "work").rglob("feature_map.json")).read_text())
-    item = spec["features"]["item_id"]
+    item = next(f["item_id"] for f in spec["features"] if "item_id" in f)  # a list of {name: spec}
     assert item["pretrain_usage"] == "concat" and item["freeze_emb"] and item["pretrain_dim"] == 8
     assert item["vocab_size"] >= len(items) + 1  # every catalogue item has a row (+ padding)
 

@@ -19,6 +19,7 @@ from mimrec.encoders.config import EncoderConfig
 from mimrec.eval.retrieval import p2_metrics
 from mimrec.store import build
 from mimrec.store.center import RepresentationCenter, StoreInfo
+from mimrec.store.encode_shards import ShardedRun
 from tests.conftest import write_slice
 from tests.encoders.tiny_towers import WORDS, save_tiny_text_model
 
@@ -32,11 +33,12 @@ def slice_data(ml100k, tmp_path_factory) -> Path:
 
 
 def _fake_sources(monkeypatch, raw: np.ndarray, trained: dict[str, np.ndarray]) -> None:
-    monkeypatch.setattr(build, "raw_vectors",
-                        lambda cfg, items: (raw, StoreInfo("raw:fake", "r0", raw.shape[1])))
-    monkeypatch.setattr(build, "encoder_vectors", lambda folder, items: (
+    done = ShardedRun(items=len(raw), encoded=len(raw), shards=1, reused=0, seconds=0.1)
+    monkeypatch.setattr(build, "raw_vectors", lambda cfg, items, shards: (
+        raw, StoreInfo("raw:fake", "r0", raw.shape[1]), done))
+    monkeypatch.setattr(build, "encoder_vectors", lambda folder, items, name, shards: (
         trained[Path(folder).name], StoreInfo(Path(folder).name, "h", trained[Path(folder).name]
-                                              .shape[1])))
+                                              .shape[1]), done))
 
 
 def test_a_source_that_loses_to_raw_on_valid_is_stored_as_raw(slice_data, tmp_path, monkeypatch):

@@ -9,6 +9,9 @@ Recall@50) beside the raw vectors, and stored only when it scores higher; otherw
 are stored under that source's name (the store's encoder then reads ``raw:<model>``, so serving
 embeds new items with the raw text model). The manifest records the figures and the choice, so the
 vectors every later stage reads never retrieve worse on valid than the untrained text model.
+
+Each source is encoded in shards (:mod:`mimrec.store.encode_shards`): a killed run resumes from
+the finished shards, and under ``torchrun`` the workers share the shards and worker 0 writes.
 """
 
 from __future__ import annotations
@@ -20,33 +23,52 @@ import numpy as np
 import pandas as pd
 
 from mimrec.artifacts import read_manifest, stage_dir, write_manifest
+from mimrec.csft.distributed import rank
 from mimrec.data.samples import Samples
 from mimrec.encoders.checkpoint import load_item_encoder
 from mimrec.encoders.config import EncoderConfig
-from mimrec.encoders.raw_text import raw_encoder_identity, raw_text_vectors
+from mimrec.encoders.raw_text import load_raw_text_encoder, raw_encoder_identity
 from mimrec.eval.retrieval import p2_metrics
 from mimrec.runtime import torch_threads
 from mimrec.serialize import to_dict
 from mimrec.store.center import StoreInfo, write_version
+from mimrec.store.encode_shards import (
+    SHARDS_DIR,
+    ShardedRun,
+    encode_in_shards,
+    remove_shards,
+    shard_folder,
+)
 
 SELECT_METRIC = "recall@50"  # the P2 (valid) figure a trained source must beat raw on
 TIE_BREAK = "mrr"  # decides when both score the same on SELECT_METRIC
 
 
-def raw_vectors(cfg: EncoderConfig, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
-    """Mean-pooled vectors of the pretrained text model, untouched by any training."""
+def raw_vectors(cfg: EncoderConfig, items: pd.DataFrame, shards: Path
+                ) -> tuple[np.ndarray | None, StoreInfo, ShardedRun]:
+    """Mean-pooled vectors of the pretrained text model, untouched by any training (None on a
+    worker other than 0 under torchrun)."""
     name, digest = raw_encoder_identity(cfg)
-    vectors = raw_text_vectors(cfg, items)
-    return vectors, StoreInfo(name, digest, vectors.shape[1])
+    identity = f"{name}:{digest}:{cfg.text_fields}:{cfg.text_max_length}"
+    encoder = load_raw_text_encoder(cfg)
+    folder = shard_folder(shards, "raw", identity, items["item_id"].to_numpy())
+    vectors, run = encode_in_shards(encoder.vectors, items, folder, "raw")
+    dim = vectors.shape[1] if vectors is not None else 0
+    return vectors, StoreInfo(name, digest, dim), run
 
 
-def encoder_vectors(encoder_dir: Path, items: pd.DataFrame) -> tuple[np.ndarray, StoreInfo]:
+def encoder_vectors(encoder_dir: Path, items: pd.DataFrame, name: str, shards: Path
+                    ) -> tuple[np.ndarray | None, StoreInfo, ShardedRun]:
     """Vectors of a trained encoder artifact (stage 1 or C-SFT); an item without any usable
     content gets the zero vector (see :mod:`mimrec.data.content`)."""
     manifest = read_manifest(encoder_dir)
     encoder = load_item_encoder(encoder_dir)
-    vectors = encoder.encode_items(items, allow_empty=True)
-    return vectors, StoreInfo(manifest["stage"], manifest["hash"], vectors.shape[1])
+    folder = shard_folder(shards, name, f"{manifest['stage']}:{manifest['hash']}",
+                          items["item_id"].to_numpy())
+    vectors, run = encode_in_shards(lambda part: encoder.encode_items(part, allow_empty=True),
+                                    items, folder, name)
+    dim = vectors.shape[1] if vectors is not None else 0
+    return vectors, StoreInfo(manifest["stage"], manifest["hash"], dim), run
 
 
 def beats_raw(trained: dict[str, float], raw: dict[str, float]) -> bool:
@@ -66,7 +88,7 @@ def beats_raw(trained: dict[str, float], raw: dict[str, float]) -> bool:
 
 def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items: pd.DataFrame,
               out: Path, parents: dict[str, Path], threads: int = 0,
-              samples: Samples | None = None) -> dict:
+              samples: Samples | None = None, shards: Path | None = None) -> dict:
     """Build one store per source under ``out/<source>``; ``None`` as a path means ``raw``.
 
     Args:
@@ -78,20 +100,37 @@ def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items
         threads: torch CPU threads while encoding (0 = torch's default).
         samples: the P1 samples; given, each trained source is kept only when it beats the raw
             vectors on P2 (VALID) Recall@50, else raw vectors are stored in its place.
+        shards: where the encoding shards live until the stores are written (default
+            ``out/../.index-shards``; a rerun after a kill reuses the finished ones).
 
     Returns:
-        Per store: ``items``, ``dim``, ``encoder``, and with samples ``p2_valid`` (of the trained
-        vectors), ``raw_p2_valid`` and ``vectors`` ("trained" or "raw": what the store holds).
+        Per store: ``items``, ``dim``, ``encoder``, ``encoding`` (items encoded now, shards
+        reused, seconds, items/s), and with samples ``p2_valid`` (of the trained vectors),
+        ``raw_p2_valid`` and ``vectors`` ("trained" or "raw": what the store holds). Empty on a
+        worker other than 0 under torchrun (it encodes its shards; worker 0 writes).
     """
-    metrics = {}
-    raw: tuple[np.ndarray, StoreInfo] | None = None
-    with stage_dir(out) as tmp, torch_threads(threads):
+    shards = shards or Path(out).parent / SHARDS_DIR
+    encoded: dict[str, tuple[np.ndarray | None, StoreInfo, ShardedRun]] = {}
+    with torch_threads(threads):
         for name, encoder_dir in sources.items():
             if encoder_dir is None or samples is not None:
-                raw = raw or raw_vectors(encoder_cfg, items)
-            vectors, info = raw if encoder_dir is None else encoder_vectors(encoder_dir, items)
-            record: dict = {}
+                if "raw" not in encoded:
+                    encoded["raw"] = raw_vectors(encoder_cfg, items, shards)
+            if encoder_dir is not None:
+                encoded[name] = encoder_vectors(encoder_dir, items, name, shards)
+    if rank() != 0:
+        return {}
+    metrics = {}
+    raw = encoded["raw"][:2] if "raw" in encoded else None
+    with stage_dir(out) as tmp:
+        for name, encoder_dir in sources.items():
+            vectors, info, run = encoded["raw" if encoder_dir is None else name]
+            assert vectors is not None
+            record: dict = {"encoding": {"encoded": run.encoded, "reused_shards": run.reused,
+                                         "shards": run.shards, "seconds": round(run.seconds, 3),
+                                         "items_per_second": run.items_per_second}}
             if encoder_dir is not None and samples is not None:
+                assert raw is not None and raw[0] is not None
                 record["p2_valid"] = p2_metrics(vectors, samples)
                 record["raw_p2_valid"] = p2_metrics(raw[0], samples)
                 record["vectors"] = "trained" if beats_raw(record["p2_valid"],
@@ -103,7 +142,18 @@ def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items
         config = {"sources": {k: str(v) for k, v in sources.items()},
                   "encoder": to_dict(encoder_cfg), "select_metric": f"p2_valid {SELECT_METRIC}"}
         write_manifest(tmp, "index", config, parents=parents, metrics=metrics)
+    remove_shards(shards)
     return metrics
+
+
+def encoding_line(name: str, m: dict) -> str:
+    """``raw: 1,682 items encoded in 3.1 s (543 items/s); 0 of 1 shards reused``."""
+    e = m.get("encoding")
+    if e is None:
+        return f"{name}: encoded"
+    run = ShardedRun(items=m["items"], encoded=e["encoded"], shards=e["shards"],
+                     reused=e["reused_shards"], seconds=e["seconds"])
+    return run.line(name)
 
 
 def choice_line(name: str, m: dict) -> str:

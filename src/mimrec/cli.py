@@ -95,17 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 STORE_HELP = ("Look after a run's Representation Centers (LanceDB tables): list versions, gc, "
-              "rollback, migrate stores of the Arrow-file format.")
+              "rollback, migrate stores of the Arrow-file format, build the ANN index.")
 
 
 def add_store_parser(sub: argparse._SubParsersAction) -> None:
-    """``mimrec store {versions,gc,rollback,migrate} RUN``."""
+    """``mimrec store {versions,gc,rollback,migrate,ann} RUN``."""
     store = sub.add_parser("store", help=STORE_HELP, description=STORE_HELP)
     actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (("versions", "list the versions each store keeps"),
                          ("gc", "compact, re-index and keep the last --keep versions"),
                          ("rollback", "make --version V the latest version again"),
-                         ("migrate", "convert Arrow-file stores (older mimrec) to LanceDB")):
+                         ("migrate", "convert Arrow-file stores (older mimrec) to LanceDB"),
+                         ("ann", "build the ANN vector index of the similarity route "
+                                 "(catalogues of 10,000+ items)")):
         p = actions.add_parser(action, help=text, description=text)
         p.add_argument("run", type=Path, help="a run folder (stores in RUN/index/) or a store")
         p.add_argument("--source", default=None, help="one store of the run (raw, csft, ...)")

@@ -1,9 +1,10 @@
 """``mimrec store ACTION RUN``: look after the Representation Centers of a run folder.
 
 Actions: ``versions`` (list what each store keeps), ``gc`` (compact and keep the last ``--keep``
-versions), ``rollback --version V`` (make V the latest again) and ``migrate`` (convert stores of
-the Arrow-file format in place). RUN is a run folder (its stores are ``RUN/index/<source>``) or a
-store folder itself; ``--source`` picks one store of a run.
+versions), ``rollback --version V`` (make V the latest again), ``migrate`` (convert stores of
+the Arrow-file format in place) and ``ann`` (build the vector index the similarity route uses).
+RUN is a run folder (its stores are ``RUN/index/<source>``) or a store folder itself;
+``--source`` picks one store of a run.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def run_store_action(action: str, run: Path, source: str | None = None, keep: in
                 continue
             items, new = migrate_store(store)
             echo(f"{store}: migrated {items:,} items to LanceDB (version {new})")
+        elif action == "ann":
+            from mimrec.store.ann import build_ann_index
+
+            echo(f"{store}: building an IVF-PQ index (cosine) ...")
+            r = build_ann_index(store)
+            echo(f"{store}: ANN index on {r['rows']:,} vectors ({r['partitions']} partitions, "
+                 f"{r['sub_vectors']} PQ sub-vectors) in {r['seconds']:.1f} s")
         elif action == "gc":
             r = retention.gc(store, keep)
             echo(f"{store}: {r['versions_before']} -> {len(r['versions'])} versions kept "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mimrec.store.ann import NPROBES, REFINE_FACTOR
 from mimrec.store.center import info_of, open_dataset, open_table
 
 
@@ -61,12 +62,13 @@ class StoreFollower:
     def similar(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The ``k`` items nearest ``vector`` (cosine) at the latest version, nearest first, as
         (item id, cosine similarity); LanceDB's vector search (its ANN index when the table has
-        one, an exact scan otherwise)."""
+        one, ``mimrec store ann``; an exact scan otherwise)."""
         if self._table is None:
             self._table = open_table(self.folder)
         self._table.checkout_latest()
         hits = (self._table.search(np.asarray(vector, np.float32)).distance_type("cosine")
-                .select(["item_id"]).limit(k).to_arrow())
+                .select(["item_id", "_distance"]).nprobes(NPROBES).refine_factor(REFINE_FACTOR)
+                .limit(k).to_arrow())
         ids = hits.column("item_id").to_pylist()
         distances = hits.column("_distance").to_numpy()
         return [(str(i), float(1.0 - d)) for i, d in zip(ids, distances, strict=True)]

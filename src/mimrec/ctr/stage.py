@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
+import shutil
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
-from mimrec.artifacts import stage_dir, write_manifest
+from mimrec.artifacts import read_manifest, stage_dir, write_manifest
 from mimrec.ctr.blocks import block_name, reads_content
+from mimrec.ctr.checkpoint import Checkpoints, ModelCheckpoint
 from mimrec.ctr.config import CtrConfig, ModelSpec
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.kept import KeptModels, kept_models
@@ -77,20 +78,21 @@ def spec_record(spec: ModelSpec) -> dict:
 def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
               splits: dict[str, Batchable], progress: Progress | None,
               content: torch.Tensor | None, start_weights: dict | None = None,
-              on_epoch: EpochCallback | None = None) -> tuple[CiUBM, dict]:
+              on_epoch: EpochCallback | None = None,
+              checkpoint: ModelCheckpoint | None = None) -> tuple[CiUBM, dict]:
     """Train one model with one seed; returns the model (best epoch) and its training record.
     ``start_weights``: the trained weights of ``spec.init_from`` (same seed), kept frozen;
-    ``on_epoch`` receives each epoch's record as it ends."""
+    ``on_epoch`` receives each epoch's record as it ends; ``checkpoint``: where the state after
+    each epoch is kept, and resumed from."""
     seed_everything(seed, cfg.train.deterministic)
     model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
     model.mark_trained(splits["train"].item)
     if start_weights is not None:
         model.start_from(start_weights)
     model = model.to(resolve_device(cfg.train.device))
-    start = time.perf_counter()
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress,
-              judge_start=start_weights is not None, on_epoch=on_epoch)
-    seconds = time.perf_counter() - start
+              judge_start=start_weights is not None, on_epoch=on_epoch, checkpoint=checkpoint)
+    seconds = log[-1]["seconds"]  # since training started, before a resume too
     samples_seen = len(splits["train"]) * len(log)
     return model, {"model": spec.name, "seed": seed, "spec": spec_record(spec),
                    "parts": model.describe(), "epochs": log, "train_seconds": seconds,
@@ -99,20 +101,27 @@ def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
 
 def train_and_save(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
                    splits: dict[str, Batchable], content: torch.Tensor | None, folder: Path,
-                   progress: Progress | None, on_epoch: EpochCallback | None = None
+                   progress: Progress | None, on_epoch: EpochCallback | None = None,
+                   store: dict | None = None, checkpoint: ModelCheckpoint | None = None
                    ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train one model, save its weights into ``folder``; returns its valid and test
-    probabilities and its training record (``epochs``: one record per epoch, the history).
+    probabilities and its training record (``epochs``: one record per epoch, the history;
+    ``content``: ``store``, the identity of the content vectors it read).
     A model with ``init_from`` starts from that model's weights file in ``folder`` (trained
-    first)."""
+    first). With a ``checkpoint`` training resumes from its last epoch and the finished model
+    is kept there until the stage is done."""
     start = None
     if spec.init_from:
         start = load_file(folder / f"{spec.init_from}-seed{seed}.safetensors")
     model, record = train_one(cfg, spec, seed, tables, splits, progress, content, start,
-                              on_epoch)
-    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-              folder / f"{model_key(spec, seed)}.safetensors")
-    return predict(model, splits["valid"]), predict(model, splits["test"]), record
+                              on_epoch, checkpoint)
+    weights = {k: v.contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(weights, folder / f"{model_key(spec, seed)}.safetensors")
+    valid, test = predict(model, splits["valid"]), predict(model, splits["test"])
+    record = {**record, "content": store}
+    if checkpoint is not None:
+        checkpoint.finish(weights, valid, test, record)
+    return valid, test, record
 
 
 def _content_of(spec: ModelSpec, items: pd.DataFrame, index_dir: Path | None
@@ -132,50 +141,72 @@ def _splits(data: DataArtifact) -> dict[str, Batchable]:
 
 
 def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_dir: Path | None,
-                spec: ModelSpec, seed: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+                spec: ModelSpec, seed: int, folder: Path, checkpoint: ModelCheckpoint
+                ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One model in a worker process: reload the artifacts, train, save (see ``workers``);
     each epoch's record goes to the parent as it ends (:mod:`mimrec.ctr.watch`)."""
     torch.set_num_threads(cfg.train.threads or 1)
     data = read_data(data_folder)
     content, store = _content_of(spec, data.items, index_dir)
     key = model_key(spec, seed)
-    valid, test, record = train_and_save(cfg, spec, seed, feature_tables(data, data_cfg),
-                                         _splits(data), content, folder, None,
-                                         lambda epoch: send_epoch(key, epoch))
-    return valid, test, {**record, "content": store}
+    return train_and_save(cfg, spec, seed, feature_tables(data, data_cfg), _splits(data),
+                          content, folder, None, lambda epoch: send_epoch(key, epoch), store,
+                          checkpoint)
+
+
+def _resumed(checkpoints: Checkpoints, spec: ModelSpec, seed: int, folder: Path,
+             lines: EpochLines) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """A model that finished before the run was stopped, its weights copied into ``folder``."""
+    finished = checkpoints.model(model_key(spec, seed), spec_record(spec)).finished()
+    if finished is None:
+        return None
+    valid, test, record, weights = finished
+    shutil.copy2(weights, folder / weights.name)
+    lines.console.print(f"  {model_key(spec, seed)}: finished before the run was stopped, "
+                        f"taken from {checkpoints.folder}", highlight=False)
+    return valid, test, record
 
 
 def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
-               index_dir: Path | None, progress: Progress, lines: EpochLines):
+               index_dir: Path | None, progress: Progress, lines: EpochLines,
+               checkpoints: Checkpoints):
     """Yield ``(spec, seed, valid, test, record)`` for every model as it is trained, models
     that start from scratch first (then those that start from one of them), each x seeds; with
     ``workers`` > 1 the models train in a process pool, a model that starts from another as
     soon as that one is done, and are yielded in the same order. Every epoch is printed by
-    ``lines`` as it ends, in either case."""
+    ``lines`` as it ends, in either case. Models finished before a stopped run are taken from
+    ``checkpoints``; the others resume from their last epoch there."""
     specs = model_specs(cfg)
     order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
     if cfg.train.workers > 1:
-        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order, lines)
+        yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order, lines,
+                                  checkpoints)
         return
     tables, splits = feature_tables(data, data_cfg), _splits(data)
     for spec in order:
         content, store = _content_of(spec, data.items, index_dir)
         for seed in cfg.train.seeds:
             key = model_key(spec, seed)
-            valid, test, record = train_and_save(cfg, spec, seed, tables, splits, content,
-                                                 folder, progress,
-                                                 lambda epoch, key=key: lines(key, epoch))
-            yield spec, seed, valid, test, {**record, "content": store}
+            result = _resumed(checkpoints, spec, seed, folder, lines) or train_and_save(
+                cfg, spec, seed, tables, splits, content, folder, progress,
+                lambda epoch, key=key: lines(key, epoch), store,
+                checkpoints.model(key, spec_record(spec)))
+            yield spec, seed, *result
 
 
 def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
-                   index_dir: Path | None, specs: list[ModelSpec], lines: EpochLines):
+                   index_dir: Path | None, specs: list[ModelSpec], lines: EpochLines,
+                   checkpoints: Checkpoints):
     """The models of :func:`_train_all` in ``workers`` processes, yielded in job order; the
     workers' epoch records are printed while the parent waits."""
     jobs = [(spec, s) for spec in specs for s in cfg.train.seeds]
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     done: dict[tuple[str, int], tuple] = {}
+    for spec, seed in jobs:
+        finished = _resumed(checkpoints, spec, seed, folder, lines)
+        if finished is not None:
+            done[spec.name, seed] = finished
     with ProcessPoolExecutor(min(cfg.train.workers, len(jobs)), mp_context=ctx,
                              initializer=init_worker, initargs=(os.getpid(), events)) as pool:
         running: dict = {}
@@ -184,8 +215,12 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
             for spec, seed in [j for j in waiting
                                if not j[0].init_from or (j[0].init_from, j[1]) in done]:
                 waiting.remove((spec, seed))
+                if (spec.name, seed) in done:  # finished before a stopped run
+                    continue
                 running[pool.submit(_worker_job, cfg, data_cfg, data.folder, index_dir, spec,
-                                    seed, folder)] = (spec.name, seed)
+                                    seed, folder, checkpoints.model(model_key(spec, seed),
+                                                                    spec_record(spec)))
+                        ] = (spec.name, seed)
             finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             lines.drain(events)
             for future in finished:
@@ -220,13 +255,14 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     if note:
         console.print(f"  {note}")
     predictions, records = dict(kept.predictions), dict(kept.records)
+    checkpoints = Checkpoints(out, _checkpoint_settings(config, data, index_dir))
     with stage_dir(out) as tmp, make_progress(console) as progress:
         kept.copy_into(tmp)
         if records:
             console.print(f"  keeping {', '.join(records)} (not retrained; --replace drops them)")
         lines = EpochLines(console, cfg.train.max_epochs, board)
-        for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp,
-                                                            index_dir, progress, lines):
+        for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp, index_dir,
+                                                            progress, lines, checkpoints):
             key = model_key(spec, seed)
             if not (np.isfinite(valid).all() and np.isfinite(probs).all()):
                 raise MimrecError(f"ctr: {key} predicts NaN or infinity (training diverged; try "
@@ -244,4 +280,17 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         np.savez(tmp / "predictions.npz", **predictions)
         parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
         write_manifest(tmp, "ctr", config, parents=parents, metrics=records)
+    checkpoints.clear()
     return records
+
+
+def _checkpoint_settings(config: dict, data: DataArtifact, index_dir: Path | None) -> dict:
+    """What every model's result depends on besides its spec and seed (see
+    :class:`~mimrec.ctr.checkpoint.Checkpoints`): configs without the models listed, the seeds
+    and the process layout, and the parent artifacts' hashes."""
+    ctr = {k: v for k, v in config["ctr"].items() if k not in ("variants", "models")}
+    ctr["train"] = {k: v for k, v in ctr["train"].items()
+                    if k not in ("seeds", "workers", "threads", "tensorboard")}
+    return {"ctr": ctr, "data": config["data"],
+            "data_hash": read_manifest(data.folder)["hash"],
+            "index_hash": read_manifest(index_dir)["hash"] if index_dir else None}

@@ -7,7 +7,8 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -181,9 +182,76 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
 EpochCallback = Callable[[dict], None]
 
 
+class FitCheckpoint(Protocol):
+    """Where :func:`fit` keeps its state after each epoch (:class:`mimrec.ctr.checkpoint.ModelCheckpoint`)."""
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def load(self) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class FitProgress:
+    """Early stopping's state between epochs: the last finished epoch, the best valid AUC and a
+    copy of its weights, epochs since it, the history so far and seconds spent."""
+
+    epoch: int = 0
+    best_auc: float = -1.0
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best: int = 0
+    log: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def rng_states() -> dict[str, Any]:
+    """The states of every random number generator training draws from (torch, CUDA, numpy,
+    Python), as tensors and lists (loadable with ``weights_only``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": list(random.getstate())}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Put back what :func:`rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def training_state(model: nn.Module, opt: torch.optim.Optimizer, ema: WeightAverage | None,
+                   done: FitProgress) -> dict[str, Any]:
+    """Everything :func:`fit` needs to go on after ``done.epoch`` as if never stopped."""
+    return {"epoch": done.epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "ema": ema.module.state_dict() if ema is not None else {},
+            "ema_updates": ema.updates if ema is not None else 0,
+            "best_auc": done.best_auc, "best_state": done.best_state or {},
+            "since_best": done.since_best, "log": done.log, "seconds": done.seconds,
+            "rng": rng_states()}
+
+
+def restore_training_state(state: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+                           ema: WeightAverage | None) -> FitProgress:
+    """Load a :func:`training_state` into the model, optimiser and weight average."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
+        ema.updates = state["ema_updates"]
+    set_rng_states(state["rng"])
+    return FitProgress(state["epoch"], state["best_auc"], state["best_state"] or None,
+                       state["since_best"], list(state["log"]), state["seconds"])
+
+
 def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
         progress: Progress | None = None, judge_start: bool = False,
-        on_epoch: EpochCallback | None = None) -> list[dict]:
+        on_epoch: EpochCallback | None = None,
+        checkpoint: FitCheckpoint | None = None) -> list[dict]:
     """Train with early stopping on valid AUC; the best epoch's weights are restored in place.
 
     With ``cfg.ema_decay > 0`` the weights judged on valid (and restored) are an exponential
@@ -191,6 +259,10 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     ``judge_start`` the starting weights are a candidate too (epoch 0): a model that starts
     from a trained one ends no worse than it on valid. Only parameters that require gradients
     are trained. ``on_epoch``, when given, receives each epoch's record as soon as it is known.
+    With a ``checkpoint``, the state after each epoch that training goes on from is saved
+    there, and a saved state is resumed from: the result equals an uninterrupted run's (the
+    random number generators are saved too); the epochs of the saved history are handed to
+    ``on_epoch`` again, marked ``resumed``.
 
     Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``, ``seconds`` (since
     the start of training).
@@ -198,29 +270,37 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model
-    best_auc, best_state, since_best, log = -1.0, None, 0, []
-    start = time.perf_counter()
+    saved = checkpoint.load() if checkpoint is not None else None
+    done = FitProgress() if saved is None else restore_training_state(saved, model, opt, ema)
+    start = time.perf_counter() - done.seconds
+    if on_epoch is not None:
+        for rec in done.log:
+            on_epoch({**rec, "resumed": True})
 
     def record(epoch: int, loss: float | None, valid_auc: float) -> None:
-        log.append({"epoch": epoch, "train_loss": loss, "valid_auc": valid_auc,
-                    "seconds": time.perf_counter() - start})
+        done.log.append({"epoch": epoch, "train_loss": loss, "valid_auc": valid_auc,
+                         "seconds": time.perf_counter() - start})
         if on_epoch is not None:
-            on_epoch(dict(log[-1]))
+            on_epoch(dict(done.log[-1]))
 
-    if judge_start:
-        best_auc = auc(valid.label.numpy(), predict(model, valid))
-        best_state = copy.deepcopy(model.state_dict())
-        record(0, None, best_auc)
-    for epoch in range(1, cfg.max_epochs + 1):
+    if judge_start and saved is None:
+        done.best_auc = auc(valid.label.numpy(), predict(model, valid))
+        done.best_state = copy.deepcopy(model.state_dict())
+        record(0, None, done.best_auc)
+    for epoch in range(done.epoch + 1, cfg.max_epochs + 1):
         loss = train_epoch(model, train, opt, cfg, progress, epoch, ema)
         valid_auc = auc(valid.label.numpy(), predict(judged, valid))
         record(epoch, loss, valid_auc)
-        if valid_auc > best_auc:
-            best_auc, best_state, since_best = valid_auc, copy.deepcopy(judged.state_dict()), 0
+        if valid_auc > done.best_auc:
+            done.best_auc, done.since_best = valid_auc, 0
+            done.best_state = copy.deepcopy(judged.state_dict())
         else:
-            since_best += 1
-            if since_best >= cfg.patience:
+            done.since_best += 1
+            if done.since_best >= cfg.patience:
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return log
+        if checkpoint is not None and epoch < cfg.max_epochs:
+            done.epoch, done.seconds = epoch, time.perf_counter() - start
+            checkpoint.save(training_state(model, opt, ema, done))
+    if done.best_state is not None:
+        model.load_state_dict(done.best_state)
+    return done.log

@@ -42,13 +42,16 @@ def send_epoch(key: str, record: dict) -> None:
 
 def epoch_line(key: str, record: dict, max_epochs: int) -> str:
     """``din-seed0 epoch 3/20: train loss 0.5123, valid AUC 0.7012 (41s)``; epoch 0 is the
-    starting weights of a model that starts from another (no training loss)."""
+    starting weights of a model that starts from another (no training loss); an epoch of a
+    resumed model's saved history ends in ``(from checkpoint)``."""
     loss = record.get("train_loss")
     loss_text = "starting weights" if loss is None else f"train loss {loss:.4f}"
     auc = record["valid_auc"]
     auc_text = f"{auc:.4f}" if math.isfinite(auc) else "n/a"
     seconds = record.get("seconds")
     tail = f" ({seconds:.0f}s)" if seconds is not None else ""
+    if record.get("resumed"):
+        tail += " (from checkpoint)"
     return f"  {key} epoch {record['epoch']}/{max_epochs}: {loss_text}, valid AUC {auc_text}{tail}"
 
 
@@ -116,7 +119,7 @@ class EpochLines:
             return
         self.seen[key] = self.seen.get(key, 0) + 1
         self.console.print(epoch_line(key, record, self.max_epochs), highlight=False)
-        if self.tensorboard is not None:
+        if self.tensorboard is not None and not record.get("resumed"):  # written before
             self.tensorboard(key, record)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ order; with ``data.dataset = "fashion"`` it runs the image-text alignment pipeli
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich import box
@@ -101,14 +102,25 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
 def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool = False) -> None:
     """Train the CTR models on ``out/data`` (content from ``out/index``) into ``out/ctr``;
     models already there that this run does not train are kept unless ``replace``."""
+    from mimrec.csft.distributed import process_group_from_env, rank
     from mimrec.ctr.stage import run_ctr
+    from mimrec.ctr.train import resolve_device
     from mimrec.ctr.variants import model_specs
+    from mimrec.processes import die_with_parent
 
     names = [spec.name for spec in model_specs(cfg.ctr)]
-    console.print(f"[bold]train[/]: {', '.join(names)} x seeds "
-                  f"{list(cfg.ctr.train.seeds)} -> {out / 'ctr'}")
     index = out / "index" if (out / "index" / "manifest.json").is_file() else None
-    run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index, replace)
+    # under torchrun: one process group (NCCL on GPUs, gloo on CPUs); rank 0 writes; a rank
+    # ends with its launcher, also when that is killed with kill -9
+    backend = "nccl" if resolve_device(cfg.ctr.train.device).type == "cuda" else "gloo"
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        die_with_parent(os.getppid())
+    with process_group_from_env(backend):
+        if rank() == 0:
+            console.print(f"[bold]train[/]: {', '.join(names)} x seeds "
+                          f"{list(cfg.ctr.train.seeds)} -> {out / 'ctr'}")
+        run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index,
+                replace)
 
 
 def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 
 from mimrec.artifacts import read_manifest, stage_dir, write_manifest
+from mimrec.csft.distributed import rank, world_size
 from mimrec.ctr.blocks import block_name, reads_content
 from mimrec.ctr.checkpoint import Checkpoints, ModelCheckpoint
 from mimrec.ctr.config import CtrConfig, ModelSpec
@@ -45,6 +47,7 @@ from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
 from mimrec.eval.metrics import ctr_metrics
+from mimrec.processes import remove_stale_temps
 from mimrec.serialize import to_dict
 from mimrec.store.center import RepresentationCenter
 
@@ -117,8 +120,10 @@ def train_and_save(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTa
                               on_epoch, checkpoint)
     weights = {k: v.contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(weights, folder / f"{model_key(spec, seed)}.safetensors")
-    valid, test = predict(model, splits["valid"]), predict(model, splits["test"])
     record = {**record, "content": store}
+    if rank() != 0:  # a data-parallel helper rank: rank 0 predicts and keeps the model
+        return np.zeros(0), np.zeros(0), record
+    valid, test = predict(model, splits["valid"]), predict(model, splits["test"])
     if checkpoint is not None:
         checkpoint.finish(weights, valid, test, record)
     return valid, test, record
@@ -136,8 +141,12 @@ def _content_of(spec: ModelSpec, items: pd.DataFrame, index_dir: Path | None
 
 
 def _splits(data: DataArtifact) -> dict[str, Batchable]:
-    return {name: batchable(data.samples, code)
-            for name, code in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
+    """The splits as tensors; under torchrun, train is this rank's shard (rows rank::world)."""
+    splits = {name: batchable(data.samples, code)
+              for name, code in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
+    if world_size() > 1:
+        splits["train"] = splits["train"].shard(rank(), world_size())
+    return splits
 
 
 def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_dir: Path | None,
@@ -178,7 +187,7 @@ def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder:
     ``checkpoints``; the others resume from their last epoch there."""
     specs = model_specs(cfg)
     order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
-    if cfg.train.workers > 1:
+    if cfg.train.workers > 1 and world_size() == 1:
         yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order, lines,
                                   checkpoints)
         return
@@ -242,9 +251,16 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     already in ``out`` that this run does not train are kept unless ``replace``.
     """
     console = console or Console(stderr=True)
-    check_splits(data.samples, str(data.folder), both_classes=tuple(SPLITS))  # before training
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if rank() != 0:
+        return _help_train(cfg, data_cfg, data, out, index_dir)
+    check_splits(data.samples, str(data.folder), both_classes=tuple(SPLITS))  # before training
+    if world_size() > 1:
+        console.print(f"  data-parallel: {world_size()} ranks, each training on its own "
+                      f"1/{world_size()} of train, global batch {cfg.train.batch_size}"
+                      + (" (ctr.train.workers is 1 under torchrun)"
+                         if cfg.train.workers > 1 else ""))
     test = data.samples.subset(TEST)
     board = TensorBoardEpochs(out.parent / TENSORBOARD) if cfg.train.tensorboard else None
     config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}
@@ -282,6 +298,26 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         write_manifest(tmp, "ctr", config, parents=parents, metrics=records)
     checkpoints.clear()
     return records
+
+
+def _help_train(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
+                index_dir: Path | None) -> dict:
+    """A data-parallel rank other than 0: train every model with rank 0 (same order, same
+    checkpoints to resume from), keeping weights only in a private temporary folder (for the
+    models that start from another); rank 0 writes the artifact. Returns no records."""
+    checkpoints = Checkpoints(out, _checkpoint_settings(
+        {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}, data, index_dir))
+    temp = Path(tempfile.gettempdir())
+    remove_stale_temps(temp, "mimrec-ctr-rank.tmp-*")  # left by killed runs on this machine
+    folder = temp / f"mimrec-ctr-rank.tmp-{os.getpid()}"
+    folder.mkdir()
+    try:
+        lines = EpochLines(Console(quiet=True), cfg.train.max_epochs)
+        for _ in _train_all(cfg, data_cfg, data, folder, index_dir, None, lines, checkpoints):
+            pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {}
 
 
 def _checkpoint_settings(config: dict, data: DataArtifact, index_dir: Path | None) -> dict:

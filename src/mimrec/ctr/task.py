@@ -32,10 +32,25 @@ class CtrTask:
     embedding_l2: float = 0.0
 
     def loss(self, model: CiUBM, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
-             label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The total loss to minimise and its BCE part (what the training log reports)."""
-        bce = nn.functional.binary_cross_entropy_with_logits(model(user, item, history), label)
-        total = bce + embedding_penalty(model, self.embedding_l2)
+             label: torch.Tensor, forward: nn.Module | None = None,
+             weight: torch.Tensor | None = None, scale: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The total loss to minimise and its BCE part (what the training log reports).
+
+        ``forward``: what computes the logits (a DDP wrapper of ``model``; default ``model``).
+        With ``weight`` (B,) the BCE term is ``scale * sum(weight * bce)`` (a rank's share of a
+        data-parallel global batch, :mod:`mimrec.ctr.data_parallel`) and the reported BCE the
+        weighted mean; without it, the plain mean.
+        """
+        logits = (forward or model)(user, item, history)
+        if weight is None:
+            bce = nn.functional.binary_cross_entropy_with_logits(logits, label)
+            fit_term = bce
+        else:
+            each = nn.functional.binary_cross_entropy_with_logits(logits, label, reduction="none")
+            fit_term = scale * (weight * each).sum()
+            bce = (weight * each).sum().detach() / weight.sum().clamp(min=1.0)
+        total = fit_term + embedding_penalty(model, self.embedding_l2)
         for term in model.auxiliary_losses(item):
             total = total + term
         return total, bce

@@ -16,6 +16,7 @@ from rich.progress import Progress
 from torch import nn
 
 from mimrec.ctr.config import TrainConfig
+from mimrec.ctr.data_parallel import DataParallel
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.task import CtrTask
 from mimrec.data.samples import Samples
@@ -69,6 +70,17 @@ class Batchable:
         return tuple(t[idx].to(device, non_blocking=True)
                      for t in (self.user, self.item, self.history, self.label))
 
+    def shard(self, rank: int, world: int) -> Batchable:
+        """The rows ``rank::world`` (a data-parallel rank's own share of train)."""
+        rows = torch.arange(rank, len(self), world)
+        history = self.history
+        if isinstance(history, Histories):
+            history = Histories(history.seq_items, history.end[rows], history.length[rows],
+                                history.max_len)
+        else:
+            history = history[rows]
+        return Batchable(self.user[rows], self.item[rows], history, self.label[rows])
+
 
 def batchable(samples: Samples, split: int) -> Batchable:
     """Tensors of one split; catalogue rows r become model indices r + 1 (-1 padding -> 0)."""
@@ -87,9 +99,11 @@ def batchable(samples: Samples, split: int) -> Batchable:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
+    """``auto`` -> cuda when available, else cpu; under torchrun the GPU is ``LOCAL_RANK``'s."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
 
 
@@ -154,18 +168,25 @@ class WeightAverage:
 
 def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                 cfg: TrainConfig, progress: Progress | None, epoch: int,
-                ema: WeightAverage | None = None) -> float:
+                ema: WeightAverage | None = None, parallel: DataParallel | None = None) -> float:
     """One pass over ``data`` in a random order; returns the mean BCE loss. ``ema``, when
-    given, is updated after every step."""
+    given, is updated after every step. With ``parallel``, ``data`` is this rank's shard and
+    each step is this rank's part of a global batch (:mod:`mimrec.ctr.data_parallel`)."""
     model.train()
     device = next(model.parameters()).device
-    order = torch.randperm(len(data))
+    rows = parallel.rows if parallel else len(data)
+    order = parallel.epoch_order() if parallel else torch.randperm(len(data))
     task = CtrTask(cfg.embedding_l2)
     total, steps = 0.0, 0
-    bar = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
-    for start in range(0, len(data), cfg.batch_size):
+    bar = progress.add_task(f"epoch {epoch}", total=rows) if progress else None
+    for start in range(0, rows, cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
-        loss, bce = task.loss(model, *data.take(idx, device))
+        if parallel is None:
+            loss, bce = task.loss(model, *data.take(idx, device))
+        else:
+            local, weight, scale = parallel.local_batch(idx)
+            loss, bce = task.loss(model, *data.take(local, device), forward=parallel.module,
+                                  weight=weight.to(device), scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -268,6 +289,8 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     the start of training).
     """
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    parallel = DataParallel.wrap(model, len(train))  # None on one process
+    lead = parallel is None or parallel.rank == 0
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model
     saved = checkpoint.load() if checkpoint is not None else None
@@ -283,13 +306,17 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
         if on_epoch is not None:
             on_epoch(dict(done.log[-1]))
 
+    def judge(module: nn.Module) -> float:  # on rank 0, the same number on every rank
+        value = auc(valid.label.numpy(), predict(module, valid)) if lead else 0.0
+        return parallel.agree(value) if parallel else value
+
     if judge_start and saved is None:
-        done.best_auc = auc(valid.label.numpy(), predict(model, valid))
+        done.best_auc = judge(model)
         done.best_state = copy.deepcopy(model.state_dict())
         record(0, None, done.best_auc)
     for epoch in range(done.epoch + 1, cfg.max_epochs + 1):
-        loss = train_epoch(model, train, opt, cfg, progress, epoch, ema)
-        valid_auc = auc(valid.label.numpy(), predict(judged, valid))
+        loss = train_epoch(model, train, opt, cfg, progress, epoch, ema, parallel)
+        valid_auc = judge(judged)
         record(epoch, loss, valid_auc)
         if valid_auc > done.best_auc:
             done.best_auc, done.since_best = valid_auc, 0
@@ -298,7 +325,7 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
             done.since_best += 1
             if done.since_best >= cfg.patience:
                 break
-        if checkpoint is not None and epoch < cfg.max_epochs:
+        if checkpoint is not None and lead and epoch < cfg.max_epochs:
             done.epoch, done.seconds = epoch, time.perf_counter() - start
             checkpoint.save(training_state(model, opt, ema, done))
     if done.best_state is not None:

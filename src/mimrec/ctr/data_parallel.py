@@ -48,11 +48,9 @@ class DataParallel:
         if not is_distributed():
             return None
         device = next(model.parameters()).device
-        rows = torch.tensor([local_rows], dtype=torch.int64, device=_comm_device(device))
-        dist.all_reduce(rows)
         ddp = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-        return cls(ddp, dist.get_rank(), dist.get_world_size(), int(rows.item()))
+        return cls(ddp, dist.get_rank(), dist.get_world_size(), total_rows(local_rows, device))
 
     def epoch_order(self) -> torch.Tensor:
         """The global order of all train rows for one epoch, equal on every rank."""
@@ -80,6 +78,15 @@ class DataParallel:
 
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
+
+
+def total_rows(local_rows: int, device: torch.device) -> int:
+    """The sum of every rank's ``local_rows`` (``local_rows`` itself on one process)."""
+    if not is_distributed():
+        return local_rows
+    rows = torch.tensor([local_rows], dtype=torch.int64, device=_comm_device(device))
+    dist.all_reduce(rows)
+    return int(rows.item())
 
 
 def _comm_device(device: torch.device) -> torch.device:

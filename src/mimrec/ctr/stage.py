@@ -28,6 +28,7 @@ from mimrec.csft.distributed import rank, world_size
 from mimrec.ctr.blocks import block_name, reads_content
 from mimrec.ctr.checkpoint import Checkpoints, ModelCheckpoint
 from mimrec.ctr.config import CtrConfig, ModelSpec
+from mimrec.ctr.data_parallel import total_rows
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.kept import KeptModels, kept_models
 from mimrec.ctr.model import CiUBM
@@ -96,7 +97,8 @@ def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress,
               judge_start=start_weights is not None, on_epoch=on_epoch, checkpoint=checkpoint)
     seconds = log[-1]["seconds"]  # since training started, before a resume too
-    samples_seen = len(splits["train"]) * len(log)
+    device = next(model.parameters()).device
+    samples_seen = total_rows(len(splits["train"]), device) * len(log)  # over every rank
     return model, {"model": spec.name, "seed": seed, "spec": spec_record(spec),
                    "parts": model.describe(), "epochs": log, "train_seconds": seconds,
                    "train_samples_per_second": samples_seen / max(seconds, 1e-9)}

@@ -283,7 +283,9 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     With a ``checkpoint``, the state after each epoch that training goes on from is saved
     there, and a saved state is resumed from: the result equals an uninterrupted run's (the
     random number generators are saved too); the epochs of the saved history are handed to
-    ``on_epoch`` again, marked ``resumed``.
+    ``on_epoch`` again, marked ``resumed``. Under torchrun (a process group of several ranks)
+    ``train`` is this rank's shard and the model trains wrapped in DDP
+    (:mod:`mimrec.ctr.data_parallel`); rank 0 judges on valid and saves checkpoints.
 
     Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``, ``seconds`` (since
     the start of training).

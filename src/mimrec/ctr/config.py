@@ -23,6 +23,10 @@ BlockKind = Literal["id_attention", "sa_ta", "simtier", "content_attention", "ta
 # What the ``ciubm`` presets switch on: the content blocks, and the cold ID of the ID block.
 ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content", "cold_id"]
 
+# Which train samples cold dropout picks: each with the same probability, or rarely trained items
+# more often (see ModelSpec.cold_dropout_weight).
+ColdDropoutWeight = Literal["uniform", "rare"]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -46,6 +50,15 @@ class ModelSpec:
             trained weights of the same seed this one starts from, frozen: only the content
             parts train, and the starting point is judged on valid too, so the model is never
             worse on valid than the one it starts from. Empty = train everything from scratch.
+        cold_dropout: in training only, show each sample's target item to the model as an item
+            training never saw, with this probability: its ID embedding is replaced by what a
+            cold item gets (the cold ID's content-generated embedding; nothing without the cold
+            ID), so the content parts are fitted on real targets of items without a trained ID
+            (DropoutNet / meta warm-up). Unlike ``ctr.model.item_id_dropout`` it is this model's
+            own, so a DIN it starts from is untouched. 0 = off.
+        cold_dropout_weight: ``uniform``: every train sample with probability ``cold_dropout``;
+            ``rare``: ``cold_dropout * k / (k + n)`` for a target with ``n`` train impressions
+            (``k`` = ``ctr.model.cold_id_halfway``), so rarely trained items are shown cold most.
     """
 
     name: str
@@ -56,6 +69,8 @@ class ModelSpec:
     retrieval_k: int = 0
     source: ContentSource = "csft"
     init_from: str = ""
+    cold_dropout: float = 0.0
+    cold_dropout_weight: ColdDropoutWeight = "uniform"
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name != self.name.strip():
@@ -65,6 +80,28 @@ class ModelSpec:
         if self.retrieval_k < 0:
             raise ValueError(f"ctr.models: model {self.name!r}: retrieval_k must be >= 0, "
                              f"got {self.retrieval_k}")
+        check_range(f"ctr.models[{self.name}].cold_dropout", self.cold_dropout, 0, 1)
+        if self.cold_dropout > 0 and not self.item_id:
+            raise ValueError(f"ctr.models: model {self.name!r}: cold_dropout needs item_id "
+                             "(there is no item ID embedding to hide)")
+
+
+@dataclass(frozen=True)
+class CiubmTraining:
+    """Training options of the ``ciubm`` presets only (``ctr.ciubm``): they are each preset's
+    :class:`ModelSpec` fields, so changing them retrains the content models alone and keeps the
+    DIN they start from (``ctr.model`` is shared by every model; changing it retrains all).
+
+    Args:
+        cold_dropout: see ``ModelSpec.cold_dropout``.
+        cold_dropout_weight: see ``ModelSpec.cold_dropout_weight``.
+    """
+
+    cold_dropout: float = 0.0
+    cold_dropout_weight: ColdDropoutWeight = "uniform"
+
+    def __post_init__(self) -> None:
+        check_range("ctr.ciubm.cold_dropout", self.cold_dropout, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -204,6 +241,7 @@ class CtrConfig:
             blocks, ...), trained after the presets.
         content_source: the Representation Center store the presets' content blocks read
             (``ciubm_raw`` and ``ciubm_pretrain`` fix their own).
+        ciubm: training options of the ``ciubm`` presets only (cold dropout).
         train: optimisation and early stopping.
         select_margin: the service (and the report's "valid-best") takes a model other than
             ``din`` only when its mean valid AUC is higher than DIN's by more than this.
@@ -213,6 +251,7 @@ class CtrConfig:
     variants: tuple[Variant, ...] = ("din",)
     models: tuple[ModelSpec, ...] = ()
     content_source: ContentSource = "csft"
+    ciubm: CiubmTraining = field(default_factory=CiubmTraining)
     train: TrainConfig = field(default_factory=TrainConfig)
     select_margin: float = 0.001
 

@@ -122,6 +122,15 @@ class ItemVectors(nn.Module):
             parts.insert(0, id_vectors)
         return torch.cat(parts, dim=-1)
 
+    def cold_ids(self, items: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """The ID part of ``items`` as if training had never seen them: the cold ID's
+        content-generated embedding (weight 1, no own ID), or zeros without the cold ID.
+        Shapes: (B,) -> (B, D)."""
+        zeros = torch.zeros(*items.shape, self.dim, device=items.device)
+        if self.cold_id is None:
+            return zeros
+        return self.cold_id.fill(zeros, torch.zeros_like(items), items, content)
+
     def drop_target_ids(self, target: torch.Tensor) -> torch.Tensor:
         """In training, zero the item-ID part (the first ``dim`` columns) of a random
         ``id_dropout`` share of the target rows. Shapes: (B, D) -> (B, D)."""

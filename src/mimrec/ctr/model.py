@@ -62,6 +62,9 @@ class CiUBM(nn.Module):
         self.num_id_items = tables.num_items
         self.register_buffer("all_items", torch.arange(tables.num_items + 1), persistent=False)
         self.register_buffer("content", torch.zeros(0, 0), persistent=False)
+        # train impressions per model item index, for cold dropout's ``rare`` weight (see
+        # mark_trained); not saved: only training reads it
+        self.register_buffer("train_count", torch.zeros(0, dtype=torch.long), persistent=False)
         self.similarity = ContentSimilarity()
         self.retrieval_k = spec.retrieval_k
         self.needs_similarities = reads_similarities(spec)
@@ -100,6 +103,8 @@ class CiUBM(nn.Module):
         indices); with the cold ID every other item's ID embedding is generated from content."""
         if self.items.cold_id is not None:
             self.items.cold_id.mark_trained(items)
+        self.train_count = torch.bincount(items.cpu(), minlength=self.num_id_items + 1).to(
+            self.all_items.device)
 
     def _reset_embeddings(self) -> None:
         for emb in self.embeddings():
@@ -141,6 +146,8 @@ class CiUBM(nn.Module):
         history, sims = self._sequence(item, history)
         tables = tables if tables is not None else self.catalogue_tables()
         target = self.items.drop_target_ids(tables.vectors[item])  # (B, D)
+        if self.training and self.spec.cold_dropout > 0:
+            target = self._show_cold(target, item)
         ctx = Behaviours(target, item, history, history > 0, sims, tables)
         id_parts, content_parts = [self.users(user, user_features), target], []
         for name, block in self.blocks.items():
@@ -172,6 +179,23 @@ class CiUBM(nn.Module):
         if not any(p.requires_grad for p in self.tower.parameters()):
             self.tower.eval()
         return self
+
+    def _show_cold(self, target: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Cold dropout (``ModelSpec.cold_dropout``): replace the ID part of a random share of
+        the target rows by what an item training never saw gets (:meth:`ItemVectors.cold_ids`).
+        Shapes: (B, D'), (B,) -> (B, D')."""
+        p = torch.full(item.shape, self.spec.cold_dropout, device=target.device)  # (B,)
+        if self.spec.cold_dropout_weight == "rare":  # before mark_trained: every count 0
+            n = self.train_count.shape[0]
+            count = (self.train_count[torch.where(item < n, item, 0)] if n
+                     else torch.zeros_like(item))
+            k = self.cfg.cold_id_halfway
+            p = p * k / (k + count.float())
+        cold = torch.rand(item.shape, device=target.device) < p  # (B,)
+        d = self.items.dim
+        ids = torch.where(cold.unsqueeze(-1), self.items.cold_ids(item, self.content),
+                          target[:, :d])  # (B, D)
+        return torch.cat([ids, target[:, d:]], dim=-1)
 
     def _sequence(self, item: torch.Tensor, history: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:

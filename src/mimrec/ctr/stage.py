@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -180,14 +181,15 @@ def _resumed(checkpoints: Checkpoints, spec: ModelSpec, seed: int, folder: Path,
 
 def _train_all(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, folder: Path,
                index_dir: Path | None, progress: Progress, lines: EpochLines,
-               checkpoints: Checkpoints):
+               checkpoints: Checkpoints, kept: Collection[str] = ()):
     """Yield ``(spec, seed, valid, test, record)`` for every model as it is trained, models
     that start from scratch first (then those that start from one of them), each x seeds; with
     ``workers`` > 1 the models train in a process pool, a model that starts from another as
     soon as that one is done, and are yielded in the same order. Every epoch is printed by
     ``lines`` as it ends, in either case. Models finished before a stopped run are taken from
-    ``checkpoints``; the others resume from their last epoch there."""
-    specs = model_specs(cfg)
+    ``checkpoints``; the others resume from their last epoch there. ``kept``: models of an
+    earlier run whose weights (every seed, already in ``folder``) a model may start from."""
+    specs = model_specs(cfg, kept)
     order = [s for s in specs if not s.init_from] + [s for s in specs if s.init_from]
     if cfg.train.workers > 1 and world_size() == 1:
         yield from _train_in_pool(cfg, data_cfg, data, folder, index_dir, order, lines,
@@ -223,8 +225,9 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
         running: dict = {}
         waiting, next_out = list(jobs), 0
         while waiting or running:
-            for spec, seed in [j for j in waiting
-                               if not j[0].init_from or (j[0].init_from, j[1]) in done]:
+            for spec, seed in [j for j in waiting if not j[0].init_from
+                               or (j[0].init_from, j[1]) in done
+                               or j[0].init_from not in {s.name for s in specs}]:
                 waiting.remove((spec, seed))
                 if (spec.name, seed) in done:  # finished before a stopped run
                     continue
@@ -244,6 +247,12 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
                 next_out += 1
 
 
+def _startable(kept: KeptModels, seeds: tuple[int, ...]) -> set[str]:
+    """Names of kept models another model can start from: trained from scratch, every seed."""
+    names = {r["model"] for r in kept.records.values() if not r["spec"].get("init_from")}
+    return {n for n in names if all(f"{n}-seed{s}" in kept.records for s in seeds)}
+
+
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
             console: Console | None = None, index_dir: Path | None = None,
             replace: bool = False) -> dict:
@@ -256,7 +265,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if rank() != 0:
-        return _help_train(cfg, data_cfg, data, out, index_dir)
+        return _help_train(cfg, data_cfg, data, out, index_dir, replace)
     check_splits(data.samples, str(data.folder), both_classes=tuple(SPLITS))  # before training
     if world_size() > 1:
         console.print(f"  data-parallel: {world_size()} ranks, each training on its own "
@@ -280,7 +289,8 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
             console.print(f"  keeping {', '.join(records)} (not retrained; --replace drops them)")
         lines = EpochLines(console, cfg.train.max_epochs, board)
         for spec, seed, valid, probs, record in _train_all(cfg, data_cfg, data, tmp, index_dir,
-                                                            progress, lines, checkpoints):
+                                                            progress, lines, checkpoints,
+                                                            _startable(kept, cfg.train.seeds)):
             key = model_key(spec, seed)
             if not (np.isfinite(valid).all() and np.isfinite(probs).all()):
                 raise MimrecError(f"ctr: {key} predicts NaN or infinity (training diverged; try "
@@ -303,7 +313,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
 
 
 def _help_train(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
-                index_dir: Path | None) -> dict:
+                index_dir: Path | None, replace: bool = False) -> dict:
     """A data-parallel rank other than 0: train every model with rank 0 (same order, same
     checkpoints to resume from), keeping weights only in a private temporary folder (for the
     models that start from another); rank 0 writes the artifact. Returns no records."""
@@ -313,9 +323,16 @@ def _help_train(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: P
     remove_stale_temps(temp, "mimrec-ctr-rank.tmp-*")  # left by killed runs on this machine
     folder = temp / f"mimrec-ctr-rank.tmp-{os.getpid()}"
     folder.mkdir()
+    kept = KeptModels()  # the models rank 0 keeps, so a model starts from the same weights
+    if not replace:
+        retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
+        kept, _ = kept_models(out, {"ctr": to_dict(cfg), "data": to_dict(data_cfg)},
+                              data.folder, retrained)
     try:
+        kept.copy_into(folder)
         lines = EpochLines(Console(quiet=True), cfg.train.max_epochs)
-        for _ in _train_all(cfg, data_cfg, data, folder, index_dir, None, lines, checkpoints):
+        for _ in _train_all(cfg, data_cfg, data, folder, index_dir, None, lines, checkpoints,
+                            _startable(kept, cfg.train.seeds)):
             pass
     finally:
         shutil.rmtree(folder, ignore_errors=True)

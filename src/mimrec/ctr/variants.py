@@ -7,10 +7,13 @@ four content blocks; the MovieLens config keeps SA-TA + SimTier, MUSE's best pai
 valid, plus ``cold_id``); each ``ciubm_no_*`` drops one of them (the ablation rows; naming a
 module the set lacks gives ``ciubm`` itself). ``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm``
 reading the raw pretrained text vectors or the stage-1 vectors instead of the C-SFT ones.
+Every ``ciubm*`` preset takes its training options (cold dropout) from ``ctr.ciubm``.
 Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`ModelSpec`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig, ModelSpec, Variant
 from mimrec.errors import ConfigError
@@ -19,17 +22,21 @@ from mimrec.errors import ConfigError
 CONTENT_BLOCKS: tuple[BlockKind, ...] = ("sa_ta", "simtier", "content_attention", "target_content")
 
 
-def preset(cfg: CtrConfig, name: Variant) -> ModelSpec:
+def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSpec:
     """The spec of one preset model under a run's config. The ``ciubm`` presets start from the
-    run's DIN when it trains one (``ctr.model.ciubm_from_din``)."""
+    run's DIN when it trains one, or keeps one from an earlier run (``kept``: names of models
+    the ctr artifact holds for every seed of the run), with ``ctr.model.ciubm_from_din``."""
     modules, k, source = cfg.model.ciubm_modules, cfg.model.retrieval_k, cfg.content_source
-    from_din = "din" if cfg.model.ciubm_from_din and "din" in cfg.variants else ""
+    has_din = "din" in cfg.variants or "din" in kept
+    from_din = "din" if cfg.model.ciubm_from_din and has_din else ""
 
     def _ciubm(name: str, modules: tuple[ContentModule, ...], retrieval_k: int,
                source: ContentSource) -> ModelSpec:
         blocks = ("id_attention", *(b for b in CONTENT_BLOCKS if b in modules))
         return ModelSpec(name, blocks, cold_id="cold_id" in modules, retrieval_k=retrieval_k,
-                         source=source, init_from=from_din)
+                         source=source, init_from=from_din,
+                         cold_dropout=cfg.ciubm.cold_dropout,
+                         cold_dropout_weight=cfg.ciubm.cold_dropout_weight)
 
     match name:
         case "din":
@@ -52,12 +59,15 @@ def preset(cfg: CtrConfig, name: Variant) -> ModelSpec:
     raise AssertionError(f"unhandled preset {name}")  # pragma: no cover
 
 
-def model_specs(cfg: CtrConfig) -> tuple[ModelSpec, ...]:
+def model_specs(cfg: CtrConfig, kept: Collection[str] = ()) -> tuple[ModelSpec, ...]:
     """Every model a run trains: the presets of ``variants``, then ``models``; a model that
-    starts from another must name one that starts from scratch."""
-    specs = tuple(preset(cfg, name) for name in cfg.variants) + cfg.models
+    starts from another must name one that starts from scratch, trained by this run or kept
+    from an earlier one (``kept``: model names the ctr artifact holds for every seed)."""
+    specs = tuple(preset(cfg, name, kept) for name in cfg.variants) + cfg.models
     starts = {spec.name: spec.init_from for spec in specs}
     for name, source in starts.items():
+        if source in kept and source not in starts:
+            continue  # kept models started from scratch (only those are ever started from)
         if source and (source not in starts or starts[source]):
             raise ConfigError(f"ctr: model {name!r} starts from {source!r}, which must be a "
                               f"model of this run that starts from scratch ({list(starts)})")

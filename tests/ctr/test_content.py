@@ -4,7 +4,7 @@ import torch
 
 from mimrec.ctr.blocks import reads_content
 from mimrec.ctr.config import CtrConfig, ModelConfig
-from mimrec.ctr.content import SimTier, retrieve_top_k
+from mimrec.ctr.content import ContentSimilarity, SimTier, retrieve_top_k
 from mimrec.ctr.features import build_feature_tables
 from mimrec.ctr.model import CiUBM
 from mimrec.ctr.variants import preset
@@ -134,3 +134,48 @@ def test_cold_id_regression_does_not_move_id_embeddings(tables):
     assert model.items.cold_id.map.weight.grad.abs().sum() > 0
     din = _model(tables, "din")
     assert din.auxiliary_losses(torch.tensor([1])) == []
+
+
+def test_cosines_are_per_batch_and_slices_of_a_long_sequence_change_nothing():
+    """No (N, N) table: a long history's cosines, read in slices, equal the plain dot products
+    of the normalised vectors, whatever the slice length."""
+    g = torch.Generator().manual_seed(3)
+    content = torch.nn.functional.normalize(torch.randn(500, E, generator=g), dim=-1)
+    item = torch.randint(1, 500, (4,), generator=g)
+    history = torch.randint(0, 500, (4, 1000), generator=g)
+    mask = history > 0
+    want = (content[item].unsqueeze(1) * content[history]).sum(-1) * mask  # (B, L)
+    for chunk in (7, 128, 1000, 5000):
+        got = ContentSimilarity(chunk)(content, item, history, mask)
+        torch.testing.assert_close(got, want)
+    cfg = CtrConfig(model=ModelConfig(retrieval_k=5))
+    model = CiUBM(cfg.model, preset(cfg, "ciubm"), tables_of(499), content)
+    square = [n for n, b in model.named_buffers() if b.ndim == 2 and b.shape[1] >= 500]
+    assert model.content.shape == (500, E) and not square  # nothing item x item
+
+
+def tables_of(n_items):
+    items = pd.DataFrame({"item_id": [str(i) for i in range(n_items)],
+                          "genres": [["a", "b"][i % 2] for i in range(n_items)]})
+    users = pd.DataFrame({"user_id": [str(u) for u in range(5)], "gender": list("MFMFM")})
+    return build_feature_tables(items, users, 5, ("genres",), ("gender",))
+
+
+def test_gsu_on_a_long_sequence_keeps_the_top_k_and_scores_as_that_subsequence(tables):
+    """GSU top-K over 600 behaviours: the logit is the one of the K most similar behaviours
+    alone (in their order), and they are the K largest cosines."""
+    model = _model(tables, retrieval_k=4)
+    g = torch.Generator().manual_seed(5)
+    user, item = torch.tensor([1, 2]), torch.tensor([3, 9])
+    history = torch.randint(1, N_ITEMS + 1, (2, 600), generator=g)
+    history[0, :250] = 0  # one shorter history (left padding)
+    mask = history > 0
+    sims = model.similarity(model.content, item, history, mask)  # (2, 600)
+    keep = retrieve_top_k(sims, mask, 4)  # (2, 4)
+    kept = sims.gather(1, keep)
+    for b in range(2):
+        assert kept[b].min() >= sims[b][mask[b]].topk(4).values.min()
+    assert (keep.diff(dim=1) > 0).all()  # sequence order kept
+    with torch.no_grad():
+        torch.testing.assert_close(model(user, item, history),
+                                   model(user, item, history.gather(1, keep)))

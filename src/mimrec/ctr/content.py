@@ -13,35 +13,31 @@ from torch import nn
 
 from mimrec.ctr.modules import TargetAttention
 
-# Catalogues up to this size keep their full item-item cosine table (<= 64 MiB of float32);
-# larger ones compute the cosines of each batch on the fly.
-SIMILARITY_TABLE_MAX_ITEMS = 4096
+# Behaviour positions whose content vectors one step gathers: a longer sequence's cosines are
+# computed in slices of this many positions, so their working memory is (B, 128, E) at most.
+SIMILARITY_CHUNK = 128
 
 
 class ContentSimilarity(nn.Module):
     """Cosines between the target's and the behaviours' L2-normalised content vectors.
 
-    Content is frozen, so for a small catalogue the whole (N, N) cosine table is computed once
-    and each batch only gathers from it; a large catalogue falls back to per-batch dot products.
+    Computed per batch from the content table (no (N, N) item-item table: memory follows the
+    batch, not the catalogue); a long sequence is read in slices of ``chunk`` positions. Content
+    is frozen, so nothing here is differentiated.
 
     Shapes: ``content`` (N, E); ``item`` (B,), ``history`` (B, L), ``mask`` (B, L) -> (B, L).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunk: int = SIMILARITY_CHUNK) -> None:
         super().__init__()
-        self.register_buffer("table", torch.zeros(0, 0), persistent=False)
-
-    def set_content(self, content: torch.Tensor) -> None:
-        small = content.shape[0] <= SIMILARITY_TABLE_MAX_ITEMS
-        self.table = content @ content.T if small else torch.zeros(0, 0, device=content.device)
+        self.chunk = chunk
 
     def forward(self, content: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        if self.table.numel():
-            sims = self.table[item.unsqueeze(1), history]  # (B, L)
-        else:
-            sims = torch.einsum("be,ble->bl", content[item], content[history])
-        return sims * mask
+        target = content[item].unsqueeze(-1)  # (B, E, 1)
+        sims = [torch.bmm(content[history[:, i:i + self.chunk]], target).squeeze(-1)
+                for i in range(0, history.shape[1], self.chunk)]  # (B, <= chunk) each
+        return torch.cat(sims, dim=1) * mask if len(sims) > 1 else sims[0] * mask
 
 
 def retrieve_top_k(sims: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:

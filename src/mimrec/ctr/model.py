@@ -93,7 +93,6 @@ class CiUBM(nn.Module):
         content = torch.nn.functional.normalize(torch.as_tensor(content, dtype=torch.float32),
                                                 dim=-1)
         self.content = content.to(self.all_items.device)
-        self.similarity.set_content(self.content)
         # the catalogue spans every content row: items added after training included
         self.all_items = torch.arange(max(self.num_id_items + 1, self.content.shape[0]),
                                       device=self.content.device)

@@ -137,8 +137,8 @@ def test_cold_id_regression_does_not_move_id_embeddings(tables):
 
 
 def test_cosines_are_per_batch_and_slices_of_a_long_sequence_change_nothing():
-    """No (N, N) table: a long history's cosines, read in slices, equal the plain dot products
-    of the normalised vectors, whatever the slice length."""
+    """No (N, N) table: a long history's cosines, read in slices or as one product over the
+    distinct items, equal the plain dot products of the normalised vectors."""
     g = torch.Generator().manual_seed(3)
     content = torch.nn.functional.normalize(torch.randn(500, E, generator=g), dim=-1)
     item = torch.randint(1, 500, (4,), generator=g)
@@ -146,8 +146,9 @@ def test_cosines_are_per_batch_and_slices_of_a_long_sequence_change_nothing():
     mask = history > 0
     want = (content[item].unsqueeze(1) * content[history]).sum(-1) * mask  # (B, L)
     for chunk in (7, 128, 1000, 5000):
-        got = ContentSimilarity(chunk)(content, item, history, mask)
-        torch.testing.assert_close(got, want)
+        for distinct in (0, 64):  # each behaviour gathered / one product over distinct items
+            got = ContentSimilarity(chunk, distinct)(content, item, history, mask)
+            torch.testing.assert_close(got, want)
     cfg = CtrConfig(model=ModelConfig(retrieval_k=5))
     model = CiUBM(cfg.model, preset(cfg, "ciubm"), tables_of(499), content)
     square = [n for n, b in model.named_buffers() if b.ndim == 2 and b.shape[1] >= 500]

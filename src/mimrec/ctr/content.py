@@ -16,24 +16,35 @@ from mimrec.ctr.modules import TargetAttention
 # Behaviour positions whose content vectors one step gathers: a longer sequence's cosines are
 # computed in slices of this many positions, so their working memory is (B, 128, E) at most.
 SIMILARITY_CHUNK = 128
+# A batch whose histories name at most this many distinct items per position (U <= 64 L) gets
+# its cosines as one (B, E) x (E, U) product over those items (cheaper than gathering B x L
+# rows when items repeat, as on a small catalogue; measured in the commit adding it).
+DISTINCT_PER_POSITION = 64
 
 
 class ContentSimilarity(nn.Module):
     """Cosines between the target's and the behaviours' L2-normalised content vectors.
 
-    Computed per batch from the content table (no (N, N) item-item table: memory follows the
-    batch, not the catalogue); a long sequence is read in slices of ``chunk`` positions. Content
-    is frozen, so nothing here is differentiated.
+    Computed per batch from the content table: no (N, N) item-item table, so memory follows the
+    batch, not the catalogue. When the batch's histories repeat items (U distinct ones, U <= 64
+    L), the targets are multiplied with those U vectors once and the cosines gathered; else
+    each behaviour's vector is gathered and a long sequence is read in slices of ``chunk``
+    positions. Content is frozen, so nothing here is differentiated.
 
     Shapes: ``content`` (N, E); ``item`` (B,), ``history`` (B, L), ``mask`` (B, L) -> (B, L).
     """
 
-    def __init__(self, chunk: int = SIMILARITY_CHUNK) -> None:
+    def __init__(self, chunk: int = SIMILARITY_CHUNK,
+                 distinct_per_position: int = DISTINCT_PER_POSITION) -> None:
         super().__init__()
-        self.chunk = chunk
+        self.chunk, self.distinct_per_position = chunk, distinct_per_position
 
     def forward(self, content: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():  # an exported graph has no data-dependent size
+            distinct, inverse = torch.unique(history, return_inverse=True)  # (U,), (B, L)
+            if len(distinct) <= self.distinct_per_position * history.shape[1]:
+                return (content[item] @ content[distinct].T).gather(1, inverse) * mask
         target = content[item].unsqueeze(-1)  # (B, E, 1)
         sims = [torch.bmm(content[history[:, i:i + self.chunk]], target).squeeze(-1)
                 for i in range(0, history.shape[1], self.chunk)]  # (B, <= chunk) each

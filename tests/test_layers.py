@@ -35,6 +35,7 @@ def test_the_package_keeps_its_contracts() -> None:
     ("csft/pairs.py", "from mimrec.pretrain import train",
      "mimrec.csft.pairs -> mimrec.pretrain.train"),
     ("serve/limits.py", "import mimrec.ctr.train", "mimrec.serve.limits -> mimrec.ctr.train"),
+    ("serve/limits.py", "import mimrec.data.stage", "mimrec.serve.limits -> mimrec.data.stage"),
 ])
 def test_an_arrow_going_the_wrong_way_breaks_a_contract(tmp_path: Path, module: str, line: str,
                                                          arrow: str) -> None:

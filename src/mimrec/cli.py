@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from mimrec.serve.server import serve
 
+            build_bundle(args.run)
             serve(args.run, args.host, args.port, args.model, args.threads, args.workers,
                   tuple(args.allowed_hosts), args.access_log)
         elif args.command == "store":
@@ -144,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         print("mimrec: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def build_bundle(run: Path) -> None:
+    """Write a run's serving bundle when it is missing or stale (a run of an earlier mimrec),
+    saying so once; the service itself reads only the bundle and the store."""
+    from mimrec.ctr.bundle_format import bundle_problem
+
+    if run.is_dir() and bundle_problem(run) is not None:
+        from mimrec.ctr.bundle_writer import ensure_serving_bundle
+
+        print(f"mimrec: {ensure_serving_bundle(run)}", file=sys.stderr, flush=True)
 
 
 def init(data_dir: Path, out: Path | None, force: bool) -> None:

@@ -101,7 +101,8 @@ def stage_index(cfg: PipelineConfig, out: Path, console: Console) -> None:
 
 def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool = False) -> None:
     """Train the CTR models on ``out/data`` (content from ``out/index``) into ``out/ctr``;
-    models already there that this run does not train are kept unless ``replace``."""
+    models already there that this run does not train are kept unless ``replace``. Then write
+    the serving bundle ``out/serve`` (:mod:`mimrec.ctr.bundle_writer`)."""
     from mimrec.csft.distributed import process_group_from_env, rank
     from mimrec.ctr.stage import run_ctr
     from mimrec.ctr.train import resolve_device
@@ -121,6 +122,10 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
                           f"{list(cfg.ctr.train.seeds)} -> {out / 'ctr'}")
         run_ctr(cfg.ctr, cfg.data, read_data(out / "data"), out / "ctr", console, index,
                 replace)
+        if rank() == 0:
+            from mimrec.ctr.bundle_writer import write_serving_bundle
+
+            console.print(f"  serving bundle -> {write_serving_bundle(out)}")
 
 
 def stage_eval(cfg: PipelineConfig, out: Path, console: Console) -> dict:

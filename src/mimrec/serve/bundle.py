@@ -1,8 +1,11 @@
-"""A trained bundle, read from a run folder: the CTR model, the Representation Center its content
-vectors come from, the encoder that built that store, and the catalogue.
+"""A trained bundle, read from a run's serving bundle (``RUN/serve``,
+:mod:`mimrec.ctr.bundle_format`): the CTR model, the Representation Center its content vectors
+come from, the encoder that built that store, the catalogue and the browse tables.
 
-Nothing here imports training code (``mimrec.ctr.train``, ``mimrec.pretrain``, ``mimrec.csft``):
-the service loads weights and tables, it never fits anything.
+Nothing here reads the data artifact or imports training code (``mimrec.ctr.train``,
+``mimrec.data.stage``, ...): the service loads weights and tables, it never fits anything. A run
+without a bundle (trained by an earlier mimrec) is refused with a message; ``mimrec serve``
+builds the bundle first (:func:`mimrec.ctr.bundle_writer.ensure_serving_bundle`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,21 @@ from safetensors.torch import load_file
 
 from mimrec.artifacts import require_stage
 from mimrec.ctr.blocks import reads_content
+from mimrec.ctr.bundle_format import (
+    ENCODER_STAGES,
+    ITEMS_FILE,
+    USERS_FILE,
+    BrowseTables,
+    BundleManifest,
+    BundleModel,
+    bundle_dir,
+    bundle_problem,
+    load_feature_tables,
+    read_manifest,
+)
 from mimrec.ctr.config import CtrConfig, ModelSpec
-from mimrec.ctr.features import FeatureTables, feature_tables
+from mimrec.ctr.features import FeatureTables
 from mimrec.ctr.model import CiUBM
-from mimrec.data.config import DataConfig
-from mimrec.data.samples import Samples
-from mimrec.data.stage import read_data
 from mimrec.encoders.checkpoint import load_item_encoder
 from mimrec.encoders.config import EncoderConfig
 from mimrec.encoders.item_encoder import ItemEncoder
@@ -37,10 +49,6 @@ from mimrec.eval.selection import best_seed, valid_best
 from mimrec.serialize import from_dict
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
-# Encoder artifacts that can embed a new item; a store of raw vectors ("raw:<model>") embeds new
-# items with the raw text model the index manifest names.
-ENCODER_STAGES = ("pretrain", "csft")
-
 
 @dataclass
 class ServingBundle:
@@ -54,15 +62,15 @@ class ServingBundle:
     model: CiUBM
     tables: FeatureTables
     items: pd.DataFrame  # the training catalogue, in model index order (row r = index r + 1)
-    users: pd.DataFrame | None
     user_ids: np.ndarray  # (U,) str, row u = user index u + 1
-    samples: Samples
+    browse: BrowseTables  # the browse routes' tables (histories, positives, popularity)
     store: Path | None
     store_info: StoreInfo | None
     encoder: ItemEncoder | RawTextEncoder | None  # embeds items added while serving
     user_features: tuple[str, ...]
     max_seq_len: int
     data_folder: Path | None = None  # the user's data folder (relative image paths start here)
+    store_version: int | None = None  # the store version the model was trained on
 
 
 def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
@@ -81,57 +89,75 @@ def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
 
 
 def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
-    """Read the bundle of a finished run folder (``mimrec run`` / ``make demo`` output).
+    """Read the serving bundle of a finished run folder (``mimrec run`` / ``make demo``
+    output) and the store it names; nothing else of the run is read.
 
     Args:
-        run: the run folder (holding data/, ctr/ and, for content models, index/ and the encoder).
+        run: the run folder (holding ``serve/``, and for content models the store and encoder
+            the bundle names).
         model: which trained model to serve (see :func:`choose_model`).
     """
     run = Path(run)
     if not run.is_dir():
         raise MimrecError(f"run folder not found: {run}")
-    manifest = require_stage(run / "ctr", "ctr")
-    data = read_data(run / "data")
-    if any("spec" not in record for record in manifest["metrics"].values()):
-        raise MimrecError(f"{run / 'ctr'} was trained by an earlier mimrec (its models do not "
-                          "describe themselves): run `mimrec train` on this folder again")
-    ctr_cfg = from_dict(CtrConfig, manifest["config"]["ctr"], "ctr")
-    data_cfg = from_dict(DataConfig, manifest["config"]["data"], "data")
-    key = choose_model(manifest["metrics"], model, margin=ctr_cfg.select_margin)
-    spec = from_dict(ModelSpec, manifest["metrics"][key]["spec"], f"model {key}")
-
-    items = data.items
-    tables = feature_tables(data, data_cfg)
-    store = store_info = None
-    content = encoder = None
+    problem = bundle_problem(run)
+    if problem is not None:
+        raise MimrecError(f"{problem}; `mimrec serve {run}` builds it from the run's artifacts "
+                          "(or run `mimrec train` again)")
+    folder = bundle_dir(run)
+    manifest = read_manifest(folder)
+    ctr_cfg = from_dict(CtrConfig, manifest.ctr_config, "ctr")
+    key = choose_model(manifest.records(), model, margin=ctr_cfg.select_margin)
+    entry = manifest.models[key]
+    spec = from_dict(ModelSpec, entry.spec, f"model {key}")
+    tables = load_feature_tables(folder)
+    users = pd.read_parquet(folder / USERS_FILE)
+    store = store_info = encoder = content = None
+    items = pd.read_parquet(folder / ITEMS_FILE)
     if reads_content(spec):
-        store = run / "index" / spec.source
+        store, store_info = _store_of(manifest, entry)
         center = RepresentationCenter(store)
-        store_info = StoreInfo(**{k: manifest["metrics"][key]["content"][k]
-                                  for k in ("encoder", "encoder_hash", "dim", "dtype")})
         center.check_compatible(store_info)
         content = content_rows(center, items["item_id"].astype(str).to_numpy())[0]
-        encoder = store_encoder(run, store_info)
+        encoder = bundle_encoder(manifest, entry, store_info)
     net = CiUBM(ctr_cfg.model, spec, tables, content)
-    weights = run / "ctr" / f"{key}.safetensors"
-    if not weights.is_file():
-        raise MimrecError(f"model weights missing: {weights}")
-    net.load_state_dict(load_file(weights))
+    net.load_state_dict(load_file(manifest.path(entry.weights)))
     net.eval()
-    return ServingBundle(run, key, net, tables, items, data.users, data.samples.user_ids,
-                         data.samples, store,
-                         store_info, encoder, data_cfg.user_features, data_cfg.max_seq_len,
-                         Path(data_cfg.path) if data_cfg.dataset == "files" and data_cfg.path
-                         else None)
+    data_folder = Path(manifest.data_folder) if manifest.data_folder else None
+    return ServingBundle(run, key, net, tables, items, users["user_id"].astype(str).to_numpy(),
+                         BrowseTables.load(folder, users["positives"].to_numpy()), store,
+                         store_info, encoder, manifest.user_features, manifest.max_seq_len,
+                         data_folder, entry.store_version)
+
+
+def _store_of(manifest: BundleManifest, entry: BundleModel) -> tuple[Path, StoreInfo]:
+    if entry.store is None or entry.content is None:
+        raise MimrecError(f"{manifest.folder}: model {entry.name!r} reads content but its "
+                          "bundle entry names no store")
+    return manifest.path(entry.store), StoreInfo(**entry.content)
+
+
+def bundle_encoder(manifest: BundleManifest, entry: BundleModel, info: StoreInfo
+                   ) -> ItemEncoder | RawTextEncoder | None:
+    """The encoder that made a store's vectors, to embed items added while serving.
+
+    A trained encoder is read from the stage folder the bundle names; raw vectors come from the
+    text model of the encoder config the bundle holds, checked against the store's weights hash.
+    None when the bundle names no encoder (the store predates the index manifest's encoder
+    config).
+    """
+    reference = entry.encoder or {}
+    if "stage" in reference:
+        return load_item_encoder(manifest.path(reference["stage"]))
+    if "raw" not in reference:
+        return None
+    return raw_store_encoder(from_dict(EncoderConfig, reference["raw"], "encoder"), info)
 
 
 def store_encoder(run: Path, info: StoreInfo) -> ItemEncoder | RawTextEncoder | None:
-    """The encoder that made a store's vectors, to embed items added while serving.
-
-    A trained encoder is read from its stage folder; raw vectors come from the text model the
-    index manifest's encoder config names, checked against the store's weights hash. None when the
-    store predates the index manifest's encoder config.
-    """
+    """The encoder that made a store of ``run/index`` (for a store no bundle model reads): a
+    trained encoder from its stage folder, raw vectors from the text model the index manifest's
+    encoder config names. None when the store predates that config."""
     if info.encoder in ENCODER_STAGES:
         return load_item_encoder(run / info.encoder)
     if not info.encoder.startswith(RAW_PREFIX):
@@ -139,7 +165,11 @@ def store_encoder(run: Path, info: StoreInfo) -> ItemEncoder | RawTextEncoder | 
     saved = require_stage(run / "index", "index")["config"].get("encoder")
     if saved is None:
         return None
-    cfg = from_dict(EncoderConfig, saved, "encoder")
+    return raw_store_encoder(from_dict(EncoderConfig, saved, "encoder"), info)
+
+
+def raw_store_encoder(cfg: EncoderConfig, info: StoreInfo) -> RawTextEncoder:
+    """The raw text model of ``cfg``, refused when it is not the one that built the store."""
     if raw_encoder_identity(cfg) != (info.encoder, info.encoder_hash):
         raise MimrecError(f"the text model {cfg.text_model or 'all-MiniLM-L6-v2 (packaged)'} is "
                           f"not the one that built the store {info.encoder} (weights differ)")

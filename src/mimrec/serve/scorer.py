@@ -259,30 +259,27 @@ class Scorer:
     # ---- browsing (the HTML page) ---------------------------------------------------------
 
     def user_history(self, user_id: Any, limit: int) -> list[str]:
-        """The user's positive events in the logs (all splits), oldest first, the last ``limit``."""
+        """The user's positive events in the logs (all splits), oldest first, the last ``limit``
+        (the bundle keeps each user's last 1,000)."""
         row = self.user_row(user_id)
         if row == 0:
             raise RequestError("user_id", "a user id is required")
-        s = self.bundle.samples
-        mine = (s.user == row - 1) & (s.label > 0)
-        order = np.argsort(s.timestamp[mine], kind="stable")
-        items = s.item[mine][order][-limit:]
+        items = self.bundle.browse.history(row - 1)[-limit:]
         return [str(self.catalogue.ids[i]) for i in items]
 
     def users(self, limit: int) -> list[dict]:
         """The first ``limit`` users with their number of positive events."""
-        s = self.bundle.samples
-        counts = np.bincount(s.user[s.label > 0], minlength=len(self.user_index))
+        counts = self.bundle.browse.positives
         return [{"user_id": str(u), "positives": int(c)}
                 for u, c in zip(self.user_ids[:limit], counts[:limit], strict=True)]
 
     def popular_items(self, limit: int) -> list[dict]:
-        """Items added while serving (newest first), then the catalogue by training popularity."""
+        """Items added while serving (newest first), then the catalogue by training popularity
+        (the bundle keeps the 5,000 most trained on)."""
         self.follow_store()
         cat = self.catalogue
         added = [str(i) for i in cat.ids[cat.num_trained:]][::-1]
-        by_count = np.argsort(-self.bundle.samples.item_train_count, kind="stable")
-        ids = (added + [str(cat.ids[i]) for i in by_count])[:limit]
+        ids = (added + [str(cat.ids[i]) for i in self.bundle.browse.popular])[:limit]
         return [{"item_id": i, "title": self.title(i), "added_while_serving": i in self.added_fields}
                 for i in ids]
 

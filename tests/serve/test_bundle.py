@@ -68,6 +68,16 @@ def test_a_bundle_older_than_its_ctr_artifact_is_stale(trained_run, tmp_path):
     assert bundle_problem(run) is None
 
 
+def test_a_damaged_bundle_names_what_it_lacks(trained_run, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (bundle_dir(run) / "weights" / "din-seed0.safetensors").unlink()
+    with pytest.raises(MimrecError, match="model weights missing: .*din-seed0.safetensors"):
+        load_bundle(run, "din")
+    (bundle_dir(run) / "vocab.json").unlink()
+    with pytest.raises(MimrecError, match="the bundle lacks vocab.json"):
+        load_bundle(run, "ciubm")
+
+
 def test_serving_imports_neither_the_data_stage_nor_training_code(trained_run):
     forbidden = ["mimrec.data.stage", "mimrec.data.samples", "mimrec.ctr.train",
                  "mimrec.ctr.stage", "mimrec.ctr.bundle_writer", "mimrec.pipeline"]

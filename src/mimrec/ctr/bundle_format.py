@@ -50,6 +50,8 @@ USERS_FILE = "users.parquet"
 HISTORY_OFFSETS_FILE = "history_offsets.npy"
 HISTORY_ITEMS_FILE = "history_items.npy"
 POPULAR_FILE = "popular.npy"
+REQUIRED_FILES = (VOCAB_FILE, FEATURES_FILE, ITEMS_FILE, USERS_FILE, HISTORY_OFFSETS_FILE,
+                  HISTORY_ITEMS_FILE, POPULAR_FILE)
 BROWSE_HISTORY = 1000  # positives kept per user: the history route's largest limit
 BROWSE_POPULAR = 5000  # catalogue rows kept by popularity: the items route's largest limit
 
@@ -126,6 +128,10 @@ def read_manifest(folder: Path) -> BundleManifest:
     """Read ``bundle.json``; a missing or wrong field names the file and the field."""
     path = folder / BUNDLE_FILE
     raw = _read_json(path)
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise MimrecError(f"{folder}: the bundle lacks {', '.join(missing)}; rebuild it (delete "
+                          f"{folder} and run `mimrec serve` on the run)")
     try:
         models = {key: BundleModel(**m) for key, m in raw["models"].items()}
         data = raw["data"]

@@ -121,7 +121,10 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         content = content_rows(center, items["item_id"].astype(str).to_numpy())[0]
         encoder = bundle_encoder(manifest, entry, store_info)
     net = CiUBM(ctr_cfg.model, spec, tables, content)
-    net.load_state_dict(load_file(manifest.path(entry.weights)))
+    weights = manifest.path(entry.weights)
+    if not weights.is_file():
+        raise MimrecError(f"model weights missing: {weights}")
+    net.load_state_dict(load_file(weights))
     net.eval()
     data_folder = Path(manifest.data_folder) if manifest.data_folder else None
     return ServingBundle(run, key, net, tables, items, users["user_id"].astype(str).to_numpy(),

@@ -19,17 +19,16 @@ from mimrec.ctr.stage import run_ctr
 from mimrec.ctr.variants import model_specs
 from mimrec.errors import ConfigError
 
-from .test_residual import CIUBM, N_ITEMS, _content, _data
+from .test_residual import CIUBM, N_ITEMS, _content, _data, small_tables
 
 CFG = ModelConfig(mlp_units=(16,), residual_units=(8,), dropout=0.0, batch_norm=False)
 
 
 @pytest.fixture
 def tables():
-    items = pd.DataFrame({"item_id": [str(i) for i in range(N_ITEMS)],
-                          "genres": [["a", "b", "c"][i % 3] for i in range(N_ITEMS)]})
-    users = pd.DataFrame({"user_id": [str(u) for u in range(6)], "gender": list("MFMFMF")})
-    return build_feature_tables(items, users, 6, ("genres",), ("gender",))
+    return small_tables(N_ITEMS)
+
+
 
 
 def _model(tables, din, spec, gate=0.7):

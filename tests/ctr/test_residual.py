@@ -23,8 +23,13 @@ CIUBM = ModelSpec("ciubm", ("id_attention", "sa_ta", "simtier", "content_attenti
 
 @pytest.fixture
 def tables():
-    items = pd.DataFrame({"item_id": [str(i) for i in range(N_ITEMS)],
-                          "genres": [["a", "b", "c"][i % 3] for i in range(N_ITEMS)]})
+    return small_tables(N_ITEMS)
+
+
+def small_tables(n_items: int):
+    """Feature tables of ``n_items`` items (genres a/b/c) and 6 users (gender)."""
+    items = pd.DataFrame({"item_id": [str(i) for i in range(n_items)],
+                          "genres": [["a", "b", "c"][i % 3] for i in range(n_items)]})
     users = pd.DataFrame({"user_id": [str(u) for u in range(6)], "gender": list("MFMFMF")})
     return build_feature_tables(items, users, 6, ("genres",), ("gender",))
 

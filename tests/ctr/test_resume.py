@@ -21,6 +21,7 @@ from mimrec.ctr.checkpoint import checkpoint_folder
 from mimrec.ctr.config import CtrConfig, ModelConfig, TrainConfig
 from mimrec.ctr.stage import run_ctr
 from mimrec.processes import pid_alive
+from tests.proc import child_pids
 
 
 def _cfg(lr: float = 1e-3, variants: tuple = ("din", "ciubm")) -> CtrConfig:
@@ -106,20 +107,6 @@ def test_checkpoints_of_other_settings_are_not_resumed(artifacts, tmp_path, monk
     _same_models(out, tmp_path / "fresh", other, fresh)
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
 def _running(pid: int) -> bool:
     """Alive and not a zombie waiting to be reaped."""
     try:
@@ -154,7 +141,7 @@ def test_kill_9_of_mimrec_train_leaves_nothing_running_and_the_rerun_resumes(ml_
     while not list(folder.glob("*.epoch.pt")) and time.monotonic() < deadline:
         assert proc.poll() is None, "training ended before its first checkpoint"
         time.sleep(0.05)
-    workers = _children(proc.pid)
+    workers = child_pids(proc.pid)
     assert len(workers) >= 2  # the two training workers (and multiprocessing's helper)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.proc import child_pids
 from tests.serve.conftest import TOKEN, Server
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -242,19 +243,8 @@ def test_the_real_server_refuses_foreign_hosts_huge_heads_and_bad_ids(server):
 
 
 def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its child processes (uvicorn's workers), from /proc."""
-    from pathlib import Path
-
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                children.append(int(entry.name))
-    return [pid, *children]
+    """``pid`` and its child processes (uvicorn's workers)."""
+    return [pid, *child_pids(pid)]
 
 
 @pytest.mark.slow

@@ -15,8 +15,9 @@ import torch
 
 from mimrec.ctr.data_parallel import DataParallel
 from mimrec.data.stage import read_data
+from tests.proc import child_pids
 
-from .test_resume import _children, _running
+from .test_resume import _running
 
 QUICK = ["--set", "data.dataset=files", "--set", "ctr.variants=['din']",
          "--set", "ctr.train.seeds=[0]", "--set", "ctr.train.workers=1",
@@ -85,7 +86,7 @@ def test_two_ranks_train_what_one_process_trains_and_resume(ml100k, tmp_path):
     while not list(folder.glob("*.epoch.pt")) and time.monotonic() < deadline:
         assert launcher.poll() is None, "training ended before its first checkpoint"
         time.sleep(0.05)
-    ranks = _children(launcher.pid)
+    ranks = child_pids(launcher.pid)
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     deadline = time.monotonic() + 20

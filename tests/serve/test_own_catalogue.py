@@ -82,9 +82,11 @@ def serve_and_score(out: Path) -> None:
     server = Server(out, TOKEN, model=None)
     best = json.loads((out / "report.json").read_text())["valid_best"]
     if not best.startswith("ciubm"):
-        r = server.client.post("/v1/items", headers=AUTH, json={"item_id": "x", "title": "x"})
+        try:
+            r = server.client.post("/v1/items", headers=AUTH, json={"item_id": "x", "title": "x"})
+        finally:
+            server.stop()
         assert r.status_code == 409 and "--model ciubm" in r.json()["detail"][0]["problem"]
-        server.stop()
         server = Server(out, TOKEN, model="ciubm")
     try:
         c = server.client

@@ -264,10 +264,12 @@ def versus_raw(label: str, p2: dict, key: str) -> str:
     """One line comparing a stage's P2 (valid) Recall@50 with the raw text vectors'."""
     if "raw" not in p2 or key not in p2:
         return f"{label}: no raw-vector P2 figure to compare with"
+    from mimrec.store.build import tied
+
     ours, raw = p2[key]["recall@50"], p2["raw"]["recall@50"]
     if not raw > 0:
         return f"{label}: valid P2 Recall@50 {ours:.4f}, raw {raw:.4f}"
-    if ours == raw and "mrr" in p2[key] and "mrr" in p2["raw"]:
+    if tied(p2[key], p2["raw"]):
         return (f"{label} ties with the raw text vectors on valid P2 Recall@50 ({ours:.4f}); MRR "
                 f"{p2[key]['mrr']:.4f} vs raw {p2['raw']['mrr']:.4f} (the index stage breaks the "
                 "tie on MRR)")

@@ -33,7 +33,7 @@ def slice_data(ml100k, tmp_path_factory) -> Path:
 
 
 def _fake_sources(monkeypatch, raw: np.ndarray, trained: dict[str, np.ndarray]) -> None:
-    done = ShardedRun(items=len(raw), encoded=len(raw), shards=1, reused=0, seconds=0.1)
+    done = ShardedRun(encoded=len(raw), shards=1, reused=0, seconds=0.1)
     monkeypatch.setattr(build, "raw_vectors", lambda cfg, items, shards: (
         raw, StoreInfo("raw:fake", "r0", raw.shape[1]), done))
     monkeypatch.setattr(build, "encoder_vectors", lambda folder, items, name, shards: (

@@ -275,10 +275,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
     test = data.samples.subset(TEST)
     board = TensorBoardEpochs(out.parent / TENSORBOARD) if cfg.train.tensorboard else None
     config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}
-    kept, note = KeptModels(), None
-    if not replace:
-        retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
-        kept, note = kept_models(out, config, data.folder, retrained)
+    kept, note = _kept(cfg, config, data, out, replace)
     if note:
         console.print(f"  {note}")
     predictions, records = dict(kept.predictions), dict(kept.records)
@@ -317,17 +314,13 @@ def _help_train(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: P
     """A data-parallel rank other than 0: train every model with rank 0 (same order, same
     checkpoints to resume from), keeping weights only in a private temporary folder (for the
     models that start from another); rank 0 writes the artifact. Returns no records."""
-    checkpoints = Checkpoints(out, _checkpoint_settings(
-        {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}, data, index_dir))
+    config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}
+    checkpoints = Checkpoints(out, _checkpoint_settings(config, data, index_dir))
     temp = Path(tempfile.gettempdir())
     remove_stale_temps(temp, "mimrec-ctr-rank.tmp-*")  # left by killed runs on this machine
     folder = temp / f"mimrec-ctr-rank.tmp-{os.getpid()}"
     folder.mkdir()
-    kept = KeptModels()  # the models rank 0 keeps, so a model starts from the same weights
-    if not replace:
-        retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
-        kept, _ = kept_models(out, {"ctr": to_dict(cfg), "data": to_dict(data_cfg)},
-                              data.folder, retrained)
+    kept, _ = _kept(cfg, config, data, out, replace)  # rank 0's, so starts are the same weights
     try:
         kept.copy_into(folder)
         lines = EpochLines(Console(quiet=True), cfg.train.max_epochs)
@@ -337,6 +330,16 @@ def _help_train(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: P
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {}
+
+
+def _kept(cfg: CtrConfig, config: dict, data: DataArtifact, out: Path, replace: bool
+          ) -> tuple[KeptModels, str | None]:
+    """The models of the artifact at ``out`` this run keeps (none with ``replace``), and the
+    note to print when some are dropped (:func:`~mimrec.ctr.kept.kept_models`)."""
+    if replace:
+        return KeptModels(), None
+    retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
+    return kept_models(out, config, data.folder, retrained)
 
 
 def _checkpoint_settings(config: dict, data: DataArtifact, index_dir: Path | None) -> dict:

@@ -81,9 +81,15 @@ def beats_raw(trained: dict[str, float], raw: dict[str, float]) -> bool:
     ours, theirs = trained[SELECT_METRIC], raw[SELECT_METRIC]
     if math.isnan(ours) or math.isnan(theirs):
         return True
-    if ours == theirs and TIE_BREAK in trained and TIE_BREAK in raw:
+    if tied(trained, raw):
         return trained[TIE_BREAK] > raw[TIE_BREAK]
     return ours > theirs
+
+
+def tied(trained: dict[str, float], raw: dict[str, float]) -> bool:
+    """Whether the two P2 figures tie on the selection figure and can be told apart on MRR."""
+    return (trained[SELECT_METRIC] == raw[SELECT_METRIC] and TIE_BREAK in trained
+            and TIE_BREAK in raw)
 
 
 def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items: pd.DataFrame,
@@ -122,17 +128,17 @@ def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items
         return {}
     metrics = {}
     raw = encoded["raw"][:2] if "raw" in encoded else None
+    raw_p2 = None  # raw vectors' P2, computed once for every trained source
     with stage_dir(out) as tmp:
         for name, encoder_dir in sources.items():
             vectors, info, run = encoded["raw" if encoder_dir is None else name]
             assert vectors is not None
-            record: dict = {"encoding": {"encoded": run.encoded, "reused_shards": run.reused,
-                                         "shards": run.shards, "seconds": round(run.seconds, 3),
-                                         "items_per_second": run.items_per_second}}
+            record: dict = {"encoding": run.record()}
             if encoder_dir is not None and samples is not None:
                 assert raw is not None and raw[0] is not None
+                raw_p2 = raw_p2 or p2_metrics(raw[0], samples)
                 record["p2_valid"] = p2_metrics(vectors, samples)
-                record["raw_p2_valid"] = p2_metrics(raw[0], samples)
+                record["raw_p2_valid"] = raw_p2
                 record["vectors"] = "trained" if beats_raw(record["p2_valid"],
                                                            record["raw_p2_valid"]) else "raw"
                 if record["vectors"] == "raw":
@@ -149,11 +155,7 @@ def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items
 def encoding_line(name: str, m: dict) -> str:
     """``raw: 1,682 items encoded in 3.1 s (543 items/s); 0 of 1 shards reused``."""
     e = m.get("encoding")
-    if e is None:
-        return f"{name}: encoded"
-    run = ShardedRun(items=m["items"], encoded=e["encoded"], shards=e["shards"],
-                     reused=e["reused_shards"], seconds=e["seconds"])
-    return run.line(name)
+    return ShardedRun.from_record(e).line(name) if e is not None else f"{name}: encoded"
 
 
 def choice_line(name: str, m: dict) -> str:
@@ -164,7 +166,7 @@ def choice_line(name: str, m: dict) -> str:
     ours, raw = m["p2_valid"][SELECT_METRIC], m["raw_p2_valid"][SELECT_METRIC]
     ratio = f" = {ours / raw:.2f}x raw" if raw > 0 else ""
     tie = ""
-    if ours == raw and TIE_BREAK in m["p2_valid"] and TIE_BREAK in m["raw_p2_valid"]:
+    if tied(m["p2_valid"], m["raw_p2_valid"]):
         tie = (f"; a tie, broken on MRR {m['p2_valid'][TIE_BREAK]:.4f} vs raw "
                f"{m['raw_p2_valid'][TIE_BREAK]:.4f}")
     if m["vectors"] == "trained":

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +45,9 @@ SHARDS_DIR = ".index-shards"  # in the run folder, beside the index artifact
 
 @dataclass(frozen=True)
 class ShardedRun:
-    """What :func:`encode_in_shards` did: items encoded now, shards reused, seconds, rate."""
+    """What :func:`encode_in_shards` did (this worker's share): items encoded now, its shards
+    and how many were reused, seconds; kept in the index manifest as :meth:`record`."""
 
-    items: int
     encoded: int
     shards: int
     reused: int
@@ -57,6 +57,14 @@ class ShardedRun:
     def items_per_second(self) -> float:
         """Items encoded now per second of this worker (NaN when nothing was encoded)."""
         return self.encoded / self.seconds if self.encoded and self.seconds > 0 else float("nan")
+
+    def record(self) -> dict:
+        """The manifest's ``encoding`` entry (:meth:`from_record` reads it back)."""
+        return {**asdict(self), "items_per_second": self.items_per_second}
+
+    @classmethod
+    def from_record(cls, record: dict) -> ShardedRun:
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
 
     def line(self, name: str) -> str:
         """``raw: 1,682 items encoded in 3.1 s (543 items/s); 0 of 1 shards reused``."""
@@ -142,7 +150,7 @@ def encode_in_shards(encode: Callable[[pd.DataFrame], np.ndarray], items: pd.Dat
             if on_shard is not None:
                 on_shard(k)
     seconds = time.perf_counter() - start
-    run = ShardedRun(items=n, encoded=encoded, shards=len(mine), reused=len(mine) - len(todo),
+    run = ShardedRun(encoded=encoded, shards=len(mine), reused=len(mine) - len(todo),
                      seconds=seconds)
     barrier()
     if rank() != 0:

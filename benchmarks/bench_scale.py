@@ -3,12 +3,14 @@
 For each ``--events`` size: write synthetic tables with ``benchmarks/make_scale_data.py`` (users =
 events / 100, items = events / 200; synthetic, said so in every table), run ``mimrec data`` on them
 in a child process (wall seconds, peak RSS), then train one epoch of DIN (configs/movielens.toml's
-model, one torch thread, ``--batch-size``) on the train split in another child process (samples/s,
+model, one torch thread, ``--batch-size``, sparse updates unless ``--dense-updates``; the whole
+epoch unless ``--max-steps``) on the train split in another child process (samples/s,
 peak RSS: reading the artifact, feature tables, the model and the epoch). Each child measures
 its own peak RSS (``getrusage``), so the stages are apart. Prints and writes JSON; never asserts.
 
 Usage: python benchmarks/bench_scale.py --events 1000000 [10000000 ...] --json OUT.json
-       [--work runs/scale] [--batch-size 1024] [--keep]
+       [--work runs/scale] [--batch-size 1024] [--keep] [--dense-updates] [--max-steps N]
+       [--compare-dense]
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ def child_data(data_dir: Path, run: Path) -> dict:
             "data_build_seconds": manifest["metrics"]["build_seconds"]}
 
 
-def child_train(run: Path, batch_size: int) -> dict:
+def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int) -> dict:
     import torch
 
     from mimrec.config import load_config
     from mimrec.ctr.features import feature_tables
     from mimrec.ctr.model import CiUBM
+    from mimrec.ctr.sparse_updates import make_optimizer
     from mimrec.ctr.train import batchable, seed_everything, train_epoch
     from mimrec.ctr.variants import preset
     from mimrec.data.samples import TRAIN
@@ -62,18 +65,22 @@ def child_train(run: Path, batch_size: int) -> dict:
     data = read_data(run / "data")
     tables = feature_tables(data, cfg.data)
     train = batchable(data.samples, TRAIN)
+    if max_steps:  # the first max_steps batches of a random order: a partial epoch
+        keep = torch.randperm(len(train))[: max_steps * batch_size].sort().values
+        train = train.subset(keep)
     del data  # the epoch holds the train split's compact arrays only
     load_seconds = time.perf_counter() - start
     seed_everything(0, cfg.ctr.train.deterministic)
     model = CiUBM(cfg.ctr.model, preset(cfg.ctr, "din"), tables)
-    train_cfg = replace(cfg.ctr.train, batch_size=batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    train_cfg = replace(cfg.ctr.train, batch_size=batch_size, sparse_updates=sparse)
+    opt, _ = make_optimizer(model, train_cfg.lr, sparse)
     start = time.perf_counter()
     loss = train_epoch(model, train, opt, train_cfg, None, 1)
     seconds = time.perf_counter() - start
     return {"train_samples": len(train), "train_load_seconds": load_seconds,
             "train_seconds": seconds, "train_samples_per_s": len(train) / seconds,
-            "train_loss": loss, "train_peak_rss": peak_rss(), "batch_size": batch_size}
+            "train_loss": loss, "train_peak_rss": peak_rss(), "batch_size": batch_size,
+            "sparse_updates": sparse, "partial_epoch": bool(max_steps)}
 
 
 def in_child(*args: str) -> dict:
@@ -85,7 +92,8 @@ def in_child(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(events: int, work: Path, batch_size: int, keep: bool) -> dict:
+def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
+            max_steps: int, compare_dense: bool = False) -> dict:
     from make_scale_data import make_scale_data  # benchmarks/ is this script's folder
 
     data_dir, run = work / f"synthetic-{events}", work / f"run-{events}"
@@ -96,7 +104,12 @@ def measure(events: int, work: Path, batch_size: int, keep: bool) -> dict:
               "generate_seconds": time.perf_counter() - start}
     shutil.rmtree(run, ignore_errors=True)
     result |= in_child("data", str(data_dir), str(run))
-    result |= in_child("train", str(run), str(batch_size))
+    result |= in_child("train", str(run), str(batch_size), str(int(sparse)), str(max_steps))
+    if compare_dense:  # the same steps with dense updates, right after, on the same artifact
+        dense = in_child("train", str(run), str(batch_size), "0", str(max_steps))
+        result["dense_train_samples_per_s"] = dense["train_samples_per_s"]
+        result["dense_train_peak_rss"] = dense["train_peak_rss"]
+        result["sparse_vs_dense"] = result["train_samples_per_s"] / dense["train_samples_per_s"]
     if not keep:
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(run, ignore_errors=True)
@@ -105,17 +118,22 @@ def measure(events: int, work: Path, batch_size: int, keep: bool) -> dict:
 
 def show(r: dict) -> str:
     gib = 2.0**30
+    epoch = "partial epoch" if r["partial_epoch"] else "epoch"
+    updates = "sparse" if r["sparse_updates"] else "dense"
     return (f"{r['events']:>12,} events  generate {r['generate_seconds']:7.1f} s  "
             f"data {r['data_seconds']:7.1f} s  peak {r['data_peak_rss'] / gib:5.2f} GiB  |  "
-            f"DIN epoch {r['train_samples']:,} samples {r['train_seconds']:7.1f} s  "
-            f"{r['train_samples_per_s']:,.0f} samples/s  peak {r['train_peak_rss'] / gib:5.2f} GiB")
+            f"DIN {epoch} ({updates} updates) {r['train_samples']:,} samples "
+            f"{r['train_seconds']:7.1f} s  {r['train_samples_per_s']:,.0f} samples/s  "
+            f"peak {r['train_peak_rss'] / gib:5.2f} GiB"
+            + (f"  |  dense updates {r['dense_train_samples_per_s']:,.0f} samples/s, sparse / "
+               f"dense x{r['sparse_vs_dense']:.2f}" if "sparse_vs_dense" in r else ""))
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         mode, args = sys.argv[2], sys.argv[3:]
         out = (child_data(Path(args[0]), Path(args[1])) if mode == "data"
-               else child_train(Path(args[0]), int(args[1])))
+               else child_train(Path(args[0]), int(args[1]), bool(int(args[2])), int(args[3])))
         print(json.dumps(out))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -124,10 +142,19 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/scale"))
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--keep", action="store_true", help="keep the data and run folders")
+    parser.add_argument("--dense-updates", action="store_true",
+                        help="train with ctr.train.sparse_updates = false (every step updates "
+                             "every embedding row; the default here is sparse updates)")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="train only this many batches (a partial epoch, marked so in the "
+                             "output; 0 = the whole epoch)")
+    parser.add_argument("--compare-dense", action="store_true",
+                        help="also train the same steps with dense updates and print the ratio")
     args = parser.parse_args()
     results = []
     for events in args.events:
-        results.append(measure(events, args.work, args.batch_size, args.keep))
+        results.append(measure(events, args.work, args.batch_size, args.keep,
+                               not args.dense_updates, args.max_steps, args.compare_dense))
         print(show(results[-1]), flush=True)
     base = results[0]
     for r in results[1:]:

@@ -166,5 +166,13 @@ def test_scale_benchmark_smoke(tmp_path):
     assert result["train_samples"] == 4000  # the train split: 80% of the events
     for key in ("data_seconds", "data_peak_rss", "train_samples_per_s", "train_peak_rss"):
         assert result[key] > 0
-    assert "DIN epoch" in r.stdout
+    assert "DIN epoch (sparse updates)" in r.stdout and result["sparse_updates"] is True
     assert not (tmp_path / "work" / "synthetic-5000").exists()  # removed without --keep
+    r = run(sys.executable, "benchmarks/bench_scale.py", "--events", "5000", "--json", str(out),
+            "--work", str(tmp_path / "work"), "--compare-dense", "--max-steps", "2",
+            "--batch-size", "64")
+    result = json.loads(out.read_text())
+    assert result["train_samples"] == 128 and result["partial_epoch"] is True
+    assert "DIN partial epoch (sparse updates)" in r.stdout and "sparse / dense x" in r.stdout
+    assert result["sparse_vs_dense"] == pytest.approx(
+        result["train_samples_per_s"] / result["dense_train_samples_per_s"])

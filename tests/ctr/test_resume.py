@@ -24,13 +24,13 @@ from mimrec.processes import pid_alive
 from tests.proc import child_pids
 
 
-def _cfg(lr: float = 1e-3, variants: tuple = ("din", "ciubm")) -> CtrConfig:
+def _cfg(lr: float = 1e-3, variants: tuple = ("din", "ciubm"), sparse: bool = False) -> CtrConfig:
     # DIN, then CiUBM started from it (epoch 0 = DIN's weights), with the weight average: every
     # piece of state a resume has to bring back
     return CtrConfig(model=ModelConfig(mlp_units=(16,), ciubm_modules=("sa_ta", "simtier")),
                      variants=variants,
                      train=TrainConfig(max_epochs=3, patience=5, ema_decay=0.9, lr=lr,
-                                       seeds=(0,), threads=1))
+                                       seeds=(0,), threads=1, sparse_updates=sparse))
 
 
 def _same_models(a: Path, b: Path, records_a: dict, records_b: dict) -> None:
@@ -47,10 +47,11 @@ def _same_models(a: Path, b: Path, records_a: dict, records_b: dict) -> None:
             np.testing.assert_array_equal(pa[name], pb[name])
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse-updates"])
 def test_a_stopped_stage_resumes_to_exactly_the_uninterrupted_models(artifacts, tmp_path,
-                                                                    monkeypatch):
+                                                                    monkeypatch, sparse):
     data_cfg, data, index = artifacts
-    whole = run_ctr(_cfg(), data_cfg, data, tmp_path / "whole", index_dir=index)
+    whole = run_ctr(_cfg(sparse=sparse), data_cfg, data, tmp_path / "whole", index_dir=index)
     assert not (tmp_path / "checkpoints").exists()  # removed once the artifact is written
 
     real_epoch, calls = train.train_epoch, []
@@ -64,7 +65,7 @@ def test_a_stopped_stage_resumes_to_exactly_the_uninterrupted_models(artifacts, 
     monkeypatch.setattr(train, "train_epoch", stopped_in_epoch_5)
     out = tmp_path / "ctr"
     with pytest.raises(KeyboardInterrupt):
-        run_ctr(_cfg(), data_cfg, data, out, index_dir=index)
+        run_ctr(_cfg(sparse=sparse), data_cfg, data, out, index_dir=index)
     folder = checkpoint_folder(out)
     assert folder == tmp_path / "checkpoints" / "ctr"
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -74,7 +75,7 @@ def test_a_stopped_stage_resumes_to_exactly_the_uninterrupted_models(artifacts, 
     monkeypatch.setattr(train, "train_epoch", real_epoch)
     calls.clear()
     terminal = io.StringIO()
-    resumed = run_ctr(_cfg(), data_cfg, data, out, Console(file=terminal, width=160),
+    resumed = run_ctr(_cfg(sparse=sparse), data_cfg, data, out, Console(file=terminal, width=160),
                       index_dir=index)
     text = terminal.getvalue()
     assert "din-seed0: finished before the run was stopped" in text

@@ -196,6 +196,12 @@ class TrainConfig:
             result does not depend on it (each is seeded alone).
         tensorboard: also write each model's epochs (train loss, valid AUC) as TensorBoard
             event files under ``RUN/logs/tensorboard`` (needs the ``watch`` extra).
+        sparse_updates: update only the embedding rows each step uses (sparse gradients, lazy
+            Adam on the tables, L2 on the used rows, a lazily caught-up weight average;
+            :mod:`mimrec.ctr.sparse_updates`), so that a step's cost does not grow with the
+            number of users and items. Off: every step updates every row (FuxiCTR's way, and
+            the one ML-100K's numbers were measured with). Turn it on for hundreds of thousands
+            of users or items.
     """
 
     batch_size: int = 256
@@ -210,6 +216,7 @@ class TrainConfig:
     threads: int = 0
     workers: int = 1
     tensorboard: bool = False
+    sparse_updates: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:

@@ -56,6 +56,7 @@ class CiUBM(nn.Module):
             raise ValueError(f"model {spec.name!r} reads content vectors: pass them")
         self.cfg, self.spec = cfg, spec
         self.trim_history = True  # off for a static graph (ONNX export)
+        self.batch_tables = False  # see use_sparse_gradients
         d = cfg.embedding_dim
         self.items = ItemVectors(tables, d, spec.item_id, cfg.item_id_dropout)
         self.users = UserVectors(tables, d, spec.user_id)
@@ -126,12 +127,27 @@ class CiUBM(nn.Module):
         n = self.all_items.shape[0]
         return torch.where(items < n, items, torch.zeros_like(items))
 
-    def catalogue_tables(self) -> CatalogueTables:
+    def catalogue_tables(self, rows: torch.Tensor | None = None) -> CatalogueTables:
         """The per-catalogue tensors of the current weights (item vectors, each block's
-        precomputed part). Inference computes them once and passes them to :meth:`forward`."""
-        tables = CatalogueTables(self.items(self.all_items, self.content), self.content)
+        precomputed part). Inference computes them once and passes them to :meth:`forward`.
+        With ``rows`` (sorted catalogue rows, 0 first), the tables of those rows only."""
+        items, content = self.all_items, self.content
+        if rows is not None:
+            items, content = rows, (content[rows] if content.numel() else content)
+        tables = CatalogueTables(self.items(items, self.content), content)
         for name, block in self.blocks.items():
             tables.prepared[name] = block.prepare(tables)
+        return tables
+
+    def use_sparse_gradients(self) -> list[nn.Embedding]:
+        """Train so that a step touches only what its batch uses (``ctr.train.sparse_updates``):
+        the trained embedding tables give sparse gradients, and a training forward builds the
+        catalogue tables of the batch's items only (:meth:`catalogue_tables` with ``rows``)
+        instead of the whole catalogue's. Returns the sparse tables."""
+        self.batch_tables = True
+        tables = [e for e in self.embeddings() if e.weight.requires_grad]
+        for table in tables:
+            table.sparse = True
         return tables
 
     def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
@@ -143,11 +159,17 @@ class CiUBM(nn.Module):
             history = trim_padding(history)
         item, history = self.catalogue_index(item), self.catalogue_index(history)
         history, sims = self._sequence(item, history)
+        local_item, local_history = item, history
+        if tables is None and self.batch_tables:  # the batch's rows only, 0 (padding) first
+            rows, local = torch.unique(torch.cat([item.new_zeros(1), item, history.flatten()]),
+                                       return_inverse=True)
+            tables = self.catalogue_tables(rows)
+            local_item, local_history = local[1:1 + len(item)], local[1 + len(item):].view_as(history)
         tables = tables if tables is not None else self.catalogue_tables()
-        target = self.items.drop_target_ids(tables.vectors[item])  # (B, D)
+        target = self.items.drop_target_ids(tables.vectors[local_item])  # (B, D)
         if self.training and self.spec.cold_dropout > 0:
             target = self._show_cold(target, item)
-        ctx = Behaviours(target, item, history, history > 0, sims, tables)
+        ctx = Behaviours(target, local_item, local_history, history > 0, sims, tables)
         id_parts, content_parts = [self.users(user, user_features), target], []
         for name, block in self.blocks.items():
             out = block(ctx, tables.prepared[name])  # (B, out_dim)

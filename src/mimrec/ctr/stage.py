@@ -253,6 +253,9 @@ def _startable(kept: KeptModels, seeds: tuple[int, ...]) -> set[str]:
     return {n for n in names if all(f"{n}-seed{s}" in kept.records for s in seeds)}
 
 
+DENSE_ROWS_HINT = 200_000  # above this many ID rows, dense updates cost more than DIN itself
+
+
 def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
             console: Console | None = None, index_dir: Path | None = None,
             replace: bool = False) -> dict:
@@ -272,6 +275,11 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                       f"1/{world_size()} of train, global batch {cfg.train.batch_size}"
                       + (" (ctr.train.workers is 1 under torchrun)"
                          if cfg.train.workers > 1 else ""))
+    rows = len(data.samples.user_ids) + len(data.items)
+    if rows > DENSE_ROWS_HINT and not cfg.train.sparse_updates:
+        console.print(f"  {rows:,} user and item ID rows: every training step updates all of "
+                      "them; --set ctr.train.sparse_updates=true makes a step update only the "
+                      "rows its batch uses")
     test = data.samples.subset(TEST)
     board = TensorBoardEpochs(out.parent / TENSORBOARD) if cfg.train.tensorboard else None
     config = {"ctr": to_dict(cfg), "data": to_dict(data_cfg)}

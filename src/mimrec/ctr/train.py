@@ -18,7 +18,9 @@ from torch import nn
 from mimrec.ctr.config import TrainConfig
 from mimrec.ctr.data_parallel import DataParallel
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.sparse_updates import add_row_l2, make_optimizer
 from mimrec.ctr.task import CtrTask
+from mimrec.ctr.weight_average import WeightAverage
 from mimrec.data.samples import Samples
 from mimrec.eval.metrics import auc
 
@@ -72,7 +74,10 @@ class Batchable:
 
     def shard(self, rank: int, world: int) -> Batchable:
         """The rows ``rank::world`` (a data-parallel rank's own share of train)."""
-        rows = torch.arange(rank, len(self), world)
+        return self.subset(torch.arange(rank, len(self), world))
+
+    def subset(self, rows: torch.Tensor) -> Batchable:
+        """The samples ``rows`` (indices), in that order."""
         history = self.history
         if isinstance(history, Histories):
             history = Histories(history.seq_items, history.end[rows], history.length[rows],
@@ -135,48 +140,20 @@ def predict(model: CiUBM, data: Batchable, batch_size: int = 4096) -> np.ndarray
     return torch.cat(out).numpy()
 
 
-class WeightAverage:
-    """An exponential moving average of a model's weights, kept in a copy of the model.
-
-    Floating-point parameters and buffers (batch-norm statistics) are averaged with ``decay``;
-    integer buffers (index tables, step counters) are copied as they are. (torch's
-    ``AveragedModel`` would interpolate integer buffers too and round their values.) The decay
-    warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average of a
-    short run is not dominated by the untrained starting weights.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.updates = 0
-        self.module = copy.deepcopy(model)
-        ours, theirs = self.module.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
-        self._float = [(ours[k].data, theirs[k].data) for k in ours
-                       if ours[k].is_floating_point()]
-        self._other = [(ours[k].data, theirs[k].data) for k in ours
-                       if not ours[k].is_floating_point()]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """Move the average towards the model's current weights by ``1 - decay``."""
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        self.updates += 1
-        for ours_t, theirs_t in self._float:
-            ours_t.lerp_(theirs_t, 1.0 - decay)
-        for ours_t, theirs_t in self._other:
-            ours_t.copy_(theirs_t)
-
-
 def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                 cfg: TrainConfig, progress: Progress | None, epoch: int,
                 ema: WeightAverage | None = None, parallel: DataParallel | None = None) -> float:
     """One pass over ``data`` in a random order; returns the mean BCE loss. ``ema``, when
     given, is updated after every step. With ``parallel``, ``data`` is this rank's shard and
-    each step is this rank's part of a global batch (:mod:`mimrec.ctr.data_parallel`)."""
+    each step is this rank's part of a global batch (:mod:`mimrec.ctr.data_parallel`). Embedding
+    tables with sparse gradients (``ctr.train.sparse_updates``, :mod:`mimrec.ctr.sparse_updates`)
+    take the L2 penalty on the rows each step uses, not on the whole table."""
     model.train()
     device = next(model.parameters()).device
     rows = parallel.rows if parallel else len(data)
     order = parallel.epoch_order() if parallel else torch.randperm(len(data))
-    task = CtrTask(cfg.embedding_l2)
+    sparse = [t for t in model.embeddings() if t.sparse and t.weight.requires_grad]
+    task = CtrTask(0.0 if sparse else cfg.embedding_l2)
     total, steps = 0.0, 0
     bar = progress.add_task(f"epoch {epoch}", total=rows) if progress else None
     for start in range(0, rows, cfg.batch_size):
@@ -189,6 +166,10 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                                   weight=weight.to(device), scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if sparse:
+            add_row_l2(sparse, cfg.embedding_l2)
+            if ema is not None:
+                ema.before_step()
         opt.step()
         if ema is not None:
             ema.update()
@@ -263,7 +244,7 @@ def restore_training_state(state: dict[str, Any], model: nn.Module, opt: torch.o
     opt.load_state_dict(state["optimizer"])
     if ema is not None:
         ema.module.load_state_dict(state["ema"])
-        ema.updates = state["ema_updates"]
+        ema.resumed(state["ema_updates"])
     set_rng_states(state["rng"])
     return FitProgress(state["epoch"], state["best_auc"], state["best_state"] or None,
                        state["since_best"], list(state["log"]), state["seconds"])
@@ -290,10 +271,10 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     Returns one record per epoch: ``epoch``, ``train_loss``, ``valid_auc``, ``seconds`` (since
     the start of training).
     """
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    opt, sparse_tables = make_optimizer(model, cfg.lr, cfg.sparse_updates)
     parallel = DataParallel.wrap(model, len(train))  # None on one process
     lead = parallel is None or parallel.rank == 0
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ema = WeightAverage(model, cfg.ema_decay, sparse_tables) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model
     saved = checkpoint.load() if checkpoint is not None else None
     done = FitProgress() if saved is None else restore_training_state(saved, model, opt, ema)
@@ -318,6 +299,8 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
         record(0, None, done.best_auc)
     for epoch in range(done.epoch + 1, cfg.max_epochs + 1):
         loss = train_epoch(model, train, opt, cfg, progress, epoch, ema, parallel)
+        if ema is not None:
+            ema.sync()
         valid_auc = judge(judged)
         record(epoch, loss, valid_auc)
         if valid_auc > done.best_auc:

@@ -97,3 +97,23 @@ def test_two_ranks_train_what_one_process_trains_and_resume(ml100k, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "(from checkpoint)" in r.stdout + r.stderr
     assert _valid_aucs(run) == two
+
+
+@pytest.mark.slow  # two CLI runs, one under torchrun: about a minute
+def test_two_ranks_with_sparse_updates_train_what_one_process_trains(ml100k, tmp_path):
+    """DDP averages the ranks' sparse embedding gradients (gloo); the L2 on the used rows and
+    the lazy weight average then act on the union of the ranks' rows, as in one process."""
+    from tests.conftest import write_slice
+
+    data = write_slice(ml100k, tmp_path / "slice", n_users=101)
+    run = tmp_path / "run"
+    r = _run("data", "configs/movielens.toml", "--out", str(run), "--set", f"data.path={data}",
+             *QUICK, "--set", "ctr.model.dropout=0", "--set", "ctr.model.batch_norm=false",
+             "--set", "ctr.train.sparse_updates=true")
+    assert r.returncode == 0, r.stderr
+    r = _run("train", "--out", str(run))
+    assert r.returncode == 0, r.stderr
+    one = _valid_aucs(run)
+    r = _run("train", "--out", str(run), torchrun=True)
+    assert r.returncode == 0, r.stderr
+    assert _valid_aucs(run) == pytest.approx(one, abs=2e-3)

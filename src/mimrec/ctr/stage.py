@@ -91,7 +91,7 @@ def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
     each epoch is kept, and resumed from."""
     seed_everything(seed, cfg.train.deterministic)
     model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
-    model.mark_trained(splits["train"].item)
+    model.mark_trained(splits["train"].model_items())
     if start_weights is not None:
         model.start_from(start_weights)
     model = model.to(resolve_device(cfg.train.device))

@@ -57,20 +57,28 @@ class Batchable:
     """Model inputs of one split as tensors in model index space (0 = padding / unknown).
 
     Shapes: ``user`` (N,), ``item`` (N,), ``history`` (N, L) (a dense tensor or compact
-    :class:`Histories`), ``label`` (N,).
+    :class:`Histories`), ``label`` (N,). ``offset`` is added to ``user`` and ``item`` when a batch
+    is taken: :func:`batchable` keeps the data artifact's catalogue rows (model index - 1) as they
+    are, often as views of its arrays, instead of a shifted copy of every row.
     """
 
     user: torch.Tensor
     item: torch.Tensor
     history: torch.Tensor | Histories
     label: torch.Tensor
+    offset: int = 0
 
     def __len__(self) -> int:
         return len(self.label)
 
     def take(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
-        return tuple(t[idx].to(device, non_blocking=True)
-                     for t in (self.user, self.item, self.history, self.label))
+        user, item = self.user[idx] + self.offset, self.item[idx] + self.offset
+        return tuple(t.to(device, non_blocking=True)
+                     for t in (user, item, self.history[idx], self.label[idx]))
+
+    def model_items(self) -> torch.Tensor:
+        """Every sample's target item, as a model index. Shapes: (N,)."""
+        return self.item + self.offset
 
     def shard(self, rank: int, world: int) -> Batchable:
         """The rows ``rank::world`` (a data-parallel rank's own share of train)."""
@@ -84,22 +92,28 @@ class Batchable:
                                 history.max_len)
         else:
             history = history[rows]
-        return Batchable(self.user[rows], self.item[rows], history, self.label[rows])
+        return Batchable(self.user[rows], self.item[rows], history, self.label[rows],
+                         self.offset)
 
 
 def batchable(samples: Samples, split: int) -> Batchable:
-    """Tensors of one split; catalogue rows r become model indices r + 1 (-1 padding -> 0)."""
-    rows = np.flatnonzero(samples.split == split)
-    user, item = samples.user[rows], samples.item[rows]
-    user += 1
-    item += 1
+    """Tensors of one split; catalogue rows r become model indices r + 1 (-1 padding -> 0) as
+    batches are taken. A split whose rows are one contiguous range (P1 order at any size) is
+    read as views of the samples' arrays: no copy of the split is made."""
+    rows: slice | np.ndarray = np.flatnonzero(samples.split == split)
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        rows = slice(int(rows[0]), int(rows[-1]) + 1)
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(values[rows])
+
     return Batchable(
-        user=torch.as_tensor(user),
-        item=torch.as_tensor(item),
-        history=Histories(torch.as_tensor(samples.seq_items),
-                          torch.as_tensor(samples.hist_end[rows]),
-                          torch.as_tensor(samples.hist_len[rows]), samples.max_seq_len),
+        user=tensor(samples.user),
+        item=tensor(samples.item),
+        history=Histories(torch.as_tensor(samples.seq_items), tensor(samples.hist_end),
+                          tensor(samples.hist_len), samples.max_seq_len),
         label=torch.as_tensor(samples.label[rows], dtype=torch.float32),
+        offset=1,
     )
 
 

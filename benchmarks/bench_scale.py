@@ -65,10 +65,11 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int) -> dic
     data = read_data(run / "data")
     tables = feature_tables(data, cfg.data)
     train = batchable(data.samples, TRAIN)
-    if max_steps:  # the first max_steps batches of a random order: a partial epoch
+    partial = 0 < max_steps * batch_size < len(train)
+    if partial:  # max_steps batches of rows drawn at random: a partial epoch
         keep = torch.randperm(len(train))[: max_steps * batch_size].sort().values
         train = train.subset(keep)
-    del data  # the epoch holds the train split's compact arrays only
+    del data  # train is a view of the samples' arrays (or a copy of its partial rows)
     load_seconds = time.perf_counter() - start
     seed_everything(0, cfg.ctr.train.deterministic)
     model = CiUBM(cfg.ctr.model, preset(cfg.ctr, "din"), tables)
@@ -80,7 +81,7 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int) -> dic
     return {"train_samples": len(train), "train_load_seconds": load_seconds,
             "train_seconds": seconds, "train_samples_per_s": len(train) / seconds,
             "train_loss": loss, "train_peak_rss": peak_rss(), "batch_size": batch_size,
-            "sparse_updates": sparse, "partial_epoch": bool(max_steps)}
+            "sparse_updates": sparse, "partial_epoch": partial}
 
 
 def in_child(*args: str) -> dict:

@@ -42,7 +42,9 @@ class WeightAverage:
     warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average of a
     short run is not dominated by the untrained starting weights.
 
-    ``sparse_tables`` (embedding tables with sparse gradients, :mod:`mimrec.ctr.sparse_updates`)
+    Frozen parameters (``requires_grad`` off, e.g. a content model's ID part started from DIN)
+    are left out: they never move, so their average is their value. ``sparse_tables``
+    (embedding tables with sparse gradients, :mod:`mimrec.ctr.sparse_updates`)
     are averaged lazily: each step blends only the rows it used; call :meth:`before_step` between
     the backward pass and the optimiser's step, :meth:`update` after it, and :meth:`sync` before
     reading :attr:`module`. The result equals the dense average up to rounding.
@@ -57,8 +59,10 @@ class WeightAverage:
         name_of = {id(v): k for k, v in theirs.items()}
         lazy = {name_of[id(t.weight)]: t for t in sparse_tables}
         self._lazy = [_LazyTable(ours[k].data, t) for k, t in lazy.items()]
+        frozen = {k for k, v in theirs.items() if isinstance(v, nn.Parameter)
+                  and not v.requires_grad}  # never move: their average is themselves
         self._float = [(ours[k].data, theirs[k].data) for k in ours
-                       if ours[k].is_floating_point() and k not in lazy]
+                       if ours[k].is_floating_point() and k not in lazy and k not in frozen]
         self._other = [(ours[k].data, theirs[k].data) for k in ours
                        if not ours[k].is_floating_point()]
         self._log_decay = torch.zeros(1024, dtype=torch.float64)  # [n] = sum of log decays 1..n

@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import save_file
 
 from mimrec.artifacts import write_json_atomic
+from mimrec.eval.npz_members import npz_memmaps
 from mimrec.processes import remove_stale_temps
 
 FOLDER = "checkpoints"
@@ -114,8 +115,8 @@ class ModelCheckpoint:
             for path in (record_file, weights_file, preds_file):
                 path.unlink(missing_ok=True)
             return None
-        with np.load(preds_file, allow_pickle=False) as preds:
-            return preds["valid"], preds["test"], saved["record"], weights_file
+        preds = npz_memmaps(preds_file)  # a large split is not loaded whole
+        return preds["valid"], preds["test"], saved["record"], weights_file
 
 
 class Checkpoints:

@@ -19,6 +19,7 @@ import numpy as np
 
 from mimrec.artifacts import MANIFEST, read_manifest, require_stage
 from mimrec.errors import MimrecError
+from mimrec.eval.npz_members import npz_memmaps
 
 
 @dataclass
@@ -72,14 +73,14 @@ def kept_models(out: Path, config: dict, data_folder: Path, retrained: set[str])
             f"{out} holds models this run does not retrain ({', '.join(others)}) and they were "
             "trained with another [data] config; retrain them too or pass --replace")
     kept = KeptModels(out)
-    with np.load(out / "predictions.npz", allow_pickle=False) as preds:
-        for key in others:
-            if not (out / f"{key}.safetensors").is_file():
-                raise MimrecError(f"{out}: weights of {key} are missing; pass --replace to drop "
-                                  "the old models")
-            kept.predictions[f"{key}/valid"] = preds[f"{key}/valid"]
-            kept.predictions[f"{key}/test"] = preds[f"{key}/test"]
-            kept.records[key] = {**manifest["metrics"][key],
-                                 "kept_from": {"created": manifest["created"],
-                                               "train": old["ctr"]["train"]}}
+    preds = npz_memmaps(out / "predictions.npz")  # read a chunk at a time when copied
+    for key in others:
+        if not (out / f"{key}.safetensors").is_file():
+            raise MimrecError(f"{out}: weights of {key} are missing; pass --replace to drop "
+                              "the old models")
+        kept.predictions[f"{key}/valid"] = preds[f"{key}/valid"]
+        kept.predictions[f"{key}/test"] = preds[f"{key}/test"]
+        kept.records[key] = {**manifest["metrics"][key],
+                             "kept_from": {"created": manifest["created"],
+                                           "train": old["ctr"]["train"]}}
     return kept, None

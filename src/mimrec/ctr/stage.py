@@ -33,6 +33,12 @@ from mimrec.ctr.data_parallel import total_rows
 from mimrec.ctr.features import FeatureTables, feature_tables
 from mimrec.ctr.kept import KeptModels, kept_models
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.split_predictions import (
+    portable,
+    predict_to_file,
+    remove_prediction_files,
+    reopened,
+)
 from mimrec.ctr.train import (
     Batchable,
     EpochCallback,
@@ -48,7 +54,7 @@ from mimrec.data.config import DataConfig
 from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
-from mimrec.eval.metrics import ctr_metrics
+from mimrec.eval.streaming import STREAM_ABOVE_ROWS, split_metrics
 from mimrec.processes import remove_stale_temps
 from mimrec.serialize import to_dict
 from mimrec.store.center import RepresentationCenter
@@ -126,10 +132,21 @@ def train_and_save(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTa
     record = {**record, "content": store}
     if rank() != 0:  # a data-parallel helper rank: rank 0 predicts and keeps the model
         return np.zeros(0), np.zeros(0), record
-    valid, test = predict(model, splits["valid"]), predict(model, splits["test"])
+    key = model_key(spec, seed)
+    valid = _probabilities(model, splits["valid"], folder, f"{key}.valid")
+    test = _probabilities(model, splits["test"], folder, f"{key}.test")
     if checkpoint is not None:
         checkpoint.finish(weights, valid, test, record)
     return valid, test, record
+
+
+def _probabilities(model: CiUBM, split: Batchable, folder: Path, name: str) -> np.ndarray:
+    """A split's probabilities: in memory, or for more than ``STREAM_ABOVE_ROWS`` rows a memory
+    map of ``folder/<name>.predict.npy`` written batch by batch
+    (:mod:`mimrec.ctr.split_predictions`)."""
+    if len(split) <= STREAM_ABOVE_ROWS:
+        return predict(model, split)
+    return predict_to_file(model, split, folder, name)
 
 
 def _content_of(spec: ModelSpec, items: pd.DataFrame, index_dir: Path | None
@@ -161,9 +178,10 @@ def _worker_job(cfg: CtrConfig, data_cfg: DataConfig, data_folder: Path, index_d
     data = read_data(data_folder)
     content, store = _content_of(spec, data.items, index_dir)
     key = model_key(spec, seed)
-    return train_and_save(cfg, spec, seed, feature_tables(data, data_cfg), _splits(data),
-                          content, folder, None, lambda epoch: send_epoch(key, epoch), store,
-                          checkpoint)
+    valid, test, record = train_and_save(cfg, spec, seed, feature_tables(data, data_cfg),
+                                         _splits(data), content, folder, None,
+                                         lambda epoch: send_epoch(key, epoch), store, checkpoint)
+    return portable(valid), portable(test), record
 
 
 def _resumed(checkpoints: Checkpoints, spec: ModelSpec, seed: int, folder: Path,
@@ -239,7 +257,8 @@ def _train_in_pool(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, fol
             lines.drain(events)
             for future in finished:
                 name, seed = running.pop(future)
-                done[name, seed] = future.result()
+                valid, test, record = future.result()
+                done[name, seed] = reopened(valid), reopened(test), record
                 lines.finish(f"{name}-seed{seed}", len(done[name, seed][2]["epochs"]), events)
             while next_out < len(jobs) and (jobs[next_out][0].name, jobs[next_out][1]) in done:
                 spec, seed = jobs[next_out]
@@ -302,7 +321,8 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                                   f"a lower ctr.train.lr than {cfg.train.lr}); {out} was left "
                                   "as it was")
             predictions[f"{key}/valid"], predictions[f"{key}/test"] = valid, probs
-            record["test"] = ctr_metrics(test["user"], test["label"], probs, test["bucket"])
+            record["test"] = split_metrics(test["user"], test["label"], probs, test["bucket"],
+                                           stream_above=STREAM_ABOVE_ROWS)
             records[key] = record
             console.print(f"  {key}: test AUC {record['test']['auc']:.4f}  "
                           f"gAUC {record['test']['gauc']:.4f}  "
@@ -310,7 +330,9 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         lines.close()
         if board is not None:
             console.print(f"  TensorBoard: tensorboard --logdir {out.parent / TENSORBOARD}")
-        np.savez(tmp / "predictions.npz", **predictions)
+        np.savez(tmp / "predictions.npz", **predictions)  # memory maps are copied in chunks
+        del predictions
+        remove_prediction_files(tmp)
         parents = {"data": data.folder, **({"index": index_dir} if index_dir else {})}
         write_manifest(tmp, "ctr", config, parents=parents, metrics=records)
     checkpoints.clear()

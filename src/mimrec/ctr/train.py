@@ -140,18 +140,24 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 @torch.inference_mode()
-def predict(model: CiUBM, data: Batchable, batch_size: int = 4096) -> np.ndarray:
+def predict(model: CiUBM, data: Batchable, batch_size: int = 4096,
+            out: np.ndarray | None = None) -> np.ndarray:
     """Click probabilities for every sample of ``data``, in order (catalogue tables computed
-    once for all batches)."""
+    once for all batches). ``out``: a (N,) float32 array (a memory map of a large split) that
+    each batch is written into and that is returned, instead of one array built in memory."""
     model.eval()
     device = next(model.parameters()).device
     tables = model.catalogue_tables()
-    out = []
+    parts = []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         user, item, history, _ = data.take(idx, device)
-        out.append(torch.sigmoid(model(user, item, history, tables=tables)).float().cpu())
-    return torch.cat(out).numpy()
+        probs = torch.sigmoid(model(user, item, history, tables=tables)).float().cpu()
+        if out is None:
+            parts.append(probs)
+        else:
+            out[start:start + len(probs)] = probs.numpy()
+    return out if out is not None else torch.cat(parts).numpy()
 
 
 def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,

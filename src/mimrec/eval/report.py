@@ -10,12 +10,14 @@ import numpy as np
 
 from mimrec.artifacts import read_manifest, require_stage, write_json_atomic
 from mimrec.data.samples import BUCKETS, TEST, VALID, count_range
-from mimrec.data.stage import read_data
 from mimrec.eval.config import EvalConfig
-from mimrec.eval.metrics import ctr_metrics, rela_impr
+from mimrec.eval.metrics import rela_impr
+from mimrec.eval.npz_members import npz_memmaps
 from mimrec.eval.plot import plot_bucket_auc, plot_training_curves
 from mimrec.eval.selection import selection_line, valid_best, valid_scores
-from mimrec.eval.significance import bucket_bootstrap, paired_bootstrap
+from mimrec.eval.significance import bootstrap_rows, bucket_bootstrap, paired_bootstrap
+from mimrec.eval.split_rows import BucketInfo, read_buckets, read_split_rows
+from mimrec.eval.streaming import count_users, split_metrics
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -61,19 +63,19 @@ def protocol_name(data_config: dict) -> str:
 
 
 def split_predictions(ctr_dir: Path, split: str = "test") -> dict[str, dict[int, np.ndarray]]:
-    """Saved probabilities of one split: model name -> training seed -> (N rows,) array (the
-    models and seeds as the ctr manifest records them)."""
+    """Saved probabilities of one split: model name -> training seed -> (N rows,) read-only
+    memory map of ``predictions.npz`` (the models and seeds as the ctr manifest records them)."""
     per_model: dict[str, dict[int, np.ndarray]] = {}
     records = require_stage(ctr_dir, "ctr")["metrics"]
-    with np.load(ctr_dir / "predictions.npz", allow_pickle=False) as preds:
-        for key, record in records.items():
-            if f"{key}/{split}" not in preds.files:
-                continue
-            if "model" in record:
-                name, seed = record["model"], record["seed"]
-            else:  # a ctr artifact written before records named their model: "<name>-seed<k>"
-                name, seed = key.rsplit("-seed", 1)
-            per_model.setdefault(name, {})[int(seed)] = preds[f"{key}/{split}"]
+    preds = npz_memmaps(ctr_dir / "predictions.npz")
+    for key, record in records.items():
+        if f"{key}/{split}" not in preds:
+            continue
+        if "model" in record:
+            name, seed = record["model"], record["seed"]
+        else:  # a ctr artifact written before records named their model: "<name>-seed<k>"
+            name, seed = key.rsplit("-seed", 1)
+        per_model.setdefault(name, {})[int(seed)] = preds[f"{key}/{split}"]
     return per_model
 
 
@@ -82,12 +84,15 @@ def test_predictions(ctr_dir: Path) -> dict[str, dict[int, np.ndarray]]:
     return split_predictions(ctr_dir, "test")
 
 
-def oracle_metrics(rows: dict[str, np.ndarray], names: tuple[str, ...] = BUCKETS) -> dict | None:
+def oracle_metrics(rows: dict[str, np.ndarray], names: tuple[str, ...] = BUCKETS,
+                   cfg: EvalConfig | None = None) -> dict | None:
     """Metrics of the true click probability on these rows (None unless every row has one)."""
+    cfg = cfg or EvalConfig()
     prob = rows["click_probability"]
     if not len(prob) or not np.isfinite(prob).all():
         return None
-    return ctr_metrics(rows["user"], rows["label"], prob, rows["bucket"], names)
+    return split_metrics(rows["user"], rows["label"], prob, rows["bucket"], names,
+                         cfg.stream_above_rows, cfg.chunk_rows)
 
 
 def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
@@ -96,30 +101,58 @@ def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
     """Metrics of every model on one split's rows: means over seeds, RelaImpr, and against the
     baseline the paired-bootstrap intervals, overall and per bucket; the oracle when known.
 
+    A split of more than ``cfg.stream_above_rows`` rows is scored by the streaming metrics
+    (predictions read a chunk at a time), and one of more than ``cfg.bootstrap_rows`` rows is
+    bootstrapped on a random sample of its users (``vs_baseline["sample"]``: its rows and users).
+
     Returns ``{"models": {name: metrics}, "oracle": metrics or None}``; a model's
     ``oracle_gap_closed`` is the share of the baseline-to-oracle AUC gap it closes.
     """
     user, label, bucket = rows["user"], rows["label"], rows["bucket"]
-    models = {name: aggregate([ctr_metrics(user, label, probs, bucket, names)
+    models = {name: aggregate([split_metrics(user, label, probs, bucket, names,
+                                             cfg.stream_above_rows, cfg.chunk_rows)
                                for probs in by_seed.values()])
               for name, by_seed in predictions.items()}
     base = models.get(cfg.baseline)
-    oracle = oracle_metrics(rows, names)
-    for name, m in models.items():
+    oracle = oracle_metrics(rows, names, cfg)
+    for m in models.values():
         m["rela_impr"] = rela_impr(m["auc"], base["auc"]) if base else float("nan")
         if oracle and base:
             m["oracle_gap_closed"] = (m["auc"] - base["auc"]) / (oracle["auc"] - base["auc"])
-        if base and name != cfg.baseline and cfg.bootstrap_resamples:
-            model, reference = predictions[name], predictions[cfg.baseline]
-            vs = paired_bootstrap(user, label, model, reference, cfg.bootstrap_resamples)
-            if vs is not None:
-                low, high = vs["delta_auc_interval"]
-                vs |= {"n": len(label), "users": int(len(np.unique(user))),
-                       "resolved": bool(low > 0 or high < 0)}
-            m["vs_baseline"] = vs
-            m["vs_baseline_buckets"] = bucket_bootstrap(user, label, bucket, model, reference,
-                                                        cfg.bootstrap_resamples, names=names)
+    if base and cfg.bootstrap_resamples and len(models) > 1:
+        _add_intervals(cfg, models, rows, predictions, names)
     return {"models": models, "oracle": oracle}
+
+
+def _add_intervals(cfg: EvalConfig, models: dict[str, dict], rows: dict[str, np.ndarray],
+                   predictions: dict[str, dict[int, np.ndarray]], names: tuple[str, ...]) -> None:
+    """Each model's paired-bootstrap difference to the baseline, overall (``vs_baseline``) and
+    per bucket (``vs_baseline_buckets``); on a sample of the users when the split is larger
+    than ``cfg.bootstrap_rows``."""
+    user, label, bucket = rows["user"], rows["label"], rows["bucket"]
+    n, sample = len(label), None
+    users = count_users(user, cfg.chunk_rows) if n > cfg.stream_above_rows else \
+        int(len(np.unique(user)))
+    if n > cfg.bootstrap_rows:
+        kept = bootstrap_rows(user, cfg.bootstrap_rows)
+        user, label, bucket = user[kept], label[kept], bucket[kept]
+        predictions = {name: {s: p[kept] for s, p in by_seed.items()}
+                       for name, by_seed in predictions.items()}
+        sample = {"rows": len(kept), "users": int(len(np.unique(user)))}
+    reference = predictions[cfg.baseline]
+    for name, m in models.items():
+        if name == cfg.baseline:
+            continue
+        vs = paired_bootstrap(user, label, predictions[name], reference, cfg.bootstrap_resamples)
+        if vs is not None:
+            low, high = vs["delta_auc_interval"]
+            vs |= {"n": n, "users": users, "resolved": bool(low > 0 or high < 0)}
+            if sample:
+                vs["sample"] = sample
+        m["vs_baseline"] = vs
+        m["vs_baseline_buckets"] = bucket_bootstrap(user, label, bucket, predictions[name],
+                                                    reference, cfg.bootstrap_resamples,
+                                                    names=names)
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
@@ -131,11 +164,14 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     the valid split.
     """
     data_dir = Path(require_stage(ctr_dir, "ctr")["parents"]["data"]["path"])
-    samples = read_data(data_dir).samples
-    names = samples.buckets
-    test = split_report(cfg, samples.subset(TEST), split_predictions(ctr_dir, "test"), names)
+    buckets = read_buckets(data_dir)
+    names = buckets.names
+    test_rows = read_split_rows(data_dir, TEST)
+    test = split_report(cfg, test_rows, split_predictions(ctr_dir, "test"), names)
+    summary = bucket_summary(buckets, test_rows["bucket"])
+    del test_rows
     valid_predictions = split_predictions(ctr_dir, "valid")
-    valid = split_report(cfg, samples.subset(VALID), valid_predictions, names) \
+    valid = split_report(cfg, read_split_rows(data_dir, VALID), valid_predictions, names) \
         if valid_predictions else None
     ctr_manifest = require_stage(ctr_dir, "ctr")
     records = ctr_manifest["metrics"]
@@ -148,7 +184,7 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     report = {"protocol": protocol, "baseline": cfg.baseline,
               "valid_best": valid_best(records, cfg.baseline, margin),
               "selection": selection_line(records, cfg.baseline, margin), **test, "valid": valid,
-              "data": data_manifest["metrics"], "buckets": bucket_summary(samples),
+              "data": data_manifest["metrics"], "buckets": summary,
               **(extra or {})}
     if protocol in PROTOCOL_NOTES:
         report["note"] = PROTOCOL_NOTES[protocol]
@@ -173,13 +209,13 @@ def _finite(obj):
     return obj
 
 
-def bucket_summary(samples) -> dict[str, dict]:
-    """Each popularity bucket's train-count range and test rows, plus the merge notes."""
-    lows = tuple(int(x) for x in samples.bucket_lows)
-    test = samples.bucket[samples.split == TEST]
-    return {"edges": {b: {"train_count": count_range(lows, i), "test_rows": int((test == i).sum())}
-                      for i, b in enumerate(samples.buckets)},
-            "notes": [str(n) for n in samples.bucket_notes]}
+def bucket_summary(buckets: BucketInfo, test_bucket: np.ndarray) -> dict[str, dict]:
+    """Each popularity bucket's train-count range and test rows (``test_bucket``: the test
+    rows' bucket codes), plus the merge notes."""
+    test = np.bincount(np.asarray(test_bucket, np.int64), minlength=len(buckets.names))
+    return {"edges": {b: {"train_count": count_range(buckets.lows, i), "test_rows": int(test[i])}
+                      for i, b in enumerate(buckets.names)},
+            "notes": list(buckets.notes)}
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -245,11 +281,21 @@ def difference_table(report: dict, split: str = "test") -> list[str]:
     lines = [f"Difference to `{report['baseline']}`, mean over the paired seeds, with a "
              f"{first['level']:.0%} interval from a paired bootstrap over {split} users "
              f"({first['resamples']} resamples; an interval that contains 0 means these {split} users "
-             "cannot tell the two models apart):", "",
+             "cannot tell the two models apart)" + _sample_note(first) + ":", "",
              "| model | ΔAUC [interval] | ΔgAUC [interval] |", "|---|---|---|"]
     lines += [f"| {name} | {interval_text(vs, 'delta_auc')} | {interval_text(vs, 'delta_gauc')} |"
               for name, vs in rows]
     return lines
+
+
+def _sample_note(vs: dict) -> str:
+    """How the bootstrap was subsampled, when it was (a large split)."""
+    sample = vs.get("sample")
+    if not sample:
+        return ""
+    return (f"; bootstrapped on a random {sample['users']:,} of the {vs['users']:,} users "
+            f"({sample['rows']:,} of {vs['n']:,} rows), so the interval is wider than all "
+            "users' would be")
 
 
 def bucket_difference_table(report: dict) -> list[str]:

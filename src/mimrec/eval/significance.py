@@ -111,3 +111,22 @@ def bucket_bootstrap(users: np.ndarray, labels: np.ndarray, buckets: np.ndarray,
                        "resolved": bool(low > 0 or high < 0)}
         out[name] = result
     return out
+
+
+def bootstrap_rows(users: np.ndarray, max_rows: int, seed: int = 0,
+                   chunk_rows: int = 1_000_000) -> np.ndarray:
+    """Row indices (ascending) of a random sample of whole users holding at most ``max_rows``
+    rows (users taken in a seeded random order while they fit), for bootstrapping a split too
+    large to resample whole. ``users``: non-negative integer ids, read in chunks."""
+    counts = np.zeros(0, np.int64)
+    for start in range(0, len(users), chunk_rows):
+        c = np.bincount(np.asarray(users[start:start + chunk_rows], np.int64))
+        counts = np.r_[counts, np.zeros(max(0, len(c) - len(counts)), np.int64)]
+        counts[:len(c)] += c
+    order = np.random.default_rng(seed).permutation(len(counts))
+    fits = np.cumsum(counts[order]) <= max_rows
+    chosen = np.zeros(len(counts), bool)
+    chosen[order[fits]] = True
+    return np.concatenate([start + np.flatnonzero(chosen[np.asarray(users[start:start + chunk_rows],
+                                                                     np.int64)])
+                           for start in range(0, len(users), chunk_rows)] or [np.zeros(0, int)])

@@ -166,13 +166,29 @@ def run_fashion(cfg: PipelineConfig, out: Path, console: Console) -> dict:
 
 
 def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
-    """Every stage in order (or the fashion alignment pipeline)."""
-    if cfg.data.dataset == "fashion":
-        return run_fashion(cfg, out, console)
-    for stage in (stage_data, stage_pretrain, stage_csft, stage_index, stage_train):
-        stage(cfg, out, console)
-        write_run_config(out, cfg)  # an interrupted run goes on with `mimrec <stage> --out OUT`
-    return stage_eval(cfg, out, console)
+    """Every stage in order (or the fashion alignment pipeline).
+
+    Under torchrun (:mod:`mimrec.rank_stages`): data, pretrain, eval and the fashion pipeline
+    run on rank 0 while the other ranks wait; C-SFT, the index and CTR training run on every
+    rank, sharing the work. Returns the report (empty on ranks other than 0).
+    """
+    from mimrec.ctr.train import resolve_device
+    from mimrec.processes import die_with_parent
+    from mimrec.rank_stages import rank_stages
+
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank ends with its launcher, even by kill -9
+        die_with_parent(os.getppid())
+    with rank_stages(resolve_device(cfg.ctr.train.device).type) as ranks:
+        if cfg.data.dataset == "fashion":
+            return ranks.lead("fashion", run_fashion, cfg, out, console) or {}
+        for stage in (stage_data, stage_pretrain, stage_csft, stage_index, stage_train):
+            if stage in (stage_data, stage_pretrain):
+                ranks.lead(stage.__name__.removeprefix("stage_"), stage, cfg, out, console)
+            else:
+                ranks.all(stage, cfg, out, console)
+            # an interrupted run goes on with `mimrec <stage> --out OUT`
+            ranks.lead("config", write_run_config, out, cfg)
+        return ranks.lead("eval", stage_eval, cfg, out, console) or {}
 
 
 def _table(title: str) -> Table:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from mimrec.eval.config import EvalConfig
-from mimrec.eval.metrics import ctr_metrics
+from mimrec.eval.metrics import auc, ctr_metrics
 from mimrec.eval.npz_members import npz_memmaps
 from mimrec.eval.report import split_report
 from mimrec.eval.significance import bootstrap_rows
-from mimrec.eval.streaming import split_metrics, stream_auc, stream_ctr_metrics
+from mimrec.eval.streaming import split_auc, split_metrics, stream_auc, stream_ctr_metrics
 
 
 def _split(n, users, seed, decimals=2):
@@ -137,3 +137,11 @@ def test_a_large_split_report_streams_and_bootstraps_a_user_sample():
     assert vs["n"] == 6000 and vs["users"] == whole["models"]["ciubm"]["vs_baseline"]["users"]
     assert vs["sample"]["rows"] <= 3000 and vs["sample"]["users"] < vs["users"]
     assert "sample" not in whole["models"]["ciubm"]["vs_baseline"]
+
+
+def test_the_valid_auc_of_early_stopping_streams_above_the_threshold():
+    s = _split(4000, users=100, seed=7)
+    exact = split_auc(s["label"], s["prob"])
+    assert exact == auc(s["label"], s["prob"])  # in memory: the same code as before
+    assert split_auc(s["label"], s["prob"], stream_above=0, chunk_rows=300) == pytest.approx(
+        exact, rel=1e-12)

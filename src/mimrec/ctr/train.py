@@ -22,7 +22,7 @@ from mimrec.ctr.sparse_updates import add_row_l2, make_optimizer
 from mimrec.ctr.task import CtrTask
 from mimrec.ctr.weight_average import WeightAverage
 from mimrec.data.samples import Samples
-from mimrec.eval.metrics import auc
+from mimrec.eval.streaming import split_auc
 
 
 @dataclass
@@ -310,7 +310,7 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
             on_epoch(dict(done.log[-1]))
 
     def judge(module: nn.Module) -> float:  # on rank 0, the same number on every rank
-        value = auc(valid.label.numpy(), predict(module, valid)) if lead else 0.0
+        value = split_auc(valid.label.numpy(), predict(module, valid)) if lead else 0.0
         return parallel.agree(value) if parallel else value
 
     if judge_start and saved is None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from mimrec.data.samples import BUCKETS
-from mimrec.eval.metrics import ctr_metrics, user_aucs
+from mimrec.eval.metrics import auc, ctr_metrics, user_aucs
 
 CHUNK_ROWS = 1_000_000
 STREAM_ABOVE_ROWS = 2_000_000  # splits of more rows are streamed (predictions on disk)
@@ -44,6 +44,15 @@ def split_metrics(users: np.ndarray, labels: np.ndarray, probs: np.ndarray, buck
         return ctr_metrics(np.asarray(users), np.asarray(labels), np.asarray(probs),
                            np.asarray(buckets), names)
     return stream_ctr_metrics(users, labels, probs, buckets, names, chunk_rows)
+
+
+def split_auc(labels: np.ndarray, scores: np.ndarray, stream_above: int = STREAM_ABOVE_ROWS,
+              chunk_rows: int = CHUNK_ROWS) -> float:
+    """:func:`~mimrec.eval.metrics.auc` in memory up to ``stream_above`` rows, else
+    :func:`stream_auc` (the valid AUC that early stopping reads each epoch)."""
+    if len(labels) <= stream_above:
+        return auc(labels, scores)
+    return stream_auc(labels, scores, chunk_rows=chunk_rows)[0]
 
 
 def stream_ctr_metrics(users: np.ndarray, labels: np.ndarray, probs: np.ndarray,

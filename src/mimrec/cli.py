@@ -15,7 +15,8 @@ from mimrec.config import SET_EXAMPLES
 from mimrec.errors import MimrecError
 
 STAGES: tuple[tuple[str, str], ...] = (
-    ("run", "Run the whole pipeline (data, pretrain, csft, index, train, eval) into --out."),
+    ("run", "Run the whole pipeline (data, pretrain, csft, index, train, eval) into --out. "
+            "Under torchrun: data, pretrain and eval on rank 0, the rest shared by the ranks."),
     ("data", "Load and validate the dataset, build P1 samples into OUT/data."),
     ("pretrain", "Stage 1: adapt the item encoder to the domain and align its modalities "
                  "(OUT/data -> OUT/pretrain)."),

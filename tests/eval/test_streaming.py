@@ -56,6 +56,8 @@ def test_streaming_reads_memory_maps_and_handles_degenerate_scores(tmp_path):
     # one score for every row: every pair a tie; one class only: NaN
     assert stream_auc(s["label"], np.full(len(s["label"]), 0.3), chunk_rows=999)[0] == 0.5
     assert np.isnan(stream_auc(np.ones(10), np.arange(10.0), chunk_rows=3)[0])
+    with pytest.raises(ValueError, match="1 of the rows are not"):
+        stream_auc(np.r_[0, 1, 0], np.r_[0.1, np.nan, 0.3], chunk_rows=2)
 
 
 def test_split_metrics_keeps_small_splits_in_memory_to_the_last_digit():

@@ -107,7 +107,9 @@ def _fold(values: np.ndarray, counts: np.ndarray, parts: list, n_groups: int
     merged = np.zeros((len(uniq), width), np.int64)
     merged[inverse[:len(values)]] = counts.reshape(len(values), width)  # old values: distinct
     new = inverse[len(values):]
-    cell = np.r_[new * width + g * 2 + y, new * width + n_groups * 2 + y]
+    cell = new * width + n_groups * 2 + y  # the every-row column
+    if n_groups:
+        cell = np.r_[cell, new * width + g * 2 + y]
     merged += np.bincount(cell, minlength=len(uniq) * width).reshape(len(uniq), width)
     return uniq, merged.reshape(len(uniq), n_groups + 1, 2)
 
@@ -158,6 +160,9 @@ def stream_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray | None
         twice_wins = [a + int(b) for a, b in zip(twice_wins, wins, strict=True)]
         neg_below += neg.sum(axis=0)
         pos_total += pos.sum(axis=0)
+    if int(pos_total[-1] + neg_below[-1]) != n:  # a NaN score falls in no range
+        raise ValueError(f"scores must be finite: {n - int(pos_total[-1] + neg_below[-1])} "
+                         "of the rows are not")
     aucs = [w / (2 * int(p) * int(q)) if p and q else float("nan")
             for w, p, q in zip(twice_wins, pos_total, neg_below, strict=True)]
     return aucs[-1], aucs[:-1]

@@ -9,6 +9,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def index_dtype(size: int) -> type[np.signedinteger]:
+    """The narrowest of int32 / int64 that holds every index of an array of ``size`` entries
+    (and -1): int32 up to 2**31 - 1 entries, int64 beyond. The data stage keeps user and item
+    rows and sort positions in it, so a log of fewer than 2**31 events costs 4 bytes a row index
+    instead of 8."""
+    return np.int32 if size <= INT32_MAX else np.int64
+
 
 @dataclass
 class Events:
@@ -17,8 +27,8 @@ class Events:
     Shapes: N events, U users.
     """
 
-    user: np.ndarray  # (N,) int64 row in ``user_ids``
-    item: np.ndarray  # (N,) int64 row in the items table
+    user: np.ndarray  # (N,) row in ``user_ids``, in ``index_dtype(U)``
+    item: np.ndarray  # (N,) row in the items table, in ``index_dtype(len(items))``
     timestamp: np.ndarray  # (N,) int64 seconds
     label: np.ndarray  # (N,) float32 0/1
     click_probability: np.ndarray  # (N,) float32, NaN where unknown
@@ -32,14 +42,20 @@ class Events:
         for name in ("user", "item", "timestamp", "label", "click_probability"):
             setattr(self, name, getattr(self, name)[order])
 
+    def widen_rows(self) -> None:
+        """User and item rows as int64 (what :class:`~mimrec.data.samples.Samples` holds), one
+        array at a time: the narrow one is dropped as soon as its copy is made."""
+        for name in ("user", "item"):
+            setattr(self, name, getattr(self, name).astype(np.int64, copy=False))
+
 
 def encode_events(inter: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None
                   ) -> Events:
     """Encode a validated interactions table (see :mod:`mimrec.data.tables`)."""
     user_ids = users["user_id"] if users is not None else pd.Series(
         np.unique(inter["user_id"].to_numpy(dtype=str)))
-    user = pd.Index(user_ids).get_indexer(inter["user_id"]).astype(np.int64)
-    item = pd.Index(items["item_id"]).get_indexer(inter["item_id"]).astype(np.int64)
+    user = pd.Index(user_ids).get_indexer(inter["user_id"]).astype(index_dtype(len(user_ids)))
+    item = pd.Index(items["item_id"]).get_indexer(inter["item_id"]).astype(index_dtype(len(items)))
     prob = (inter["click_probability"].to_numpy(np.float32) if "click_probability" in inter
             else np.full(len(inter), np.nan, dtype=np.float32))
     return Events(user, item, inter["timestamp"].to_numpy(np.int64),

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from mimrec.data.config import DataConfig
-from mimrec.data.events import Events, encode_events
+from mimrec.data.events import Events, encode_events, index_dtype
+from mimrec.data.key_sort import stable_order
 from mimrec.data.tables import Dataset
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -124,15 +125,16 @@ def draw_new_items(item_ids: pd.Series, fraction: float, seed: int) -> np.ndarra
 def _group_starts(user_sorted_time: Callable[[int, int], np.ndarray], first_of_user: np.ndarray,
                   chunk: int = 1 << 22) -> np.ndarray:
     """For events sorted by user then time: the index of the first event of each event's (user,
-    time) group. ``user_sorted_time(a, b)`` gives the times of sorted positions a..b-1; they are
-    read in chunks, so no second full-length time array is made."""
+    time) group, in ``index_dtype(n)``. ``user_sorted_time(a, b)`` gives the times of sorted
+    positions a..b-1; they are read in chunks, so no second full-length time array is made."""
     new = first_of_user.copy()
     n = len(new)
     for a in range(1, n, chunk):
         t = user_sorted_time(a - 1, min(a + chunk, n))
         new[a:a + len(t) - 1] |= t[1:] != t[:-1]
-    starts = np.arange(n)
-    starts[~new] = 0
+    starts = np.arange(n, dtype=index_dtype(n))
+    np.logical_not(new, out=new)
+    starts[new] = 0
     return np.maximum.accumulate(starts, out=starts)
 
 
@@ -142,19 +144,21 @@ def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
     """Every event's history: the pool events (``in_pool``) of its user with a smaller time.
 
     Events must be in global event order. Returns ``(seq_items, end, length)``: the pool's items
-    by user, then time, then event order (P,); per event the index one past its last history
-    item (N,) int64 and its history length, truncated to ``max_len`` (N,) int32. Temporary
-    memory is a few arrays of N (no (N, L) matrix, no copy of the log).
+    by user, then time, then event order (P,) in ``item``'s dtype; per event the index one past
+    its last history item (N,) and its history length, truncated to ``max_len`` (N,) int32.
+    Positions are in ``index_dtype(N)`` (int32 below 2**31 events), so the temporaries are a few
+    4-byte arrays of N (no (N, L) matrix, no copy of the log).
     """
     n = len(user)
-    by_user = np.argsort(user, kind="stable")  # by user, then time, then global order
+    position = index_dtype(n)
+    by_user = stable_order((user,))  # by user, then time, then global order
     counts = np.bincount(user) if n else np.zeros(0, np.int64)
     block = np.cumsum(counts) - counts  # first sorted position of each user
     block, counts = block[counts > 0], counts[counts > 0]
     first_of_user = np.zeros(n, dtype=bool)
     first_of_user[block] = True
     pool = in_pool[by_user]
-    before = np.cumsum(pool, dtype=np.int64)
+    before = np.cumsum(pool, dtype=position)
     before -= pool  # pool entries before each sorted event
     end_sorted = _group_starts(lambda a, b: time[by_user[a:b]], first_of_user)
     del first_of_user
@@ -163,11 +167,12 @@ def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
     del before
     np.subtract(end_sorted, length_sorted, out=length_sorted)
     np.minimum(length_sorted, max_len, out=length_sorted)
-    end = np.empty(n, dtype=np.int64)
+    end = np.empty(n, dtype=position)
     end[by_user] = end_sorted
     del end_sorted
     length = np.empty(n, dtype=np.int32)
     length[by_user] = length_sorted
+    del length_sorted
     return item[by_user[pool]], end, length
 
 
@@ -243,7 +248,7 @@ def event_order(events: Events, item_ids: pd.Series) -> np.ndarray:
     tie = sort_key(pd.Series(events.user_ids))[events.user]
     tie *= len(item_rank)
     tie += item_rank[events.item]  # one int64 key: user rank, then item rank
-    return np.lexsort((tie, events.timestamp))
+    return stable_order((tie, events.timestamp))
 
 
 def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) -> Samples:
@@ -260,6 +265,8 @@ def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) ->
 
     new_item = draw_new_items(item_ids, cfg.new_item_fraction, cfg.new_item_seed)
     seq, end, length = compact_histories(user, ts, item, label > 0, cfg.max_seq_len)
+    events.widen_rows()  # the samples' int64 rows; each narrow array is freed as it is replaced
+    user, item = events.user, events.item
     if cfg.window_end < 1:  # a rolling window: later events are not part of this protocol at all
         n_end = int(round(cfg.window_end * n))
         user, item, ts, label, prob, split, end, length = (
@@ -269,7 +276,8 @@ def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) ->
         keep = launched | ~new_item[item]
         warm_seq, warm_end, warm_len = compact_histories(
             user, ts, item, (label > 0) & ~new_item[item], cfg.max_seq_len)
-        end = np.where(launched, end, warm_end + len(seq))  # warm sequences stored after P1's
+        # warm sequences stored after P1's (int64: the two may pass 2**31 entries together)
+        end = np.where(launched, end, warm_end.astype(np.int64) + len(seq))
         length = np.where(launched, length, warm_len)
         seq = np.concatenate([seq, warm_seq])
         user, item, ts, label, prob, split, end, length = (
@@ -277,7 +285,8 @@ def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) ->
 
     counts = np.bincount(item[split == TRAIN], minlength=len(item_ids))
     lows, notes = choose_buckets(counts, item, split, cfg.bucket_edges)
+    end, seq = end.astype(np.int64, copy=False), seq.astype(np.int64, copy=False)
     return Samples(split, user, item, ts, label, seq, end, length, cfg.max_seq_len,
-                   bucket_of(counts[item], lows), counts, new_item, events.user_ids, prob,
+                   bucket_of(counts, lows)[item], counts, new_item, events.user_ids, prob,
                    np.asarray(lows, np.int64), np.asarray(bucket_names(lows)),
                    np.asarray(notes, dtype=str))

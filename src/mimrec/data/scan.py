@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from rich.progress import Progress
 
-from mimrec.data.events import Events
+from mimrec.data.events import Events, index_dtype
 from mimrec.data.tables import normalise_ids, validate_interactions
 from mimrec.errors import DataError
 
@@ -27,9 +27,14 @@ BATCH_ROWS = 1 << 20
 _OPTIONAL = ("label", "rating", "click_probability")
 
 
+DENSE_SLACK = 4  # a direct lookup table is kept when the integer ids span at most 4x their count
+
+
 class IdIndex:
     """Rows of a table's string ids, looked up by string or, for canonical integer ids
-    (``"42"``), straight from integer columns without making strings."""
+    (``"42"``), straight from integer columns without making strings: through a table indexed by
+    ``id - smallest id`` when the ids are dense enough (at most ``DENSE_SLACK`` times as many
+    slots as ids; one memory read an event), else by binary search."""
 
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = np.asarray(ids, dtype=str)
@@ -41,17 +46,30 @@ class IdIndex:
         rows = np.flatnonzero(canonical)
         order = np.argsort(ints[rows], kind="stable")
         self.int_values, self.int_rows = ints[rows][order], rows[order]
+        self.dense: np.ndarray | None = None  # (span,) row of id ``low + k``, -1 where none
+        self.low = int(self.int_values[0]) if len(self.int_values) else 0
+        span = int(self.int_values[-1]) - self.low + 1 if len(self.int_values) else 0
+        if 0 < span <= DENSE_SLACK * len(self.int_values):
+            self.dense = np.full(span, -1, dtype=np.int64)
+            self.dense[self.int_values - self.low] = self.int_rows
 
     def rows(self, values: np.ndarray) -> np.ndarray:
-        """Row of each value (-1 where unknown)."""
-        if values.dtype.kind in "iu":
-            values = values.astype(np.int64, copy=False)
-            pos = np.searchsorted(self.int_values, values)
-            pos = np.minimum(pos, max(len(self.int_values) - 1, 0))
-            if not len(self.int_values):
-                return np.full(len(values), -1, dtype=np.int64)
-            return np.where(self.int_values[pos] == values, self.int_rows[pos], -1)
-        return self.index.get_indexer(values).astype(np.int64)
+        """Row of each value (-1 where unknown), int64."""
+        if values.dtype.kind not in "iu":
+            return self.index.get_indexer(values).astype(np.int64)
+        if not len(self.int_values):
+            return np.full(len(values), -1, dtype=np.int64)
+        values = values.astype(np.int64, copy=False)
+        if self.dense is not None:
+            offset = values - self.low  # (B,) new array
+            outside = offset.view(np.uint64) >= len(self.dense)  # below low wraps to huge
+            offset[outside] = 0
+            rows = self.dense[offset]
+            rows[outside] = -1
+            return rows
+        pos = np.searchsorted(self.int_values, values)
+        pos = np.minimum(pos, len(self.int_values) - 1)
+        return np.where(self.int_values[pos] == values, self.int_rows[pos], -1)
 
 
 def open_dataset(folder: Path) -> pads.Dataset:
@@ -154,7 +172,8 @@ def scan_interactions(folder: Path, items: pd.DataFrame, users: pd.DataFrame | N
     user_ids = (users["user_id"].to_numpy(dtype=str) if users is not None
                 else distinct_user_ids(dataset))
     user_index, item_index = IdIndex(user_ids), IdIndex(items["item_id"].to_numpy(dtype=str))
-    out = Events(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+    out = Events(np.empty(n, index_dtype(len(user_ids))), np.empty(n, index_dtype(len(items))),
+                 np.empty(n, np.int64),
                  np.empty(n, np.float32), np.empty(n, np.float32), user_ids)
     at = 0
     for source, first, batch in _batches(dataset, progress):

@@ -1,0 +1,70 @@
+"""A stable sort of events by integer keys, as ``np.lexsort`` orders them, made of value sorts.
+
+``np.lexsort`` and ``np.argsort(kind="stable")`` of int64 keys are indirect merge sorts: every
+comparison reads the keys through the index, so 100M events take minutes. Here each pass packs a
+slice of a key's bits (offset by the key's minimum) above the event's current position into one
+int64 (``digit << b | position``, b bits for N positions), sorts those values in place (numpy's
+vectorised sort; all values differ, so an unstable sort is exact), and reads the new order from
+the low bits. Passes go from the least significant key (and its low bits) to the most
+significant, each stable over the ones before: the result equals ``np.lexsort(keys)`` exactly,
+including the input order of events whose keys are all equal. A key of b bits over N events
+takes ``ceil(b / (63 - log2 N))`` passes (one for most keys). Memory beyond the keys: the order
+(in :func:`~mimrec.data.events.index_dtype`), one int64 work array and the next order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mimrec.data.events import index_dtype
+
+_CHUNK = 1 << 22
+
+
+def stable_order(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """The permutation that sorts events by ``keys`` (the last key is the primary one, as in
+    ``np.lexsort``); ties keep the input order.
+
+    Args:
+        keys: integer arrays of one length N, values in int64 and max - min < 2**63.
+
+    Returns:
+        (N,) positions in ``index_dtype(N)``.
+    """
+    n = len(keys[0]) if len(keys) else 0
+    order = np.arange(n, dtype=index_dtype(n))
+    if n < 2:
+        return order
+    shift_bits = (n - 1).bit_length()
+    digit_bits = 63 - shift_bits
+    for key in keys:
+        if len(key) != n or key.dtype.kind not in "iu":
+            raise ValueError(f"keys must be integer arrays of one length, got {key.dtype} "
+                             f"of {len(key)} and {n}")
+        low, high = int(key.min()), int(key.max())
+        if high - low >= 1 << 63 or high >= 1 << 63:
+            raise ValueError(f"a key from {low} to {high}: more than an int64 holds")
+        span = high - low
+        for bit in range(0, span.bit_length(), digit_bits):  # no pass for a constant key
+            order = _pass(key, order, low, bit, digit_bits, shift_bits)
+    return order
+
+
+def _pass(key: np.ndarray, order: np.ndarray, low: int, bit: int, digit_bits: int,
+          shift_bits: int) -> np.ndarray:
+    """One stable pass: ``order`` re-sorted by bits ``bit .. bit + digit_bits`` of
+    ``key - low``."""
+    packed = key[order].astype(np.int64, copy=False)  # (N,) new: the key in the current order
+    if low:
+        packed -= low  # 0 .. span, below 2**63
+    work = packed.view(np.uint64)
+    work >>= np.uint64(bit)
+    work &= np.uint64((1 << digit_bits) - 1)
+    work <<= np.uint64(shift_bits)
+    for a in range(0, len(work), _CHUNK):  # | current position, without an (N,) arange
+        work[a:a + _CHUNK] |= np.arange(a, min(a + _CHUNK, len(work)), dtype=np.uint64)
+    work.sort()
+    work &= np.uint64((1 << shift_bits) - 1)
+    return order[work]

@@ -14,7 +14,7 @@ takes ``ceil(b / (63 - log2 N))`` passes (one for most keys). Memory beyond the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -68,3 +68,33 @@ def _pass(key: np.ndarray, order: np.ndarray, low: int, bit: int, digit_bits: in
     work.sort()
     work &= np.uint64((1 << shift_bits) - 1)
     return order[work]
+
+
+def key_chunks(key: np.ndarray, rows: int, block: int = 1 << 22) -> Iterator[np.ndarray]:
+    """The positions of the events in consecutive ranges of ``key`` of about ``rows`` events
+    each: range after range (ascending keys), positions ascending within a range, equal keys in
+    one range, no range empty (but one when N is 0). Work done a chunk at a time stays in
+    cache; the ranges are cut at quantiles of a strided sample of the key (deterministic), so a
+    chunk holds ``rows`` events give or take a few percent, more when one key value alone has
+    more. Positions are read fastest when the input is near key order (a log in time order,
+    chunked by time); far from it, a chunk's rows are spread over the whole input.
+
+    Args:
+        key: (N,) integer keys.
+        rows: events a chunk should hold; N <= rows gives one chunk of every position.
+        block: events whose chunk is looked up at a time (bounds the int64 temporary).
+    """
+    n = len(key)
+    if n <= rows:
+        yield np.arange(n)
+        return
+    sample = np.sort(key[::max(1, n // (64 * -(-n // rows)))])
+    step = max(1, len(sample) * rows // n)
+    cuts = np.unique(sample[step::step])
+    chunk = np.empty(n, dtype=np.uint16 if len(cuts) < 1 << 16 else np.int32)
+    for a in range(0, n, block):
+        chunk[a:a + block] = np.searchsorted(cuts, key[a:a + block], side="right")
+    for c in range(len(cuts) + 1):
+        rows_of_c = np.flatnonzero(chunk == c)
+        if len(rows_of_c):  # the first range is empty when the smallest key is a cut
+            yield rows_of_c

@@ -29,13 +29,14 @@ import pandas as pd
 
 from mimrec.data.config import DataConfig
 from mimrec.data.events import Events, encode_events, index_dtype
-from mimrec.data.key_sort import stable_order
+from mimrec.data.key_sort import key_chunks, stable_order
 from mimrec.data.tables import Dataset
 
 TRAIN, VALID, TEST = 0, 1, 2
 SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
 BUCKETS = ("cold", "tail", "mid", "head")  # the names of the fixed buckets below
 FIXED_LOWS = (0, 1, 10, 100)  # cold = 0, tail = 1-9, mid = 10-99, head >= 100 train impressions
+CHUNK_ROWS = 1 << 21  # events the P1 sort takes at a time (cache-sized work)
 
 
 @dataclass
@@ -229,9 +230,27 @@ def merge_empty(lows: tuple[int, ...], test_counts: np.ndarray) -> tuple[tuple[i
 def choose_buckets(counts: np.ndarray, item: np.ndarray, split: np.ndarray,
                    edges: tuple[int, ...]) -> tuple[tuple[int, ...], list[str]]:
     """The report's popularity buckets: lows from ``edges`` (``data.bucket_edges``) or, when
-    empty, from the train-count quantiles of the train events; empty test buckets merged."""
-    lows = (0, *edges) if edges else quantile_lows(counts[item[split == TRAIN]])
+    empty, from the train-count quantiles of the train events; empty test buckets merged.
+    ``counts`` are the train events per item (``bincount`` of the train rows' items)."""
+    lows = (0, *edges) if edges else quantile_lows(train_event_counts(counts))
     return merge_empty(lows, counts[item[split == TEST]])
+
+
+def train_event_counts(counts: np.ndarray) -> np.ndarray:
+    """Each train event's item train count, in item order (what ``counts[item[train]]`` holds,
+    in another order) from the per-item counts alone, in the narrowest integer type: item k
+    appears ``counts[k]`` times with value ``counts[k]``."""
+    narrow = counts.astype(index_dtype(int(counts.max(initial=0))))
+    return np.repeat(narrow, counts)
+
+
+def split_counts(item: np.ndarray, split: np.ndarray, code: int, n_items: int,
+                 chunk: int = 1 << 22) -> np.ndarray:
+    """Events per item in one split, counted a chunk at a time (no copy of the split's rows)."""
+    counts = np.zeros(n_items, dtype=np.int64)
+    for a in range(0, len(item), chunk):
+        counts += np.bincount(item[a:a + chunk][split[a:a + chunk] == code], minlength=n_items)
+    return counts
 
 
 def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
@@ -241,14 +260,23 @@ def build_samples(ds: Dataset, cfg: DataConfig) -> Samples:
     return samples_from_events(events, ds.items["item_id"], cfg)
 
 
-def event_order(events: Events, item_ids: pd.Series) -> np.ndarray:
+def event_order(events: Events, item_ids: pd.Series, chunk_rows: int = CHUNK_ROWS
+                ) -> np.ndarray:
     """The P1 event order: by timestamp, then user id, then item id (ids compared as numbers
-    when they all are)."""
+    when they all are), then input order; (N,) positions in ``index_dtype(N)``. Sorted a
+    timestamp range at a time (about ``chunk_rows`` events each, ranges in time order): the
+    same order for any ``chunk_rows``, made in cache-sized pieces."""
     item_rank = sort_key(item_ids)
-    tie = sort_key(pd.Series(events.user_ids))[events.user]
-    tie *= len(item_rank)
-    tie += item_rank[events.item]  # one int64 key: user rank, then item rank
-    return stable_order((tie, events.timestamp))
+    user_rank = sort_key(pd.Series(events.user_ids))
+    order = np.empty(len(events), dtype=index_dtype(len(events)))
+    at = 0
+    for rows in key_chunks(events.timestamp, chunk_rows):
+        tie = user_rank[events.user[rows]]
+        tie *= len(item_rank)
+        tie += item_rank[events.item[rows]]  # one int64 key: user rank, then item rank
+        order[at:at + len(rows)] = rows[stable_order((tie, events.timestamp[rows]))]
+        at += len(rows)
+    return order
 
 
 def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) -> Samples:
@@ -283,7 +311,7 @@ def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) ->
         user, item, ts, label, prob, split, end, length = (
             a[keep] for a in (user, item, ts, label, prob, split, end, length))
 
-    counts = np.bincount(item[split == TRAIN], minlength=len(item_ids))
+    counts = split_counts(item, split, TRAIN, len(item_ids))
     lows, notes = choose_buckets(counts, item, split, cfg.bucket_edges)
     end, seq = end.astype(np.int64, copy=False), seq.astype(np.int64, copy=False)
     return Samples(split, user, item, ts, label, seq, end, length, cfg.max_seq_len,

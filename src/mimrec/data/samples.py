@@ -140,41 +140,80 @@ def _group_starts(user_sorted_time: Callable[[int, int], np.ndarray], first_of_u
 
 
 def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
-                      in_pool: np.ndarray, max_len: int
+                      in_pool: np.ndarray, max_len: int, grouped: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every event's history: the pool events (``in_pool``) of its user with a smaller time.
 
-    Events must be in global event order. Returns ``(seq_items, end, length)``: the pool's items
-    by user, then time, then event order (P,) in ``item``'s dtype; per event the index one past
-    its last history item (N,) and its history length, truncated to ``max_len`` (N,) int32.
-    Positions are in ``index_dtype(N)`` (int32 below 2**31 events), so the temporaries are a few
-    4-byte arrays of N (no (N, L) matrix, no copy of the log).
+    Events must be in global event order; ``grouped`` says that events of one user and one time
+    are also adjacent (P1 order: time, then user), which lets the pointers be found in event
+    order without reading the times in user order (a third faster at 100M events). Returns
+    ``(seq_items, end, length)``: the pool's items by user, then time, then event order (P,) in
+    ``item``'s dtype; per event the index one past its last history item (N,) and its history
+    length, truncated to ``max_len`` (N,) int32. Positions are in ``index_dtype(N)`` (int32
+    below 2**31 events), so the temporaries are a few 4-byte arrays of N (no (N, L) matrix, no
+    copy of the log).
     """
     n = len(user)
-    position = index_dtype(n)
     by_user = stable_order((user,))  # by user, then time, then global order
     counts = np.bincount(user) if n else np.zeros(0, np.int64)
-    block = np.cumsum(counts) - counts  # first sorted position of each user
-    block, counts = block[counts > 0], counts[counts > 0]
+    pool = in_pool[by_user]
+    before = np.cumsum(pool, dtype=index_dtype(n))
+    before -= pool  # pool entries before each sorted event
+    user_start = np.cumsum(counts) - counts  # (U,) first sorted position of each user
+    if grouped:
+        end, length = _pointers_in_event_order(user, time, by_user, before, user_start, max_len)
+    else:
+        end, length = _pointers_in_user_order(time, by_user, before, user_start, counts,
+                                               max_len)
+    return item[by_user[pool]], end, length
+
+
+def _pointers_in_user_order(time: np.ndarray, by_user: np.ndarray, before: np.ndarray,
+                            user_start: np.ndarray, counts: np.ndarray, max_len: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """``end`` and ``length`` of :func:`compact_histories` for any event order: (user, time)
+    groups found in user order (times read through ``by_user``), then scattered back."""
+    n = len(by_user)
+    block, counts = user_start[counts > 0], counts[counts > 0]
     first_of_user = np.zeros(n, dtype=bool)
     first_of_user[block] = True
-    pool = in_pool[by_user]
-    before = np.cumsum(pool, dtype=position)
-    before -= pool  # pool entries before each sorted event
     end_sorted = _group_starts(lambda a, b: time[by_user[a:b]], first_of_user)
     del first_of_user
     np.take(before, end_sorted, out=end_sorted)  # pool entries before its (user, time) group
     length_sorted = np.repeat(before[block], counts)  # pool entries before the user's first
-    del before
     np.subtract(end_sorted, length_sorted, out=length_sorted)
     np.minimum(length_sorted, max_len, out=length_sorted)
-    end = np.empty(n, dtype=position)
+    end = np.empty(n, dtype=end_sorted.dtype)
     end[by_user] = end_sorted
     del end_sorted
     length = np.empty(n, dtype=np.int32)
     length[by_user] = length_sorted
-    del length_sorted
-    return item[by_user[pool]], end, length
+    return end, length
+
+
+def _pointers_in_event_order(user: np.ndarray, time: np.ndarray, by_user: np.ndarray,
+                             before: np.ndarray, user_start: np.ndarray, max_len: int
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """``end`` and ``length`` of :func:`compact_histories` when one user's events of one time
+    are adjacent: ``before`` goes back to event order (one scatter), and each event takes the
+    value of the first event of its run of equal (time, user), a forward pass."""
+    n = len(by_user)
+    first_before = before[np.minimum(user_start, max(n - 1, 0))]  # (U,) before each user's first
+    in_events = np.empty(n, dtype=before.dtype)
+    in_events[by_user] = before
+    run_start = np.ones(n, dtype=bool)
+    for a in range(1, n, 1 << 22):  # a new run where the time or the user changes
+        b = min(a + (1 << 22), n)
+        run_start[a:b] = (time[a:b] != time[a - 1:b - 1]) | (user[a:b] != user[a - 1:b - 1])
+    first = np.arange(n, dtype=before.dtype)
+    np.logical_not(run_start, out=run_start)
+    first[run_start] = 0
+    np.maximum.accumulate(first, out=first)  # (N,) first event of each event's run
+    end = in_events[first]  # pool entries before its (user, time) group
+    del in_events, first
+    length = end - first_before[user]
+    np.minimum(length, max_len, out=length)
+    return end, length.astype(np.int32, copy=False)
 
 
 def bucket_of(counts: np.ndarray, lows: tuple[int, ...] | np.ndarray = FIXED_LOWS) -> np.ndarray:
@@ -292,7 +331,8 @@ def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) ->
     split[:n_train], split[n_train:n_train + n_valid] = TRAIN, VALID
 
     new_item = draw_new_items(item_ids, cfg.new_item_fraction, cfg.new_item_seed)
-    seq, end, length = compact_histories(user, ts, item, label > 0, cfg.max_seq_len)
+    seq, end, length = compact_histories(user, ts, item, label > 0, cfg.max_seq_len,
+                                         grouped=True)
     events.widen_rows()  # the samples' int64 rows; each narrow array is freed as it is replaced
     user, item = events.user, events.item
     if cfg.window_end < 1:  # a rolling window: later events are not part of this protocol at all
@@ -303,7 +343,7 @@ def samples_from_events(events: Events, item_ids: pd.Series, cfg: DataConfig) ->
         launched = split >= (TEST if cfg.new_item_launch == "test" else VALID)  # P1 events as is
         keep = launched | ~new_item[item]
         warm_seq, warm_end, warm_len = compact_histories(
-            user, ts, item, (label > 0) & ~new_item[item], cfg.max_seq_len)
+            user, ts, item, (label > 0) & ~new_item[item], cfg.max_seq_len, grouped=True)
         # warm sequences stored after P1's (int64: the two may pass 2**31 entries together)
         end = np.where(launched, end, warm_end.astype(np.int64) + len(seq))
         length = np.where(launched, length, warm_len)

@@ -146,7 +146,8 @@ def compact_histories(user: np.ndarray, time: np.ndarray, item: np.ndarray,
 
     Events must be in global event order; ``grouped`` says that events of one user and one time
     are also adjacent (P1 order: time, then user), which lets the pointers be found in event
-    order without reading the times in user order (a third faster at 100M events). Returns
+    order without reading the times in user order (one random pass fewer: 53-76 s against 100 s
+    at 100M events on a loaded machine). Returns
     ``(seq_items, end, length)``: the pool's items by user, then time, then event order (P,) in
     ``item``'s dtype; per event the index one past its last history item (N,) and its history
     length, truncated to ``max_len`` (N,) int32. Positions are in ``index_dtype(N)`` (int32

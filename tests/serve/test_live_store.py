@@ -53,15 +53,17 @@ def test_an_item_written_by_another_process_is_served_on_the_next_request(served
     assert r.status_code == 200, r.text
     assert r.json()["store_version"] == version > before
     assert [list(c.ids) for c in reads] == [["other-1"]] and not reads[0].complete
-    # the served content row is the stored vector (the model normalises it)
-    row = scorer.catalogue.index["other-1"]
-    np.testing.assert_allclose(scorer._content[row].numpy(), np.ones(dim))
-    # a replacement of a training item's vector is applied in place: no new row
+    # the served content row is the stored vector, L2-normalised by the model
+    row = scorer.catalogue.row("other-1")
+    np.testing.assert_allclose(scorer.model.content[row].numpy(), np.full(dim, dim ** -0.5),
+                               rtol=1e-6)
+    # a replacement of a training item's vector is applied at its row: no new row
     n = len(scorer.catalogue.ids)
     upsert(store, [_trained(scorer, 1)[0]], np.full((1, dim), 2.0, np.float32))
     client.post("/v1/score", json={"history": [], "candidates": _trained(scorer, 1)})
     assert len(scorer.catalogue.ids) == n and reads[-1].ids.tolist() == _trained(scorer, 1)
-    np.testing.assert_allclose(scorer._content[1].numpy(), np.full(dim, 2.0))
+    np.testing.assert_allclose(scorer.model.content[1].numpy(), np.full(dim, dim ** -0.5),
+                               rtol=1e-6)
 
 
 def test_a_rollback_is_followed_by_a_full_reload(served):

@@ -95,7 +95,7 @@ def test_item_without_content_is_refused(run_copy):
     scorer = Scorer(load_bundle(run_copy, "ciubm"))
     with pytest.raises(RequestError, match="none of the switched-on modalities"):
         scorer.add_item("empty", {}, None, None)
-    assert "empty" not in scorer.catalogue.index
+    assert scorer.catalogue.row("empty") == 0
 
 
 def test_id_only_model_cannot_add_items(trained_run):

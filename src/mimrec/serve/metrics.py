@@ -58,7 +58,7 @@ class ServiceMetrics:
     def set_items(self, scorer: Scorer) -> None:
         cat = scorer.catalogue
         self.items.labels("trained").set(cat.num_trained)
-        self.items.labels("added").set(len(cat.ids) - cat.num_trained)
+        self.items.labels("added").set(cat.count - cat.num_trained)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -38,6 +38,7 @@ from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
+from mimrec.serve.live_tables import LiveTables
 from mimrec.store.center import RepresentationCenter, file_lock, upsert
 from mimrec.store.follow import Changes, StoreFollower
 from mimrec.validation import id_problem, shown, tokens_problem
@@ -60,16 +61,81 @@ class RequestError(MimrecError):
 
 @dataclass(frozen=True)
 class Catalogue:
-    """An immutable view of the items the service can score (swapped whole on each addition)."""
+    """An immutable view of the items the service can score: the model indices ``1..size``.
 
-    ids: np.ndarray  # (N,) str; model index = position + 1
-    index: dict[str, int] = field(repr=False)  # id -> model index (a dict: fastest per request)
-    num_trained: int  # the first ``num_trained`` ids are the training catalogue
+    Snapshots made by appends share ``names``, ``rows`` and ``moved``, which only ever grow: an
+    entry past ``size`` belongs to a later snapshot and this one does not see it. An id whose
+    content is replaced after training (an added item added again) gets a new row; ``moved``
+    keeps all its rows so an earlier snapshot still finds the row it knew.
+    """
+
+    names: list[str] = field(repr=False)  # names[r - 1] = the id of model index r (append-only)
+    rows: dict[str, int] = field(repr=False)  # id -> its latest model index
+    moved: dict[str, list[int]] = field(repr=False)  # id -> every row it had, ascending
+    size: int  # this snapshot's model indices are 1..size
+    count: int  # distinct items in this snapshot
+    num_trained: int  # model indices 1..num_trained are the training catalogue
     store_version: int | None
 
     @classmethod
     def build(cls, ids: np.ndarray, num_trained: int, version: int | None) -> Catalogue:
-        return cls(ids, {str(k): i + 1 for i, k in enumerate(ids)}, num_trained, version)
+        names = [str(k) for k in ids]
+        rows = {k: i + 1 for i, k in enumerate(names)}
+        return cls(names, rows, {}, len(names), len(names), num_trained, version)
+
+    def row(self, key: str) -> int:
+        """The model index of ``key`` in this snapshot (0 = not in it)."""
+        r = self.rows.get(key, 0)
+        if r <= self.size:
+            return r
+        return max((x for x in self.moved.get(key, ()) if x <= self.size), default=0)
+
+    def rows_of(self, keys: list[str]) -> np.ndarray:
+        """Model indices of ``keys`` (0 = not in this snapshot). Shapes: (K,) int64."""
+        rows = np.fromiter((self.rows.get(k, 0) for k in keys), dtype=np.int64, count=len(keys))
+        for j in np.flatnonzero(rows > self.size):  # written after this snapshot: rare
+            rows[j] = self.row(keys[j])
+        return rows
+
+    def id_at(self, row: int) -> str:
+        """The id of model index ``row`` (1..size)."""
+        return self.names[row - 1]
+
+    def added(self, limit: int | None = None) -> list[str]:
+        """The items added after training, each once (at its latest row), newest first; the
+        first ``limit`` of them (reads about that many rows, not the catalogue)."""
+        out: list[str] = []
+        for r in range(self.size, self.num_trained, -1):
+            if limit is not None and len(out) >= limit:
+                break
+            key = self.names[r - 1]
+            if self.row(key) == r:
+                out.append(key)
+        return out
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every item id in model index order (each id at its current row; O(catalogue): for
+        tools and tests, not for requests)."""
+        return np.asarray([k for r, k in enumerate(self.names[: self.size], 1)
+                           if self.row(k) == r])
+
+    def appended(self, keys: list[str], version: int) -> Catalogue:
+        """The next snapshot: ``keys`` take the model indices ``size + 1 ..`` (a key already
+        known moves to its new row). Writes the shared tables; this snapshot is unchanged."""
+        del self.names[self.size:]  # (nothing, unless an append failed half-way)
+        new = 0
+        for j, key in enumerate(keys):
+            r = self.size + 1 + j
+            self.names.append(key)
+            old = self.rows.get(key, 0)
+            if old:  # known id: keep its rows for earlier snapshots before it moves
+                self.moved.setdefault(key, [old]).append(r)
+            else:
+                new += 1
+            self.rows[key] = r
+        return dataclasses.replace(self, size=self.size + len(keys), count=self.count + new,
+                                   store_version=version)
 
 
 def _as_id(value: Any) -> str:
@@ -81,9 +147,12 @@ def _as_id(value: Any) -> str:
 class Scorer:
     """Scores candidates for a behaviour history and adds items while serving.
 
-    Thread-safe without a lock on the scoring path: a request reads one immutable snapshot
-    (model, its catalogue tables, catalogue); an addition builds a new model copy with the new
-    content table off to the side and publishes it with one reference swap. Additions are
+    Thread-safe without a lock on the scoring path: a request reads one snapshot (model, its
+    catalogue tables, catalogue) whose rows never change. A new item's rows are appended past
+    every snapshot's rows (:class:`~mimrec.serve.live_tables.LiveTables`: only the new rows are
+    computed, nothing catalogue-sized is copied) and the longer snapshot is published with one
+    reference swap. A rollback, or new content for a training item, builds a new model copy
+    with whole new tables off to the side instead (O(catalogue); rare). Additions are
     serialised among themselves. Forward passes of concurrent requests run in parallel (torch
     releases the GIL in its ops).
     """
@@ -98,7 +167,7 @@ class Scorer:
         version = None
         ids = trained
         self._follower: StoreFollower | None = None
-        self._content: torch.Tensor | None = None  # (1 + N, E) raw store vectors, model order
+        self._live: LiveTables | None = None  # the catalogue tensors (with a store)
         self._item_vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
                             for bag in bundle.tables.items}
         self._item_widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.items}
@@ -108,8 +177,8 @@ class Scorer:
             table, added = content_rows(center, trained)
             ids, version = np.concatenate([trained, added]), center.version
             self.added_fields = self._read_added_fields()
-            self._content = table
             bundle.model.set_content(table)
+            del table
             bundle.model.items.extend_features(self._feature_rows(added))
         self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
         self.user_ids = np.asarray(bundle.user_ids, dtype=str)
@@ -176,11 +245,15 @@ class Scorer:
         return self._snapshot[2]
 
     def _publish(self, model: CiUBM, catalogue: Catalogue) -> None:
-        """Compute the model's catalogue tables once (every request reads them), then make
-        (model, tables, catalogue) current at once."""
+        """Compute the model's catalogue tables once (every request reads them), put them in
+        growable buffers (with a store: items can be added), then make (model, tables,
+        catalogue) current at once."""
         model.eval()
         with torch.inference_mode():
             tables = model.catalogue_tables()
+        if self.bundle.store is not None:
+            self._live = LiveTables(model, tables)
+            tables = self._live.tables()
         self._snapshot = (model, tables, catalogue)
 
     def item_indices(self, ids: list, name: str, catalogue: Catalogue | None = None) -> np.ndarray:
@@ -189,8 +262,7 @@ class Scorer:
             keys = [_as_id(v) for v in ids]
         except TypeError as exc:
             raise RequestError(name, f"item ids are integers or strings, got {exc.args[0]!r}") from None
-        lookup = (catalogue or self.catalogue).index
-        rows = np.fromiter((lookup.get(k, 0) for k in keys), dtype=np.int64, count=len(keys))
+        rows = (catalogue or self.catalogue).rows_of(keys)
         if not rows.all():
             unknown = [k for k, r in zip(keys, rows, strict=True) if r == 0]
             listed = ", ".join(shown(u) for u in unknown[:10])
@@ -265,7 +337,8 @@ class Scorer:
         if row == 0:
             raise RequestError("user_id", "a user id is required")
         items = self.bundle.browse.history(row - 1)[-limit:]
-        return [str(self.catalogue.ids[i]) for i in items]
+        cat = self.catalogue
+        return [cat.id_at(int(i) + 1) for i in items]
 
     def users(self, limit: int) -> list[dict]:
         """The first ``limit`` users with their number of positive events."""
@@ -278,8 +351,9 @@ class Scorer:
         (the bundle keeps the 5,000 most trained on)."""
         self.follow_store()
         cat = self.catalogue
-        added = [str(i) for i in cat.ids[cat.num_trained:]][::-1]
-        ids = (added + [str(cat.ids[i]) for i in self.bundle.browse.popular])[:limit]
+        added = cat.added(limit)
+        popular = self.bundle.browse.popular[: max(0, limit - len(added))]
+        ids = added + [cat.id_at(int(i) + 1) for i in popular]
         return [{"item_id": i, "title": self.title(i), "added_while_serving": i in self.added_fields}
                 for i in ids]
 
@@ -296,7 +370,7 @@ class Scorer:
         self.follow_store()
         key = str(item_id)
         cat = self.catalogue
-        pos = cat.index.get(key, 0) - 1
+        pos = cat.row(key) - 1
         if pos < 0:
             raise RequestError("item_id", f"unknown item id {shown(item_id)}", status=404)
         trained = pos < cat.num_trained
@@ -326,7 +400,7 @@ class Scorer:
             path = self.bundle.store / ADDED_IMAGES_DIR / _image_name(key)
             if path.is_file():
                 return path.read_bytes()
-        pos = self.catalogue.index.get(key, 0) - 1
+        pos = self.catalogue.row(key) - 1
         if pos < 0 or pos >= self.catalogue.num_trained or "image" not in self.bundle.items:
             return None
         value = self.bundle.items["image"].iloc[pos]
@@ -342,15 +416,17 @@ class Scorer:
     def similar(self, item_id: Any, k: int) -> list[dict]:
         """The ``k`` items whose content vectors are nearest this item's (cosine), from the
         store's vector search at its latest version; the item itself is left out."""
-        if self._follower is None or self._content is None:
+        if self._follower is None or not self.model.content.numel():
             raise RequestError("item_id", "this bundle's model reads no content vectors: it "
                                           "has no content similarity", status=409)
         self.follow_store()
         key = str(item_id)
-        pos = self.catalogue.index.get(key, 0)
+        model, _, cat = self._snapshot
+        pos = cat.row(key)
         if pos == 0:
             raise RequestError("item_id", f"unknown item id {shown(item_id)}", status=404)
-        hits = self._follower.similar(self._content[pos].numpy(), k + 1)
+        # the served row is the stored vector L2-normalised: the same cosine neighbours
+        hits = self._follower.similar(model.content[pos].numpy(), k + 1)
         return [{"item_id": i, "title": self.title(i), "similarity": round(sim, 6)}
                 for i, sim in hits if i != key][:k]
 
@@ -449,9 +525,10 @@ class Scorer:
             raise RequestError("item", str(exc)) from None
 
     def _refresh(self) -> None:
-        """Apply the store's rows written since this catalogue's version (all of them after a
-        rollback); publish a model copy holding the new content table."""
-        assert self._follower is not None and self._content is not None
+        """Apply the store's rows written since this catalogue's version: new items (and new
+        content for items added while serving) are appended, O(rows written); a rollback or new
+        content for a training item rebuilds the tables (:meth:`_rebuild`)."""
+        assert self._follower is not None and self._live is not None
         cat = self.catalogue
         changes = self._follower.changes(cat.store_version)
         if changes.version == cat.store_version:
@@ -460,19 +537,30 @@ class Scorer:
             model, tables, _ = self._snapshot
             self._snapshot = (model, tables, dataclasses.replace(cat, store_version=changes.version))
             return
-        trained = cat.ids[: cat.num_trained]
+        keys = [str(k) for k in changes.ids]
+        known = cat.rows_of(keys)
+        if changes.complete or ((known > 0) & (known <= cat.num_trained)).any():
+            self._rebuild(changes)
+            return
+        model, _, _ = self._snapshot
+        tables = self._live.append(torch.from_numpy(changes.vectors),
+                                   self._feature_rows(np.asarray(keys)))
+        self._snapshot = (model, tables, cat.appended(keys, changes.version))
+
+    def _rebuild(self, changes: Changes) -> None:
+        """Whole new tables from the current ones and ``changes`` on a model copy (the live
+        model is left to the requests reading it). O(catalogue)."""
+        cat, current = self.catalogue, self.model
+        trained = np.asarray(cat.names[: cat.num_trained])
         if changes.complete:
             table, added = _snapshot_rows(changes, trained)
             ids = np.concatenate([trained, added])
         else:
-            table, ids = _apply_changes(self._content, cat, changes)
-        self._content = table
-        catalogue = Catalogue.build(ids, len(trained), changes.version)
-        current = self.model
+            table, ids = _apply_changes(current.content, cat, changes)
         model = copy.deepcopy(current)  # the copy shares nothing with the live model
         model.set_content(table)
         model.items.extend_features(self._feature_rows(ids[len(trained):]))
-        self._publish(model, catalogue)
+        self._publish(model, Catalogue.build(ids, len(trained), changes.version))
 
     @property
     def _added_path(self) -> Path:
@@ -494,18 +582,21 @@ class Scorer:
 
 def _apply_changes(content: torch.Tensor, cat: Catalogue, changes: Changes
                    ) -> tuple[torch.Tensor, np.ndarray]:
-    """The content table and ids after upserts: known ids get their new vector, new ids are
-    appended in the store's order. Reads and writes only the changed rows (and one append)."""
-    rows = np.fromiter((cat.index.get(str(k), 0) for k in changes.ids), np.int64,
-                       count=len(changes.ids))
-    known = rows > 0
+    """A new content table and ids after upserts: known ids get their new vector, new ids are
+    appended in the store's order. ``content`` (the served, normalised rows; normalising again
+    changes nothing) is copied, never written."""
+    ids = cat.ids  # each id once, at its current row
+    order = {k: i + 1 for i, k in enumerate(ids)}
+    table = content[torch.from_numpy(np.concatenate([[0], cat.rows_of(list(ids))]))]  # (1 + N, E)
+    index = np.fromiter((order.get(str(k), 0) for k in changes.ids), np.int64,
+                        count=len(changes.ids))
+    known = index > 0
     vectors = torch.from_numpy(changes.vectors)
-    content[torch.from_numpy(rows[known])] = vectors[torch.from_numpy(known)]
+    table[torch.from_numpy(index[known])] = vectors[torch.from_numpy(known)]
     new = ~known
     if not new.any():
-        return content, cat.ids
-    table = torch.cat([content, vectors[torch.from_numpy(new)]])
-    return table, np.concatenate([cat.ids, changes.ids[new]])
+        return table, ids
+    return torch.cat([table, vectors[torch.from_numpy(new)]]), np.concatenate([ids, changes.ids[new]])
 
 
 def _snapshot_rows(changes: Changes, trained: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:

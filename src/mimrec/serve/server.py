@@ -53,7 +53,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         writes = "not possible: this model reads no content vectors"
     reads = ("token" if token or read_token
              else f"off (set {READ_TOKEN_ENV} or {TOKEN_ENV} to browse users)")
-    print(f"mimrec: serving {bundle.model_key} of {run} ({len(scorer.catalogue.ids):,} items) at "
+    print(f"mimrec: serving {bundle.model_key} of {run} ({scorer.catalogue.count:,} items) at "
           f"http://{host}:{port}  docs: /docs  item writes: {writes}  users/metrics: {reads}  "
           f"trusted hosts: {', '.join(hosts)}  access log: {'on' if access_log else 'off'}",
           file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
 """Retention, gc, rollback, migration from the Arrow-file format, and following a store."""
 
 import json
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -8,9 +9,10 @@ import pytest
 
 from mimrec.cli import main
 from mimrec.errors import MimrecError
+from mimrec.store import retention as retention_module
 from mimrec.store.center import RepresentationCenter, StoreInfo, current_version, upsert, write_version
 from mimrec.store.follow import StoreFollower
-from mimrec.store.retention import Retention, folder_bytes, gc, rollback, versions
+from mimrec.store.retention import Maintainer, Retention, folder_bytes, gc, rollback, versions
 
 INFO = StoreInfo(encoder="csft", encoder_hash="abc123", dim=4)
 
@@ -28,6 +30,7 @@ def test_retention_keeps_the_last_k_versions_and_bounds_the_disk(store):
     keep = Retention(keep_versions=3, maintain_every=5)
     for k in range(40):
         upsert(folder, [f"n{k}"], np.full((1, 4), k, np.float32), retention=keep)
+    Maintainer.of(folder).wait()  # the tidies run in the background
     kept = [v["version"] for v in versions(folder)]
     assert len(kept) <= 3 + keep.maintain_every  # tidied every 5 commits
     center = RepresentationCenter(folder)
@@ -38,6 +41,30 @@ def test_retention_keeps_the_last_k_versions_and_bounds_the_disk(store):
     assert len(RepresentationCenter(folder)) == 90  # nothing lost
     with pytest.raises(MimrecError, match=r"version 1 does not exist \(kept versions: "):
         RepresentationCenter(folder, version=1)
+
+
+def test_the_acknowledged_write_is_the_commit_alone_and_the_tidy_follows(store, monkeypatch):
+    """An upsert that makes a tidy due returns before the tidy runs (in a background thread,
+    under the writer lock); inline, the tidy is part of the write."""
+    folder, _, _ = store
+    release, tidied = threading.Event(), []
+    real = retention_module._tidy
+
+    def slow_tidy(*args, **kwargs):
+        release.wait(30)
+        tidied.append(threading.current_thread().name)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(retention_module, "_tidy", slow_tidy)
+    every = Retention(maintain_every=1)
+    upsert(folder, ["bg-1"], np.ones((1, 4), np.float32), retention=every)
+    assert tidied == [] and "bg-1" in RepresentationCenter(folder)  # returned, tidy blocked
+    release.set()
+    Maintainer.of(folder).wait(30)
+    assert tidied == ["mimrec-store-tidy"]  # in the background thread, after the commit
+    upsert(folder, ["bg-2"], np.ones((1, 4), np.float32),
+           retention=Retention(maintain_every=1, background=False))
+    assert tidied[-1] == threading.current_thread().name
 
 
 def test_retention_settings_are_range_checked():

@@ -316,12 +316,14 @@ def _write_all(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: StoreIn
 def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray,
            retention=None) -> int:
     """Add or replace items in one commit (``merge_insert`` on ``item_id``); returns the version
-    that holds them. Then applies the retention policy (``retention``: a
-    :class:`~mimrec.store.retention.Retention`, None = its defaults)."""
+    that holds them once it is committed. The retention policy (``retention``: a
+    :class:`~mimrec.store.retention.Retention`, None = its defaults) tidies every n-th commit,
+    by default in a background thread after this returns."""
     from mimrec.store.retention import Retention, maintain
 
     folder = Path(folder)
     check_ids(ids, folder)
+    retention = retention or Retention()
     with writer_lock(folder):
         table = open_table(folder)
         info = info_of(table.schema, folder)
@@ -330,5 +332,8 @@ def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray,
                           info)
         result = (table.merge_insert("item_id").when_matched_update_all()
                   .when_not_matched_insert_all().execute(rows))
-        maintain(folder, result.version, retention or Retention())
-        return result.version
+        if not retention.background:
+            maintain(folder, result.version, retention)
+    if retention.background:
+        maintain(folder, result.version, retention)
+    return result.version

@@ -3,12 +3,17 @@
 Every upsert commits a version holding one small new fragment. Every ``maintain_every`` commits
 :func:`maintain` merges the small fragments into one (the large ones are never rewritten, so this
 costs what was added since) and deletes the files only versions older than the last
-``keep_versions`` use. ``mimrec store gc`` does the same at once and also folds new rows into the
+``keep_versions`` use. By default this runs in a background thread of the writing process
+(:class:`Maintainer`), after the upsert has returned: the acknowledged write is its
+``merge_insert`` commit alone; a write that arrives while the tidy holds the store's lock waits
+for it. ``mimrec store gc`` does the same at once and also folds new rows into the
 id indices; ``mimrec store rollback`` makes an earlier version the latest again.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,7 @@ class Retention:
     keep_versions: int = 10  # the last K versions stay readable (rollback targets)
     maintain_every: int = 20  # tidy after every n-th commit (compaction + retention)
     fragment_rows: int = 65_536  # small fragments are merged up to this many rows
+    background: bool = True  # tidy in a background thread (False: inside the upsert's commit)
 
     def __post_init__(self) -> None:
         check_range("store.keep_versions", self.keep_versions, 1)
@@ -42,9 +48,68 @@ class Retention:
 
 def maintain(folder: Path, version: int, retention: Retention) -> None:
     """After the commit of ``version``: every ``maintain_every`` versions, compact the small
-    fragments and drop versions beyond the last ``keep_versions`` (caller holds the lock)."""
-    if version % retention.maintain_every == 0:
+    fragments and drop versions beyond the last ``keep_versions``. Inline (the caller holds the
+    lock), or handed to the folder's :class:`Maintainer` (the caller has released it)."""
+    if version % retention.maintain_every:
+        return
+    if retention.background:
+        Maintainer.of(folder).request(retention)
+    else:
         _tidy(folder, retention, reindex=False, delete_unverified=False)
+
+
+class Maintainer:
+    """Tidies one store folder in a background thread of this process, under the store's
+    writer lock (one per folder and process: :meth:`of`). Requests that arrive while a tidy
+    runs are folded into one more tidy. A failure is printed, never raised into a write."""
+
+    _all: dict[Path, Maintainer] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.runs = 0  # tidies finished
+        self._pending: Retention | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, folder: Path) -> Maintainer:
+        """The maintainer of ``folder`` in this process."""
+        key = Path(folder).resolve()
+        with cls._guard:
+            return cls._all.setdefault(key, cls(key))
+
+    def request(self, retention: Retention) -> None:
+        """Tidy soon (returns at once)."""
+        with self._lock:
+            self._pending = retention
+            if self._thread is None:  # (a running thread takes the request on its next turn)
+                self._thread = threading.Thread(target=self._run, name="mimrec-store-tidy",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                retention, self._pending = self._pending, None
+                if retention is None:
+                    self._thread = None
+                    return
+            try:
+                with writer_lock(self.folder):
+                    _tidy(self.folder, retention, reindex=False, delete_unverified=False)
+                self.runs += 1
+            except Exception as exc:  # noqa: BLE001 - a background tidy never fails a write
+                print(f"mimrec: store {self.folder}: background tidy failed ({exc}); "
+                      f"`mimrec store gc {self.folder}` does it at once", file=sys.stderr)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until no tidy is running or pending (benchmarks, tests, a clean shutdown)."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 def _tidy(folder: Path, retention: Retention, reindex: bool, delete_unverified: bool) -> None:

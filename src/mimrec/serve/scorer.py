@@ -221,10 +221,13 @@ class Scorer:
     def _feature_rows(self, added: np.ndarray) -> list[np.ndarray]:
         """(A, M) vocabulary indices of each item feature for the added items (in order)."""
         rows = []
+        # only items with recorded fields have values (a store may hold many items without)
+        with_fields = [(r, str(key)) for r, key in enumerate(added)
+                       if str(key) in self.added_fields] if self.added_fields else []
         for name, vocab in self._item_vocab.items():
             index = np.zeros((len(added), self._item_widths[name]), dtype=np.int64)
-            for r, key in enumerate(added):
-                values = _values(self.added_fields.get(str(key), {}).get(name))
+            for r, key in with_fields:
+                values = _values(self.added_fields[key].get(name))
                 known = [vocab[str(v)] for v in values if str(v) in vocab]
                 index[r, : len(known[: index.shape[1]])] = known[: index.shape[1]]
             rows.append(index)

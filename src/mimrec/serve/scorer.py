@@ -609,7 +609,7 @@ def _snapshot_rows(changes: Changes, trained: np.ndarray) -> tuple[torch.Tensor,
     if missing:
         raise MimrecError(f"the store no longer holds training item {shown(missing[0])} "
                           f"({len(missing)} missing) at version {changes.version}")
-    added = changes.ids[~np.isin(changes.ids, trained)]
+    added = changes.ids[~pd.Index(changes.ids).isin(trained)]  # hashed, O(N + I)
     rows = np.fromiter((order[k] for k in np.concatenate([trained, added])), np.int64)
     table = np.concatenate([np.zeros((1, changes.vectors.shape[1]), np.float32),
                             changes.vectors[rows]])

@@ -19,14 +19,31 @@ zero errors.
 
 The reference endpoint parses the same JSON body into a dict and answers ``{"ok": true}``: the
 cost of FastAPI + uvicorn + JSON without a model.
+
+Live adds (``--adds-per-s R``): during mimrec's at-rate phase a writer posts ``R`` new items a
+second (``POST /v1/items``: encoded, upserted, acknowledged); after each acknowledgement a checker
+opens fresh connections until every worker has answered ``GET /v1/items/{id}`` for it (a
+connection's worker is named by ``/healthz``), and counts a worker's first answer that is not 200
+as a stale read; ``visible_ms`` is the time from the acknowledgement to each worker's first 200.
+Each worker's resident memory (``VmRSS``, peak ``VmHWM``) is read from ``/proc`` at the end.
+
+At catalogue scale (``--scale-items N``): the run is copied with N synthetic items in its store
+(``benchmarks/scale_bundle.py``: ids of the scale generator's catalogue, random vectors) and the
+requests name items drawn from the whole catalogue.
+
+    .venv/bin/python benchmarks/bench_serve.py --run runs/demo --model ciubm --seconds 60 \
+        --adds-per-s 5 --scale-items 1000000 --json OUT.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -73,10 +90,16 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 180) -> Non
     raise SystemExit(f"server on port {port} not healthy after {timeout:.0f} s")
 
 
-def start_mimrec(run: Path, port: int, workers: int = 1) -> subprocess.Popen:
+TOKEN = "bench-serve-token"  # the write token of the served process (POST /v1/items)
+
+
+def start_mimrec(run: Path, port: int, workers: int = 1, model: str | None = None
+                 ) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mimrec", "serve", str(run), "--port", str(port),
-           "--workers", str(workers)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           "--workers", str(workers), *(("--model", model) if model else ())]
+    env = {**os.environ, "MIMREC_API_TOKEN": TOKEN}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)  # workers die with the group
 
 
 def start_trivial(port: int, folder: Path) -> subprocess.Popen:
@@ -87,11 +110,17 @@ def start_trivial(port: int, folder: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
+    """Stop a server and, for mimrec (its own process group), its worker processes too."""
+    group = os.getpgid(proc.pid) == proc.pid if proc.poll() is None else False
+    (os.killpg(proc.pid, signal.SIGTERM) if group else proc.terminate())
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        (os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill())
+        proc.wait()
+    if group:
+        with contextlib.suppress(ProcessLookupError):  # a worker still loading ignores TERM
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def load(port: int, body: bytes, clients: int, seconds: float, rate: float = 0.0) -> dict:
@@ -141,12 +170,145 @@ def load(port: int, body: bytes, clients: int, seconds: float, rate: float = 0.0
             "p99_ms": float(np.percentile(lat, 99))}
 
 
-def request_body(run: Path, candidates: int, history: int) -> bytes:
-    items = pd.read_parquet(run / "data" / "items.parquet")["item_id"].astype(str).tolist()
+def request_body(run: Path, candidates: int, history: int, spread: bool = False) -> bytes:
+    """The request every client posts: the first items of the catalogue, or with ``spread``
+    items drawn at random from the whole store (a catalogue-scale run)."""
+    if spread:
+        from mimrec.ctr.bundle_format import bundle_dir, read_manifest
+        from mimrec.store.center import open_dataset
+
+        manifest = read_manifest(bundle_dir(run))
+        store = next(manifest.path(m.store) for m in manifest.models.values() if m.store)
+        column = open_dataset(store).to_table(columns=["item_id"]).column("item_id")
+        ids = np.asarray(column.to_numpy(zero_copy_only=False)).astype(str)
+        items = ids[np.random.default_rng(0).choice(len(ids), candidates + history,
+                                                      replace=False)].tolist()
+    else:
+        items = pd.read_parquet(run / "data" / "items.parquet")["item_id"].astype(str).tolist()
     if len(items) < candidates + history:
         raise SystemExit(f"{run}: catalogue has {len(items)} items, need {candidates + history}")
     return json.dumps({"history": items[:history],
                        "candidates": items[history:history + candidates]}).encode()
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def memory_of(pid: int) -> dict:
+    """Resident and peak resident MiB of a process (``/proc/<pid>/status``)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, value = line.split(":")
+            fields[key] = int(value.split()[0]) / 1024  # kB -> MiB
+    return {"rss_mib": fields.get("VmRSS"), "peak_rss_mib": fields.get("VmHWM")}
+
+
+class LiveWriter:
+    """Posts ``rate`` new items a second to the service and checks that every worker sees each
+    acknowledged item on its next request (see the module docstring)."""
+
+    def __init__(self, port: int, rate: float, workers: int, tag: str) -> None:
+        self.port, self.rate, self.workers, self.tag = port, rate, workers, tag
+        self.acked: list[float] = []  # ms of each acknowledged write
+        self.write_errors = 0
+        self.stale = 0  # a worker's first answer for an acknowledged item was not 200
+        self.unchecked = 0  # items not answered by every worker within the checker's tries
+        self.visible_ms: list[float] = []  # per (item, worker): ack -> first 200
+        self.pids: set[int] = set()
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+
+    def run(self, seconds: float) -> None:
+        checker = threading.Thread(target=self._check_all)
+        checker.start()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+        began = time.perf_counter()
+        for k in range(int(seconds * self.rate)):
+            delay = began + k / self.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            item = f"live-{self.tag}-{k}"
+            body = json.dumps({"item_id": item, "title": f"live item {k} space drama",
+                               "year": "2026", "genres": ["Drama"]}).encode()
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/v1/items", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 201
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            acked = time.perf_counter()
+            if ok:
+                self.acked.append((acked - start) * 1000)
+                self._queue.put((item, acked))
+            else:
+                self.write_errors += 1
+        conn.close()
+        self._stop.set()
+        checker.join()
+
+    def _check_all(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            try:
+                item, acked = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._check(item, acked)
+
+    def _check(self, item: str, acked: float) -> None:
+        """Fresh connections until every worker answered for ``item`` (at most 40 tries)."""
+        seen: dict[int, int] = {}
+        for _ in range(40):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                _, health = _get(conn, "/healthz")
+                pid = json.loads(health)["worker"]
+                status, _ = _get(conn, f"/v1/items/{item}")
+            except (OSError, http.client.HTTPException, KeyError, ValueError):
+                continue
+            finally:
+                conn.close()
+            self.pids.add(pid)
+            if pid not in seen:
+                seen[pid] = status
+                self.stale += status != 200
+                if status == 200:
+                    self.visible_ms.append((time.perf_counter() - acked) * 1000)
+            if len(seen) >= self.workers:
+                return
+        self.unchecked += 1
+
+    def summary(self) -> dict:
+        acked = np.asarray(self.acked or [np.nan])
+        visible = np.asarray(self.visible_ms or [np.nan])
+        return {"rate": self.rate, "acknowledged": len(self.acked),
+                "write_errors": self.write_errors,
+                "write_p50_ms": float(np.percentile(acked, 50)),
+                "write_p99_ms": float(np.percentile(acked, 99)),
+                "stale_reads": self.stale, "unchecked_items": self.unchecked,
+                "visible_p99_ms": float(np.percentile(visible, 99)),
+                "visible_max_ms": float(visible.max()),
+                "workers": {str(pid): memory_of(pid) for pid in sorted(self.pids)
+                            if Path(f"/proc/{pid}").is_dir()}}
+
+
+def at_rate_with_adds(port: int, body: bytes, args: argparse.Namespace) -> dict:
+    """The at-rate phase with a :class:`LiveWriter` posting items at the same time."""
+    writer = LiveWriter(port, args.adds_per_s, args.workers, str(port))
+    thread = threading.Thread(target=writer.run, args=(args.seconds,))
+    thread.start()
+    result = load(port, body, args.clients, args.seconds, args.rate)
+    thread.join()
+    result["live_adds"] = writer.summary()
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -160,49 +322,98 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2, help="mimrec serve --workers")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--history", type=int, default=50)
+    parser.add_argument("--model", default=None, help="mimrec serve --model (default: the "
+                        "valid-best model; live adds need a content model: ciubm)")
+    parser.add_argument("--adds-per-s", type=float, default=0.0,
+                        help="items posted per second during mimrec's at-rate phase (0: none)")
+    parser.add_argument("--scale-items", type=int, default=0,
+                        help="serve a copy of the run with this many synthetic items more in "
+                        "its store (benchmarks/scale_bundle.py)")
+    parser.add_argument("--scale-dir", type=Path, default=None,
+                        help="where that copy lives (default: RUN/.bench_serve/scale-N)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if not (args.run / "ctr" / "manifest.json").is_file():
         raise SystemExit(f"{args.run} is not a finished run: run `make demo` first")
-    body = request_body(args.run, args.candidates, args.history)
+    served = args.run
+    if args.scale_items:
+        from scale_bundle import build  # benchmarks/ is this script's folder
+
+        served = build(args.run, args.scale_items,
+                       args.scale_dir or args.run / ".bench_serve" / f"scale-{args.scale_items}")
+    body = request_body(served, args.candidates, args.history, spread=args.scale_items > 0)
     results = {}
     workdir = args.run / ".bench_serve"
     workdir.mkdir(exist_ok=True)
     for name in ("trivial", "mimrec"):
         port = free_port()
         proc = (start_trivial(port, workdir) if name == "trivial"
-                else start_mimrec(args.run, port, args.workers))
+                else start_mimrec(served, port, args.workers, args.model))
         try:
-            wait_healthy(port, proc)
+            started = time.perf_counter()
+            wait_healthy(port, proc, timeout=900)
+            up_s = time.perf_counter() - started
             load(port, body, args.clients, args.warmup)
+            live = name == "mimrec" and args.adds_per_s > 0
             results[name] = {
-                "capacity": load(port, body, args.clients, args.seconds),
-                "at_rate": load(port, body, args.clients, args.seconds, args.rate),
+                "capacity": load(port, body, args.clients, args.seconds) | _loadavg(),
+                "at_rate": (at_rate_with_adds(port, body, args) if live
+                            else load(port, body, args.clients, args.seconds, args.rate))
+                | _loadavg(),
             }
+            results[name]["start_s"] = up_s
         finally:
             stop(proc)
         for phase, r in results[name].items():
+            if phase == "start_s":
+                continue
             print(f"{name:8s} {phase:8s} {r['requests']:7d} requests  {r['errors']} errors  "
-                  f"{r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms",
-                  flush=True)
+                  f"{r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                  f"(load average {r['loadavg_1m']:.1f})", flush=True)
+            if "live_adds" in r:
+                _print_adds(r["live_adds"])
     m, t = results["mimrec"], results["trivial"]
     ratios = {"capacity_ratio": m["capacity"]["rps"] / t["capacity"]["rps"],
               "p99_at_rate_ratio": m["at_rate"]["p99_ms"] / t["at_rate"]["p99_ms"]}
-    errors = m["capacity"]["errors"] + m["at_rate"]["errors"]
+    errors = (m["capacity"]["errors"] + m["at_rate"]["errors"]
+              + m["at_rate"].get("live_adds", {}).get("write_errors", 0))
     targets = {"capacity>=200/s": m["capacity"]["rps"] >= 200,
                f"p99<=20ms@{args.rate:.0f}/s": m["at_rate"]["p99_ms"] <= 20,
                "zero_errors": errors == 0}
+    if "live_adds" in m["at_rate"]:
+        adds = m["at_rate"]["live_adds"]
+        targets["no_stale_reads"] = adds["stale_reads"] == 0 and adds["unchecked_items"] == 0
+        targets["visible<=1s"] = adds["visible_max_ms"] <= 1000
+        targets["rss<=2GiB/worker"] = bool(adds["workers"]) and all(
+            w["rss_mib"] <= 2048 for w in adds["workers"].values())
     print(f"mimrec / trivial: capacity x{ratios['capacity_ratio']:.2f}, "
           f"p99 at {args.rate:.0f}/s x{ratios['p99_at_rate_ratio']:.2f}")
     print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
     out = {"setup": {"clients": args.clients, "candidates": args.candidates,
                      "history": args.history, "seconds": args.seconds, "rate": args.rate,
-                     "workers": args.workers,
+                     "workers": args.workers, "model": args.model,
+                     "adds_per_s": args.adds_per_s, "scale_items": args.scale_items,
+                     "catalogue": (f"the run's items + {args.scale_items:,} synthetic items "
+                                   "(random vectors)" if args.scale_items else "the run's items"),
                      "cpus": os.cpu_count()},
            "results": results, "ratios": ratios, "targets": targets}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return out
+
+
+def _loadavg() -> dict:
+    return {"loadavg_1m": os.getloadavg()[0]}
+
+
+def _print_adds(adds: dict) -> None:
+    memory = ", ".join(f"{w['rss_mib']:.0f} MiB (peak {w['peak_rss_mib']:.0f})"
+                       for w in adds["workers"].values())
+    print(f"  live adds at {adds['rate']:.0f}/s: {adds['acknowledged']} acknowledged, "
+          f"{adds['write_errors']} errors, write p50 {adds['write_p50_ms']:.1f} ms p99 "
+          f"{adds['write_p99_ms']:.1f} ms; stale reads {adds['stale_reads']}, unchecked "
+          f"{adds['unchecked_items']}; visible to every worker: p99 {adds['visible_p99_ms']:.1f} "
+          f"ms, max {adds['visible_max_ms']:.1f} ms; worker RSS {memory}", flush=True)
 
 
 if __name__ == "__main__":

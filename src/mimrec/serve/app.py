@@ -234,7 +234,8 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
     @app.get("/healthz")
     def healthz() -> dict:
         cat = scorer.catalogue
-        return {"status": "ok", "model": scorer.bundle.model_key, "items": len(cat.ids),
+        return {"status": "ok", "model": scorer.bundle.model_key, "items": cat.count,
+                "worker": os.getpid(),  # which worker process answered (load tests)
                 "store_version": cat.store_version, "can_add_items": scorer.can_add_items,
                 "text_fields": list(scorer.text_fields),
                 "item_features": list(scorer.item_features), "images": scorer.has_images}

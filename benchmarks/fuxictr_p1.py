@@ -10,11 +10,16 @@ hands FuxiCTR the same P1 events through its own preprocessing:
   of positive items in P1 event order, and each event carries ``seq_len`` = how many of them have
   a strictly smaller timestamp; its loader keeps the last ``max_len`` = 50 (checked here to equal
   mimrec's P1 histories, event by event);
-- ``item_info`` holds the item features (item_id, genres, year) encoded with FuxiCTR's fitted
-  tokenizers; FuxiCTR's DIN embeds target and behaviour items from it.
+- ``item_info`` holds the item features (item_id and the item feature columns) encoded with
+  FuxiCTR's fitted tokenizers; FuxiCTR's DIN embeds target and behaviour items from it.
 
-Features: user_id, age, gender, occupation (user), item_id, genres (a sequence feature), year
-(item), the behaviour sequence: the same as mimrec's DIN. Test predictions are scored with
+Features: the ones mimrec's DIN reads, taken from the data artifact's own config
+(``RUN/data/manifest.json``: ``data.user_features``, ``data.item_features``): user_id and the
+user feature columns of the users table (user), item_id and the item feature columns of the items
+table (item), the behaviour sequence. A column whose cells are lists (MovieLens' genres) is a
+FuxiCTR sequence feature padded to its widest row, any other a categorical one (values as text).
+MovieLens-100K: age, gender, occupation; genres (sequence), year. P4: no user features (no users
+table); class, brand. Test predictions are scored with
 mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``), written as JSON, and kept per seed
 (``OUT.seed<k>.test.npy``) so that mimrec's paired bootstrap can compare them row by row.
 
@@ -41,6 +46,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +55,14 @@ import torch
 
 from mimrec.data.sample_shards import read_samples
 from mimrec.data.samples import TEST, TRAIN, VALID, Samples
+from mimrec.errors import DataError
 from mimrec.eval.metrics import ctr_metrics
 
+# MovieLens-100K's features (configs/movielens.toml); the features used come from the artifact.
 USER_FEATURES = ("user_id", "age", "gender", "occupation")
 ITEM_FEATURES = ("item_id", "genres", "year")
 META = ("user_index", "item_index", "seq_len")
+SEPARATOR = "^"  # joins a list-valued cell into FuxiCTR's sequence text
 SPLIT_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
 
 # FuxiCTR's model_zoo/LongCTR/config/din_config/model_config.yaml (DIN_default + Base) ...
@@ -82,6 +91,68 @@ TUNED = {**REGULARISED, "embedding_dim": 16, "batch_size": 1024, "epochs": 20,
 MIMREC_SHAPES = {**REGULARISED, "embedding_dim": 16, "dnn_hidden_units": [256, 128],
                  "attention_hidden_units": [64, 32], "attention_hidden_activations": "ReLU"}
 CONFIGS = {"default": DEFAULT, "tuned": TUNED, "mimrec_shapes": MIMREC_SHAPES}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One FuxiCTR feature column taken from the items or users table.
+
+    Attributes:
+        name: the column (and FuxiCTR feature) name.
+        source: ``"user"`` or ``"item"``.
+        width: 0 for a categorical (scalar) column; else the widest list of a list-valued column
+            (a FuxiCTR sequence feature padded to this length).
+    """
+
+    name: str
+    source: str
+    width: int = 0
+
+
+def is_list(value: object) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def column_feature(name: str, source: str, column: pd.Series) -> Feature:
+    """A categorical feature, or a sequence feature when any cell of ``column`` is a list."""
+    if any(is_list(v) for v in column):
+        return Feature(name, source, max(1, max((len(v) for v in column if is_list(v)),
+                                                default=1)))
+    return Feature(name, source)
+
+
+def data_features(data: Path, items: pd.DataFrame, users: pd.DataFrame | None
+                  ) -> tuple[Feature, ...]:
+    """user_id + ``data.user_features``, item_id + ``data.item_features`` of the artifact's config."""
+    manifest = data / "manifest.json"
+    config = json.loads(manifest.read_text())["config"]
+    user_cols, item_cols = list(config["user_features"]), list(config["item_features"])
+    taken = set(META) | {"label", "user_id", "item_id"}
+    for name in user_cols + item_cols:
+        if name in taken:
+            raise DataError(f"{manifest}: feature column {name!r} clashes with a column the "
+                            f"benchmark writes itself ({', '.join(sorted(taken))})")
+        taken.add(name)
+    if user_cols and users is None:
+        raise DataError(f"{manifest}: data.user_features = {user_cols} but {data} has no "
+                        "users.parquet")
+    for cols, table, what in ((user_cols, users, "users.parquet"),
+                              (item_cols, items, "items.parquet")):
+        missing = [c for c in cols if c not in table.columns] if cols else []
+        if missing:
+            raise DataError(f"{data / what}: no column {missing[0]!r} (named in "
+                            f"{manifest}: data.{what.split('.')[0][:-1]}_features)")
+    return (Feature("user_id", "user"), *(column_feature(c, "user", users[c]) for c in user_cols),
+            Feature("item_id", "item"), *(column_feature(c, "item", items[c]) for c in item_cols))
+
+
+def feature_values(f: Feature, column: pd.Series) -> np.ndarray:
+    """A column's raw values as FuxiCTR reads them: text, lists joined by ``SEPARATOR``."""
+    if f.width:
+        return np.array([SEPARATOR.join(str(x) for x in v) if is_list(v) else
+                         ("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+                         for v in column], dtype=object)
+    return column.astype(str).to_numpy()
 
 
 def sequence_lengths(s: Samples) -> np.ndarray:
@@ -116,15 +187,18 @@ def check_histories(s: Samples, seqs: list[np.ndarray], seq_len: np.ndarray) -> 
             raise AssertionError(f"event {n}: FuxiCTR sequence differs from the P1 history")
 
 
-def event_table(s: Samples, items: pd.DataFrame, users: pd.DataFrame, seq_len: np.ndarray
-                ) -> pd.DataFrame:
-    """One CSV row per P1 event: raw feature values, the LongCTR meta columns, the label."""
-    u, i = users.iloc[s.user], items.iloc[s.item]
+def event_table(s: Samples, items: pd.DataFrame, users: pd.DataFrame | None,
+                seq_len: np.ndarray, features: tuple[Feature, ...]) -> pd.DataFrame:
+    """One CSV row per P1 event: raw feature values, the LongCTR meta columns, the label.
+
+    ``users`` rows are in the samples' user order (row ``u`` is ``s.user_ids[u]``); without a
+    users table, user_id comes from the samples.
+    """
+    if users is None:
+        users = pd.DataFrame({"user_id": s.user_ids})
+    tables = {"user": users.iloc[s.user], "item": items.iloc[s.item]}
     return pd.DataFrame({
-        **{f: u[f].astype(str).to_numpy() for f in USER_FEATURES},
-        "item_id": i["item_id"].astype(str).to_numpy(),
-        "genres": ["^".join(g) for g in i["genres"]],
-        "year": i["year"].astype(str).to_numpy(),
+        **{f.name: feature_values(f, tables[f.source][f.name]) for f in features},
         "user_index": s.user + 1, "item_index": s.item + 1, "seq_len": seq_len,
         "label": s.label.astype(np.int64),  # int: LongCTR stacks all columns in one array
     })
@@ -140,16 +214,17 @@ def content_spec(content: Path | None) -> dict:
             "freeze_emb": True}
 
 
-def feature_cols(genre_width: int, content: Path | None = None) -> list[dict]:
-    cols = [{"name": f, "active": True, "dtype": "str", "type": "categorical", "source": "user"}
-            for f in USER_FEATURES]
-    cols += [
-        {"name": "item_id", "active": True, "dtype": "str", "type": "categorical",
-         "source": "item", **content_spec(content)},
-        {"name": "genres", "active": True, "dtype": "str", "type": "sequence", "source": "item",
-         "splitter": "^", "max_len": genre_width, "padding": "post"},
-        {"name": "year", "active": True, "dtype": "str", "type": "categorical", "source": "item"},
-    ]
+def feature_cols(features: tuple[Feature, ...], content: Path | None = None) -> list[dict]:
+    """FuxiCTR's ``feature_cols``: the features in order, then the LongCTR meta columns."""
+    cols = []
+    for f in features:
+        col = {"name": f.name, "active": True, "dtype": "str", "type": "categorical",
+               "source": f.source}
+        if f.width:
+            col.update(type="sequence", splitter=SEPARATOR, max_len=f.width, padding="post")
+        if f.name == "item_id":
+            col.update(content_spec(content))
+        cols.append(col)
     cols += [{"name": m, "active": True, "dtype": "int", "type": "meta", "remap": False}
              for m in META]
     return cols
@@ -176,18 +251,20 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
     if reuse and stamp.is_file() and json.loads(stamp.read_text()) == source:
         return finish_params(params, work, json.loads((work / "paths.json").read_text())), s
     shutil.rmtree(work, ignore_errors=True)
-    items, users = pd.read_parquet(data / "items.parquet"), pd.read_parquet(data / "users.parquet")
+    items = pd.read_parquet(data / "items.parquet")
+    users = (pd.read_parquet(data / "users.parquet") if (data / "users.parquet").is_file()
+             else None)
+    features = data_features(data, items, users)
     seq_len = sequence_lengths(s)
     seqs = user_sequences(s)
     check_histories(s, seqs, seq_len)
     raw.mkdir(parents=True, exist_ok=True)
-    table = event_table(s, items, users, seq_len)
+    table = event_table(s, items, users, seq_len, features)
     for code, name in SPLIT_NAMES.items():
         table[s.split == code].to_csv(raw / f"{name}.csv", index=False)
-    genre_width = max(len(g) for g in items["genres"])
     params.update(train_data=str(raw / "train.csv"), valid_data=str(raw / "valid.csv"),
                   test_data=str(raw / "test.csv"),
-                  feature_cols=feature_cols(genre_width, content),
+                  feature_cols=feature_cols(features, content),
                   label_col={"name": "label", "dtype": "int"})
     encoder = FeatureProcessor(**params)
     params["train_data"], params["valid_data"], params["test_data"] = build_dataset(
@@ -197,8 +274,9 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
     ray.shutdown()
     for split in ("train_data", "valid_data", "test_data"):  # item features come via item_info
         path = params[split]
-        pd.read_parquet(path).drop(columns=list(ITEM_FEATURES)).to_parquet(path)
-    write_item_info(encoder, items, work / "item_info.parquet")
+        item_names = [f.name for f in features if f.source == "item"]
+        pd.read_parquet(path).drop(columns=item_names).to_parquet(path)
+    write_item_info(encoder, items, features, work / "item_info.parquet")
     pd.DataFrame({"full_item_seq": [list(q) for q in seqs]}).to_parquet(work / "user_info.parquet")
     paths = {k: params[k] for k in ("train_data", "valid_data", "test_data")}
     (work / "paths.json").write_text(json.dumps(paths))
@@ -219,20 +297,20 @@ def finish_params(params: dict, work: Path, paths: dict) -> dict:
     return params
 
 
-def write_item_info(encoder, items: pd.DataFrame, path: Path) -> None:
+def write_item_info(encoder, items: pd.DataFrame, features: tuple[Feature, ...], path: Path
+                    ) -> None:
     """Item features by item_index (row 0 = padding), encoded with FuxiCTR's tokenizers."""
-    batch = {"item_id": items["item_id"].astype(str).to_numpy(),
-             "genres": np.array(["^".join(g) for g in items["genres"]]),
-             "year": items["year"].astype(str).to_numpy()}
-    enc = encoder.transform(batch)
-    genres = np.asarray(enc["genres"])
-    pad = np.zeros((1, genres.shape[1]), dtype=genres.dtype)
-    pd.DataFrame({
-        "item_index": np.arange(len(items) + 1),
-        "item_id": np.r_[0, np.asarray(enc["item_id"])],
-        "genres": list(np.vstack([pad, genres])),
-        "year": np.r_[0, np.asarray(enc["year"])],
-    }).to_parquet(path)
+    item_features = [f for f in features if f.source == "item"]
+    enc = encoder.transform({f.name: feature_values(f, items[f.name]) for f in item_features})
+    table = {"item_index": np.arange(len(items) + 1)}
+    for f in item_features:
+        values = np.asarray(enc[f.name])
+        if f.width:
+            pad = np.zeros((1, values.shape[1]), dtype=values.dtype)
+            table[f.name] = list(np.vstack([pad, values]))
+        else:
+            table[f.name] = np.r_[0, values]
+    pd.DataFrame(table).to_parquet(path)
 
 
 def subset_users(s: Samples, max_users: int) -> Samples:

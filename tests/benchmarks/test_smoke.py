@@ -76,6 +76,108 @@ def test_fuxictr_benchmark_smoke(data_run, tmp_path):
     assert np.load(result["seeds"]["0"]["predictions"]).shape == (test_rows,)
 
 
+@pytest.fixture(scope="module")
+def p4_data_run(tmp_path_factory) -> Path:
+    """A run folder holding only a tiny P4 data artifact (synthetic Fashion-MNIST-shaped photos)."""
+    from tests.pretrain.test_fashion import synthetic_fashion
+
+    root = tmp_path_factory.mktemp("bench-p4")
+    synthetic_fashion(root / "fm", 200, seed=0)
+    out = root / "run"
+    run(sys.executable, "-m", "mimrec", "data", "configs/fashion_ctr.toml", "--out", str(out),
+        "--set", f"data.path={root / 'fm'}", "--set", "data.p4.users=60",
+        "--set", "data.p4.items_per_class=6")
+    return out
+
+
+def fuxictr_features(data: Path):
+    """The FuxiCTR script's features and event table for a data artifact (no FuxiCTR needed)."""
+    import pandas as pd
+
+    fx = load_script("fuxictr_p1")
+    items = pd.read_parquet(data / "items.parquet")
+    users = (pd.read_parquet(data / "users.parquet") if (data / "users.parquet").is_file()
+             else None)
+    features = fx.data_features(data, items, users)
+    s = read_samples(data / "samples")
+    table = fx.event_table(s, items, users, fx.sequence_lengths(s), features)
+    return fx, features, items, s, table
+
+
+def test_fuxictr_features_come_from_the_artifact_movielens_unchanged(data_run):
+    """ML-100K: the configured columns are the ones the script hard-coded before (same order,
+    genres a sequence padded to the widest row), and the event rows carry the same values."""
+    fx, features, items, s, table = fuxictr_features(data_run / "data")
+    assert tuple(f.name for f in features) == fx.USER_FEATURES + fx.ITEM_FEATURES
+    assert {f.name: f.width for f in features if f.width} == {
+        "genres": max(len(g) for g in items["genres"])}
+    cols = fx.feature_cols(features)
+    assert [c["name"] for c in cols] == [*fx.USER_FEATURES, *fx.ITEM_FEATURES, *fx.META]
+    genres = next(c for c in cols if c["name"] == "genres")
+    assert genres["type"] == "sequence" and genres["splitter"] == "^"
+    assert table["genres"].tolist() == ["^".join(g) for g in items["genres"].iloc[s.item]]
+    assert table["year"].tolist() == items["year"].iloc[s.item].astype(str).tolist()
+    assert table["user_id"].tolist() == s.user_ids[s.user].astype(str).tolist()
+
+
+def test_fuxictr_features_on_p4_without_users_table(p4_data_run, tmp_path):
+    """P4: no users table and no user features: user_id from the samples; class and brand are
+    categorical item features; a content file marks item_id only."""
+    data = p4_data_run / "data"
+    assert not (data / "users.parquet").exists()
+    fx, features, items, s, table = fuxictr_features(data)
+    assert [(f.name, f.source, f.width) for f in features] == [
+        ("user_id", "user", 0), ("item_id", "item", 0), ("class", "item", 0),
+        ("brand", "item", 0)]
+    assert table["class"].tolist() == items["class"].iloc[s.item].tolist()
+    assert table["user_id"].tolist() == [str(u) for u in s.user_ids[s.user]]
+    npz = tmp_path / "v.npz"
+    np.savez(npz, key=items["item_id"].astype(str).to_numpy(dtype=str),
+             value=np.zeros((len(items), 3), dtype=np.float32))
+    cols = {c["name"]: c for c in fx.feature_cols(features, npz)}
+    assert cols["item_id"]["pretrain_dim"] == 3 and "pretrained_emb" not in cols["class"]
+
+
+def test_fuxictr_features_name_a_missing_column(p4_data_run, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from mimrec.errors import DataError
+
+    fx = load_script("fuxictr_p1")
+    data = tmp_path / "data"
+    shutil.copytree(p4_data_run / "data", data)
+    items = pd.read_parquet(data / "items.parquet").drop(columns=["brand"])
+    with pytest.raises(DataError, match=r"items.parquet: no column 'brand'.*item_features"):
+        fx.data_features(data, items, None)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["config"]["user_features"] = ["age"]
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="user_features.*no users.parquet"):
+        fx.data_features(data, pd.read_parquet(data / "items.parquet"), None)
+
+
+@pytest.mark.slow  # FuxiCTR starts a local Ray instance
+@pytest.mark.skipif(not FUXICTR_PYTHON.exists(),
+                    reason="FuxiCTR benchmark environment not built (make bench-env)")
+def test_fuxictr_benchmark_smoke_on_p4(p4_data_run, tmp_path):
+    """FuxiCTR's DIN on a P4-shaped artifact: its feature map holds P4's columns, no user ones."""
+    out = tmp_path / "fx.json"
+    run(str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(p4_data_run / "data"),
+        "--work", str(tmp_path / "work"), "--out", str(out), "--smoke", "--seeds", "0",
+        "--no-throughput", timeout=600)
+    result = json.loads(out.read_text())
+    assert 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
+    spec = json.loads(next((tmp_path / "work").rglob("feature_map.json")).read_text())
+    names = {name: f for entry in spec["features"] for name, f in entry.items()}
+    assert {"user_id", "item_id", "class", "brand"} <= set(names)
+    assert not {"age", "gender", "occupation", "genres", "year"} & set(names)
+    assert names["class"]["type"] == names["brand"]["type"] == "categorical"
+    test_rows = sum(b["n"] for b in result["seeds"]["0"]["test"]["buckets"].values())
+    assert np.load(result["seeds"]["0"]["predictions"]).shape == (test_rows,)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not FUXICTR_PYTHON.exists(),
                     reason="FuxiCTR benchmark environment not built (make bench-env)")
@@ -147,6 +249,7 @@ def load_script(name: str):
 
     spec = importlib.util.spec_from_file_location(name, Path("benchmarks") / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 

@@ -18,9 +18,11 @@ model's test predictions of the same P1 split:
 Up to ``--jobs`` processes run at once (1 torch thread each). Prints mean ± std per model,
 RelaImpr against FuxiCTR DIN (tuned), and mimrec CiUBM's paired-bootstrap ΔAUC / ΔgAUC against
 each peer (users resampled, seed k against seed k; overall and per popularity bucket, from the
-saved test predictions); writes JSON. Never asserts. ``--set`` passes data settings to ``mimrec
+saved test predictions); where the data knows each row's true click probability (P4), the
+oracle's metrics on the same test rows and the share of the mimrec DIN-to-oracle AUC gap each
+model closes; writes JSON. Never asserts. ``--set`` passes data settings to ``mimrec
 data`` (and the later stages), e.g. P1-cold v2: ``--set data.new_item_fraction=0.2 --set
-data.new_item_launch=valid``.
+data.new_item_launch=valid``; P4: ``--config configs/fashion_ctr.toml``.
 
 Usage: .venv/bin/python benchmarks/bench_ctr_quality.py --run RUN [--seeds 0 1 2] [--jobs 2]
        [--fuxictr-configs tuned] [--content csft] [--set KEY=VALUE ...] [--reuse] [--json OUT]
@@ -41,6 +43,7 @@ import numpy as np
 from mimrec.data.sample_shards import read_samples
 from mimrec.data.samples import TEST
 from mimrec.eval.metrics import rela_impr
+from mimrec.eval.report import oracle_metrics
 from mimrec.eval.significance import bucket_bootstrap, paired_bootstrap
 
 FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
@@ -117,6 +120,17 @@ def versus_peers(run: Path, model: dict[int, np.ndarray], peers: dict[str, dict[
                      "buckets": bucket_bootstrap(users, labels, buckets, model, base,
                                                  names=names)}
     return out
+
+
+def oracle_on_test(run: Path) -> dict | None:
+    """Metrics of the true click probability on the test rows (None unless the data has it)."""
+    s = read_samples(run / "data" / "samples")
+    if not len(s.click_probability):
+        return None
+    test = s.split == TEST
+    rows = {"user": s.user[test], "label": s.label[test], "bucket": s.bucket[test],
+            "click_probability": s.click_probability[test]}
+    return oracle_metrics(rows, tuple(str(n) for n in s.bucket_names))
 
 
 def print_versus(label: str, table: dict[str, dict]) -> None:
@@ -238,6 +252,8 @@ def main() -> None:
         result["ciubm_versus"] = versus_peers(args.run, ciubm, {"mimrec din": din,
                                                                 **peer_predictions})
     ref = result["models"].get("fuxictr din (tuned)")
+    oracle = result["oracle"] = oracle_on_test(args.run)
+    din_auc = result["models"].get("mimrec din", {}).get("auc", {}).get("mean")
     print(f"{'model':<26}{'AUC':>17}{'gAUC':>17}{'LogLoss':>9}"
           + "".join(f"{'AUC ' + b:>10}" for b in BUCKETS) + f"{'RelaImpr':>10}")
     for name, s in result["models"].items():
@@ -246,6 +262,18 @@ def main() -> None:
         print(f"{name:<26}{s['auc']['mean']:>9.4f} ± {s['auc']['std']:.4f}"
               f"{s['gauc']['mean']:>9.4f} ± {s['gauc']['std']:.4f}{s['logloss']['mean']:>9.4f}"
               + "".join(f"{s['auc_' + b]['mean']:>10.4f}" for b in BUCKETS) + f"{impr:>9.2f}%")
+        if oracle and din_auc is not None:
+            s["oracle_gap_closed_vs_mimrec_din"] = ((s["auc"]["mean"] - din_auc)
+                                                    / (oracle["auc"] - din_auc))
+    if oracle:
+        print(f"{'oracle (true click prob.)':<26}{oracle['auc']:>9.4f}{'':>8}{oracle['gauc']:>9.4f}"
+              f"{'':>8}{oracle['logloss']:>9.4f}"
+              + "".join(f"{(oracle['buckets'].get(b) or {}).get('auc', float('nan')):>10.4f}"
+                        for b in BUCKETS))
+        for name, s in result["models"].items():
+            if "oracle_gap_closed_vs_mimrec_din" in s:
+                print(f"  {name}: {s['oracle_gap_closed_vs_mimrec_din']:+.1%} of the mimrec "
+                      "DIN-to-oracle AUC gap closed")
     if "ciubm_versus" in result:
         print_versus("mimrec ciubm", result["ciubm_versus"])
     if args.json:

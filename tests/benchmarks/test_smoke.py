@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mimrec.data.sample_shards import read_samples
+from mimrec.data.samples import TEST
 from mimrec.store.center import StoreInfo, write_version
 
 FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
@@ -176,6 +177,17 @@ def test_fuxictr_benchmark_smoke_on_p4(p4_data_run, tmp_path):
     assert names["class"]["type"] == names["brand"]["type"] == "categorical"
     test_rows = sum(b["n"] for b in result["seeds"]["0"]["test"]["buckets"].values())
     assert np.load(result["seeds"]["0"]["predictions"]).shape == (test_rows,)
+
+
+def test_ctr_quality_benchmark_oracle_only_where_the_data_knows_it(data_run, p4_data_run):
+    """P4's test rows carry the true click probability: the oracle is scored on exactly them
+    (bucket sizes of the test split); MovieLens has none."""
+    quality = load_script("bench_ctr_quality")
+    assert quality.oracle_on_test(data_run) is None
+    oracle = quality.oracle_on_test(p4_data_run)
+    s = read_samples(p4_data_run / "data" / "samples")
+    assert 0.5 < oracle["auc"] <= 1
+    assert sum(b["n"] for b in oracle["buckets"].values()) == int((s.split == TEST).sum())
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""P1 quality side by side: FuxiCTR 2.3.10 DIN (tuned on valid), FuxiCTR DIN + the same frozen
-content vectors, mimrec ID-only DIN and mimrec CiUBM, 3 seeds, with paired-bootstrap intervals.
+"""Quality side by side (P1, P1-cold v2, P4): FuxiCTR 2.3.10 DIN (tuned on valid), FuxiCTR DIN
++ the same frozen content vectors, mimrec ID-only DIN and mimrec CiUBM, with paired intervals.
 
 Every number is computed by mimrec's metrics (``mimrec.eval.metrics.ctr_metrics``) on each
 model's test predictions of the same P1 split:

@@ -106,10 +106,10 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
     from mimrec.csft.distributed import process_group_from_env, rank
     from mimrec.ctr.stage import run_ctr
     from mimrec.ctr.train import resolve_device
-    from mimrec.ctr.variants import model_specs
+    from mimrec.ctr.variants import listed_specs
     from mimrec.processes import die_with_parent
 
-    names = [spec.name for spec in model_specs(cfg.ctr)]
+    names = [spec.name for spec in listed_specs(cfg.ctr)]
     index = out / "index" if (out / "index" / "manifest.json").is_file() else None
     # under torchrun: one process group (NCCL on GPUs, gloo on CPUs); rank 0 writes; a rank
     # ends with its launcher, also when that is killed with kill -9

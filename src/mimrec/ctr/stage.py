@@ -48,7 +48,7 @@ from mimrec.ctr.train import (
     resolve_device,
     seed_everything,
 )
-from mimrec.ctr.variants import model_specs
+from mimrec.ctr.variants import listed_specs, model_specs
 from mimrec.ctr.watch import TENSORBOARD, EpochLines, TensorBoardEpochs, init_worker, send_epoch
 from mimrec.data.config import DataConfig
 from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
@@ -368,7 +368,8 @@ def _kept(cfg: CtrConfig, config: dict, data: DataArtifact, out: Path, replace: 
     note to print when some are dropped (:func:`~mimrec.ctr.kept.kept_models`)."""
     if replace:
         return KeptModels(), None
-    retrained = {model_key(spec, s) for spec in model_specs(cfg) for s in cfg.train.seeds}
+    # unchecked: what a model starts from may be one of the kept models found here
+    retrained = {model_key(spec, s) for spec in listed_specs(cfg) for s in cfg.train.seeds}
     return kept_models(out, config, data.folder, retrained)
 
 

@@ -18,7 +18,7 @@ from mimrec.ctr.variants import model_specs
 N_ITEMS, E = 30, 12
 CFG = ModelConfig(mlp_units=(16,), residual_units=(8,))
 CIUBM = ModelSpec("ciubm", ("id_attention", "sa_ta", "simtier", "content_attention",
-                            "target_content"), cold_id=True, init_from="din")
+                            "target_content", "content_taste"), cold_id=True, init_from="din")
 
 
 @pytest.fixture

@@ -14,14 +14,16 @@ ContentSource = Literal["raw", "pretrain", "csft"]
 Variant = Literal[
     "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
     "ciubm_no_content_attention", "ciubm_no_target_content", "ciubm_no_retrieval",
-    "ciubm_no_cold_id", "ciubm_raw", "ciubm_pretrain",
+    "ciubm_no_content_taste", "ciubm_no_cold_id", "ciubm_raw", "ciubm_pretrain",
 ]
 
 # The interest blocks a model can list (each is one class in mimrec.ctr.blocks).
-BlockKind = Literal["id_attention", "sa_ta", "simtier", "content_attention", "target_content"]
+BlockKind = Literal["id_attention", "sa_ta", "simtier", "content_attention", "target_content",
+                    "content_taste"]
 
 # What the ``ciubm`` presets switch on: the content blocks, and the cold ID of the ID block.
-ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content", "cold_id"]
+ContentModule = Literal["sa_ta", "simtier", "content_attention", "target_content",
+                        "content_taste", "cold_id"]
 
 # Which train samples cold dropout picks: each with the same probability, or rarely trained items
 # more often (see ModelSpec.cold_dropout_weight).

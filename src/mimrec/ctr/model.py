@@ -71,7 +71,7 @@ class CiUBM(nn.Module):
         self.needs_similarities = reads_similarities(spec)
         if content is not None and reads_content(spec):
             self.set_content(content)
-        dims = BlockDims(self.items.out_dim, self.content.shape[1])
+        dims = BlockDims(self.items.out_dim, self.content.shape[1], tables.num_users)
         self.blocks = nn.ModuleDict({block_name(kind): block_class(kind).build(dims, cfg)
                                      for kind in spec.blocks})
         if spec.cold_id and spec.item_id:
@@ -169,7 +169,7 @@ class CiUBM(nn.Module):
         target = self.items.drop_target_ids(tables.vectors[local_item])  # (B, D)
         if self.training and self.spec.cold_dropout > 0:
             target = self._show_cold(target, item)
-        ctx = Behaviours(target, local_item, local_history, history > 0, sims, tables)
+        ctx = Behaviours(target, local_item, local_history, history > 0, sims, tables, user)
         id_parts, content_parts = [self.users(user, user_features), target], []
         for name, block in self.blocks.items():
             out = block(ctx, tables.prepared[name])  # (B, out_dim)

@@ -19,7 +19,10 @@ from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig
 from mimrec.errors import ConfigError
 
 # Content blocks in tower-input order (the order the presets list them in).
-CONTENT_BLOCKS: tuple[BlockKind, ...] = ("sa_ta", "simtier", "content_attention", "target_content")
+CONTENT_BLOCKS: tuple[BlockKind, ...] = ("sa_ta", "simtier", "content_attention", "target_content",
+                                          "content_taste")
+# content_only has no user ID, so no per-user taste
+CONTENT_ONLY_BLOCKS: tuple[BlockKind, ...] = CONTENT_BLOCKS[:4]
 
 
 def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSpec:
@@ -42,7 +45,7 @@ def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSp
         case "din":
             return ModelSpec("din")
         case "content_only":
-            return ModelSpec(name, ("id_attention", *CONTENT_BLOCKS), cold_id=True, item_id=False,
+            return ModelSpec(name, ("id_attention", *CONTENT_ONLY_BLOCKS), cold_id=True, item_id=False,
                              user_id=False, retrieval_k=k, source=source)
         case "ciubm":
             return _ciubm(name, modules, k, source)
@@ -53,17 +56,22 @@ def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSp
         case "ciubm_no_retrieval":
             return _ciubm(name, modules, 0, source)
         case ("ciubm_no_sa_ta" | "ciubm_no_simtier" | "ciubm_no_content_attention"
-              | "ciubm_no_target_content" | "ciubm_no_cold_id"):
+              | "ciubm_no_target_content" | "ciubm_no_content_taste" | "ciubm_no_cold_id"):
             dropped = name.removeprefix("ciubm_no_")
             return _ciubm(name, tuple(m for m in modules if m != dropped), k, source)
     raise AssertionError(f"unhandled preset {name}")  # pragma: no cover
 
 
+def listed_specs(cfg: CtrConfig, kept: Collection[str] = ()) -> tuple[ModelSpec, ...]:
+    """The models a config lists, unchecked: the presets of ``variants``, then ``models``."""
+    return tuple(preset(cfg, name, kept) for name in cfg.variants) + cfg.models
+
+
 def model_specs(cfg: CtrConfig, kept: Collection[str] = ()) -> tuple[ModelSpec, ...]:
-    """Every model a run trains: the presets of ``variants``, then ``models``; a model that
-    starts from another must name one that starts from scratch, trained by this run or kept
-    from an earlier one (``kept``: model names the ctr artifact holds for every seed)."""
-    specs = tuple(preset(cfg, name, kept) for name in cfg.variants) + cfg.models
+    """Every model a run trains (:func:`listed_specs`); a model that starts from another must
+    name one that starts from scratch, trained by this run or kept from an earlier one
+    (``kept``: model names the ctr artifact holds for every seed)."""
+    specs = listed_specs(cfg, kept)
     starts = {spec.name: spec.init_from for spec in specs}
     for name, source in starts.items():
         if source in kept and source not in starts:

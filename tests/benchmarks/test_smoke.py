@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mimrec.data.sample_shards import read_samples
-from mimrec.data.samples import TEST
+from mimrec.data.samples import TEST, VALID
 from mimrec.store.center import StoreInfo, write_version
 
 FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
@@ -188,6 +188,34 @@ def test_ctr_quality_benchmark_oracle_only_where_the_data_knows_it(data_run, p4_
     s = read_samples(p4_data_run / "data" / "samples")
     assert 0.5 < oracle["auc"] <= 1
     assert sum(b["n"] for b in oracle["buckets"].values()) == int((s.split == TEST).sum())
+
+
+def test_p4_ceiling_finds_the_style_term_a_din_without_it_misses(p4_data_run, tmp_path):
+    """A "DIN" that knows every term of P4's click logit but the style term: adding the exact
+    style gains AUC on valid and test; no store in the run means no store rows."""
+    import shutil
+
+    from mimrec.data.p4 import STYLE_DIMS
+
+    ceiling = load_script("p4_ceiling")
+    run_dir = Path(shutil.copytree(p4_data_run, tmp_path / "run"))
+    _, data, world, world_row, user_world = ceiling.run_world(run_dir)
+    s = data.samples
+    predictions = {}
+    for split, name in ((VALID, "valid"), (TEST, "test")):
+        rows = np.flatnonzero(s.split == split)
+        user, item = user_world[s.user[rows]], world_row[s.item[rows]]
+        style = (world.taste[user] * world.style[item]).sum(1) / np.sqrt(STYLE_DIMS)
+        predictions[f"din-seed0/{name}"] = 1 / (1 + np.exp(-(world.logit(user, item) - style)))
+    (run_dir / "ctr").mkdir()
+    np.savez(run_dir / "ctr" / "predictions.npz", **predictions)
+    out = ceiling.main(["--run", str(run_dir), "--json", str(tmp_path / "ceiling.json")])
+    assert list(out["style_r2"]) == ["class only"]
+    for name in ("valid", "test"):
+        exact = out["bounds"][name]["exact style"]["all"]
+        assert exact["gain"] > 0.01 and exact["rows"] > 0
+        assert "taste from train x true z" in out["bounds"][name]
+    assert json.loads((tmp_path / "ceiling.json").read_text())["bounds"]["test"]
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from mimrec.data.config import DataConfig
 from mimrec.data.stage import DataArtifact, read_data
 from mimrec.encoders.raw_text import RAW_PREFIX
 from mimrec.errors import MimrecError
-from mimrec.eval.selection import best_valid_auc
+from mimrec.eval.selection import best_valid_auc, is_control
 from mimrec.serialize import from_dict
 
 
@@ -46,7 +46,8 @@ def ensure_serving_bundle(run: Path) -> str | None:
 
 
 def write_serving_bundle(run: Path) -> Path:
-    """Write ``RUN/serve`` for every model of ``RUN/ctr``; returns the folder."""
+    """Write ``RUN/serve`` for every model of ``RUN/ctr`` but the shuffled-content controls;
+    returns the folder."""
     run = Path(run)
     manifest = require_stage(run / "ctr", "ctr")
     records = manifest["metrics"]
@@ -58,7 +59,9 @@ def write_serving_bundle(run: Path) -> Path:
     folder = bundle_dir(run)
     with stage_dir(folder) as tmp:
         (tmp / WEIGHTS_DIR).mkdir()
-        models = {key: _model_entry(run, key, record, tmp) for key, record in records.items()}
+        # a shuffled-content control is not servable: its vectors are not the store's
+        models = {key: _model_entry(run, key, record, tmp) for key, record in records.items()
+                  if not is_control(record)}
         save_feature_tables(tmp, feature_tables(data, data_cfg))
         data.items.to_parquet(tmp / ITEMS_FILE, index=False)
         _browse(data).save(tmp)

@@ -15,6 +15,7 @@ Variant = Literal[
     "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
     "ciubm_no_content_attention", "ciubm_no_target_content", "ciubm_no_retrieval",
     "ciubm_no_content_taste", "ciubm_no_cold_id", "ciubm_raw", "ciubm_pretrain",
+    "ciubm_shuffled",
 ]
 
 # The interest blocks a model can list (each is one class in mimrec.ctr.blocks).
@@ -61,6 +62,13 @@ class ModelSpec:
         cold_dropout_weight: ``uniform``: every train sample with probability ``cold_dropout``;
             ``rare``: ``cold_dropout * k / (k + n)`` for a target with ``n`` train impressions
             (``k`` = ``ctr.model.cold_id_halfway``), so rarely trained items are shown cold most.
+        shuffled_content: a control, not a model to serve: the store's vectors are permuted
+            across the catalogue's items (one fixed permutation,
+            :data:`mimrec.ctr.stage.SHUFFLE_SEED`), so the content blocks see vectors of the
+            real distribution that say nothing about their item. What such a model gains over
+            its ID model is the content path's extra capacity and inputs (history length, ...),
+            not content; the same model with the true vectors minus this control is content's
+            own share. Never chosen to serve.
     """
 
     name: str
@@ -73,6 +81,7 @@ class ModelSpec:
     init_from: str = ""
     cold_dropout: float = 0.0
     cold_dropout_weight: ColdDropoutWeight = "uniform"
+    shuffled_content: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name != self.name.strip():

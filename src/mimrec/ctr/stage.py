@@ -75,6 +75,21 @@ def content_table(store: Path, items: pd.DataFrame) -> tuple[torch.Tensor, dict]
                    **center.info.__dict__}
 
 
+# The permutation of a shuffled-content control (ModelSpec.shuffled_content): the same for every
+# seed and every run over the same catalogue.
+SHUFFLE_SEED = 0
+
+
+def shuffled_rows(table: torch.Tensor) -> torch.Tensor:
+    """A content table with its item rows permuted (row 0, padding, stays) so that every item
+    reads another item's vector: one random cycle through all items, each taking the next
+    one's row. Shapes: (1 + I, E) -> (1 + I, E)."""
+    cycle = torch.from_numpy(np.random.default_rng(SHUFFLE_SEED).permutation(table.shape[0] - 1) + 1)
+    source = torch.arange(table.shape[0])
+    source[cycle] = cycle.roll(-1)
+    return table[source]
+
+
 def model_key(spec: ModelSpec, seed: int) -> str:
     """The key of one trained model in the artifact: ``<model>-seed<k>``."""
     return f"{spec.name}-seed{seed}"
@@ -157,7 +172,10 @@ def _content_of(spec: ModelSpec, items: pd.DataFrame, index_dir: Path | None
     if index_dir is None:
         raise MimrecError(f"model {spec.name!r} needs content vectors: run `mimrec index` first "
                           "(or train only 'din')")
-    return content_table(index_dir / spec.source, items)
+    table, identity = content_table(index_dir / spec.source, items)
+    if spec.shuffled_content:
+        return shuffled_rows(table), {**identity, "shuffled": SHUFFLE_SEED}
+    return table, identity
 
 
 def _splits(data: DataArtifact) -> dict[str, Batchable]:

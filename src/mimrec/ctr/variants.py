@@ -7,6 +7,8 @@ four content blocks; the MovieLens config keeps SA-TA + SimTier, MUSE's best pai
 valid, plus ``cold_id``); each ``ciubm_no_*`` drops one of them (the ablation rows; naming a
 module the set lacks gives ``ciubm`` itself). ``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm``
 reading the raw pretrained text vectors or the stage-1 vectors instead of the C-SFT ones.
+``ciubm_shuffled`` is ``ciubm`` on its vectors permuted across items: the control that says how
+much of ``ciubm``'s gain is content's (``ModelSpec.shuffled_content``; never served).
 Every ``ciubm*`` preset takes its training options (cold dropout) from ``ctr.ciubm``.
 Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`ModelSpec`).
 """
@@ -14,6 +16,7 @@ Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`Model
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 
 from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig, ModelSpec, Variant
 from mimrec.errors import ConfigError
@@ -53,6 +56,8 @@ def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSp
             return _ciubm(name, modules, k, "raw")
         case "ciubm_pretrain":
             return _ciubm(name, modules, k, "pretrain")
+        case "ciubm_shuffled":
+            return replace(_ciubm(name, modules, k, source), shuffled_content=True)
         case "ciubm_no_retrieval":
             return _ciubm(name, modules, 0, source)
         case ("ciubm_no_sa_ta" | "ciubm_no_simtier" | "ciubm_no_content_attention"

@@ -3,6 +3,7 @@ baseline, AUC per popularity bucket; written as ``report.json``, ``report.md`` a
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import rela_impr
 from mimrec.eval.npz_members import npz_memmaps
 from mimrec.eval.plot import plot_bucket_auc, plot_training_curves
-from mimrec.eval.selection import selection_line, valid_best, valid_scores
+from mimrec.eval.selection import is_control, selection_line, valid_best, valid_scores
 from mimrec.eval.significance import bootstrap_rows, bucket_bootstrap, paired_bootstrap
 from mimrec.eval.split_rows import BucketInfo, read_buckets, read_split_rows
 from mimrec.eval.streaming import count_users, split_metrics
@@ -97,13 +98,17 @@ def oracle_metrics(rows: dict[str, np.ndarray], names: tuple[str, ...] = BUCKETS
 
 def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
                  predictions: dict[str, dict[int, np.ndarray]],
-                 names: tuple[str, ...] = BUCKETS) -> dict:
+                 names: tuple[str, ...] = BUCKETS, controls: dict[str, str] | None = None
+                 ) -> dict:
     """Metrics of every model on one split's rows: means over seeds, RelaImpr, and against the
     baseline the paired-bootstrap intervals, overall and per bucket; the oracle when known.
 
     A split of more than ``cfg.stream_above_rows`` rows is scored by the streaming metrics
     (predictions read a chunk at a time), and one of more than ``cfg.bootstrap_rows`` rows is
     bootstrapped on a random sample of its users (``vs_baseline["sample"]``: its rows and users).
+
+    ``controls`` maps a model to its shuffled-content control (:func:`control_pairs`): such a
+    model's ``vs_control`` is its paired difference to the control, content's own share.
 
     Returns ``{"models": {name: metrics}, "oracle": metrics or None}``; a model's
     ``oracle_gap_closed`` is the share of the baseline-to-oracle AUC gap it closes.
@@ -120,12 +125,13 @@ def split_report(cfg: EvalConfig, rows: dict[str, np.ndarray],
         if oracle and base:
             m["oracle_gap_closed"] = (m["auc"] - base["auc"]) / (oracle["auc"] - base["auc"])
     if base and cfg.bootstrap_resamples and len(models) > 1:
-        _add_intervals(cfg, models, rows, predictions, names)
+        _add_intervals(cfg, models, rows, predictions, names, controls or {})
     return {"models": models, "oracle": oracle}
 
 
 def _add_intervals(cfg: EvalConfig, models: dict[str, dict], rows: dict[str, np.ndarray],
-                   predictions: dict[str, dict[int, np.ndarray]], names: tuple[str, ...]) -> None:
+                   predictions: dict[str, dict[int, np.ndarray]], names: tuple[str, ...],
+                   controls: dict[str, str]) -> None:
     """Each model's paired-bootstrap difference to the baseline, overall (``vs_baseline``) and
     per bucket (``vs_baseline_buckets``); on a sample of the users when the split is larger
     than ``cfg.bootstrap_rows``."""
@@ -153,6 +159,24 @@ def _add_intervals(cfg: EvalConfig, models: dict[str, dict], rows: dict[str, np.
         m["vs_baseline_buckets"] = bucket_bootstrap(user, label, bucket, predictions[name],
                                                     reference, cfg.bootstrap_resamples,
                                                     names=names)
+        control = controls.get(name)
+        if control in predictions:
+            vs = paired_bootstrap(user, label, predictions[name], predictions[control],
+                                  cfg.bootstrap_resamples)
+            m["vs_control"] = vs and {**vs, "control": control}
+
+
+def control_pairs(records: dict[str, dict]) -> dict[str, str]:
+    """Each model that has a shuffled-content control in the run, mapped to it: the control's
+    spec is the model's with ``shuffled_content`` on (names aside)."""
+    def key(spec: dict) -> str:
+        return json.dumps({k: v for k, v in spec.items() if k not in ("name", "shuffled_content")},
+                          sort_keys=True)
+
+    specs = {r["model"]: r["spec"] for r in records.values() if "spec" in r}
+    controls = {key(spec): name for name, spec in specs.items() if is_control({"spec": spec})}
+    return {name: controls[key(spec)] for name, spec in specs.items()
+            if not is_control({"spec": spec}) and key(spec) in controls}
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
@@ -167,14 +191,15 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     buckets = read_buckets(data_dir)
     names = buckets.names
     test_rows = read_split_rows(data_dir, TEST)
-    test = split_report(cfg, test_rows, split_predictions(ctr_dir, "test"), names)
+    ctr_manifest = require_stage(ctr_dir, "ctr")
+    records = ctr_manifest["metrics"]
+    controls = control_pairs(records)
+    test = split_report(cfg, test_rows, split_predictions(ctr_dir, "test"), names, controls)
     summary = bucket_summary(buckets, test_rows["bucket"])
     del test_rows
     valid_predictions = split_predictions(ctr_dir, "valid")
-    valid = split_report(cfg, read_split_rows(data_dir, VALID), valid_predictions, names) \
-        if valid_predictions else None
-    ctr_manifest = require_stage(ctr_dir, "ctr")
-    records = ctr_manifest["metrics"]
+    valid = split_report(cfg, read_split_rows(data_dir, VALID), valid_predictions, names,
+                         controls) if valid_predictions else None
     margin = ctr_manifest["config"]["ctr"].get("select_margin", 0.0)
     for name, score in valid_scores(records).items():
         if name in test["models"]:
@@ -288,6 +313,25 @@ def difference_table(report: dict, split: str = "test") -> list[str]:
     return lines
 
 
+def content_share_lines(report: dict) -> list[str]:
+    """Each model's difference to its shuffled-content control (the same model reading
+    another item's vectors): what content itself adds, with its interval."""
+    rows = [(name, m["vs_control"]) for name, m in report["models"].items()
+            if m.get("vs_control")]
+    if not rows:
+        return []
+    lines = ["Content's own share: each model against its shuffled-content control (the same "
+             "model trained on vectors permuted across items; what the control gains over the "
+             "baseline is the content path's capacity, not content):", "",
+             "| model | control | ΔAUC [interval] | ΔgAUC [interval] | resolved |",
+             "|---|---|---|---|---|"]
+    for name, vs in rows:
+        low, high = vs["delta_auc_interval"]
+        lines.append(f"| {name} | {vs['control']} | {interval_text(vs, 'delta_auc')} | "
+                     f"{interval_text(vs, 'delta_gauc')} | {'yes' if low > 0 or high < 0 else 'no'} |")
+    return lines
+
+
 def _sample_note(vs: dict) -> str:
     """How the bootstrap was subsampled, when it was (a large split)."""
     sample = vs.get("sample")
@@ -355,8 +399,9 @@ def oracle_lines(report: dict) -> list[str]:
 def split_section(report: dict, split: str) -> list[str]:
     """Tables of one split: metrics, differences with intervals, resolution, oracle."""
     lines = [*ctr_table(report, split), ""]
-    for block in (difference_table(report, split.lower()), bucket_difference_table(report),
-                  resolution_lines(report), oracle_lines(report)):
+    for block in (difference_table(report, split.lower()), content_share_lines(report),
+                  bucket_difference_table(report), resolution_lines(report),
+                  oracle_lines(report)):
         if block:
             lines += [*block, ""]
     return lines

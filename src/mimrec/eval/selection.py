@@ -4,6 +4,10 @@ A model's valid score is the mean over its seeds of the best valid AUC of each s
 (the weights kept). Another model is chosen over the ID-only baseline only when its score is
 higher by more than ``margin`` (``ctr.select_margin``): a gain the size of valid noise does not
 make the service switch to content.
+
+A shuffled-content control (``ModelSpec.shuffled_content``, the ``ciubm_shuffled`` preset) is
+never chosen; when a run has one, the line says how much of the chosen model's valid gain over
+the baseline it reaches without true content.
 """
 
 from __future__ import annotations
@@ -24,10 +28,20 @@ def valid_scores(records: dict[str, dict]) -> dict[str, float]:
     return {name: float(np.mean(v)) for name, v in per_model.items()}
 
 
+def is_control(record: dict) -> bool:
+    """Whether a trained model is a shuffled-content control (records without a spec: no)."""
+    return bool(record.get("spec", {}).get("shuffled_content"))
+
+
+def controls(records: dict[str, dict]) -> set[str]:
+    """The names of the shuffled-content controls among a run's models."""
+    return {record["model"] for record in records.values() if is_control(record)}
+
+
 def valid_best(records: dict[str, dict], baseline: str = "din", margin: float = 0.0) -> str:
     """The name of the model with the best valid score; ``baseline`` unless another beats it by
-    more than ``margin``."""
-    scores = valid_scores(records)
+    more than ``margin``. Controls are not candidates."""
+    scores = {n: s for n, s in valid_scores(records).items() if n not in controls(records)}
     if not scores:
         raise ValueError("no trained model to choose from")
     top = max(scores.values())
@@ -47,10 +61,23 @@ def selection_line(records: dict[str, dict], baseline: str = "din", margin: floa
     serving din``."""
     scores = valid_scores(records)
     chosen = valid_best(records, baseline, margin)
+    control = _control_note(scores, controls(records), chosen, baseline)
+    scores = {n: s for n, s in scores.items() if n not in controls(records)}
     if chosen == baseline and len(scores) > 1:
         return (f"content did not beat the ID-only model on valid: serving {baseline} "
                 f"(valid AUC {scores[baseline]:.4f}; best other "
                 f"{max(s for n, s in scores.items() if n != baseline):.4f}; a content model "
                 f"must be ahead by more than {margin:g})")
     base = f" vs {baseline} {scores[baseline]:.4f}" if baseline in scores else ""
-    return f"valid-best model: serving {chosen} (valid AUC {scores[chosen]:.4f}{base})"
+    return f"valid-best model: serving {chosen} (valid AUC {scores[chosen]:.4f}{base}){control}"
+
+
+def _control_note(scores: dict[str, float], control_names: set[str], chosen: str,
+                  baseline: str) -> str:
+    """``; with shuffled content (ciubm_shuffled) 0.7190: content's own share +0.0006`` when
+    the chosen model is not the baseline and the run has a control, else empty."""
+    if chosen == baseline or baseline not in scores or not control_names:
+        return ""
+    name = max(control_names, key=lambda n: scores[n])
+    return (f"; with shuffled content ({name}) {scores[name]:.4f}: content's own share "
+            f"{scores[chosen] - scores[name]:+.4f}")

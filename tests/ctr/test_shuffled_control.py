@@ -1,0 +1,76 @@
+"""The shuffled-content control (``ciubm_shuffled``): the same model on vectors permuted across
+items, so a report can tell content's own share from the content path's capacity; never served."""
+
+import json
+
+import numpy as np
+import torch
+
+from mimrec.ctr.config import CtrConfig, ModelConfig, TrainConfig
+from mimrec.ctr.stage import SHUFFLE_SEED, run_ctr, shuffled_rows
+from mimrec.ctr.variants import model_specs
+from mimrec.eval.config import EvalConfig
+from mimrec.eval.report import build_report, control_pairs
+from mimrec.eval.selection import selection_line, valid_best
+
+
+def test_shuffled_rows_permute_the_items_and_keep_the_padding_row():
+    table = torch.arange(1, 12, dtype=torch.float32)[:, None].repeat(1, 3)
+    table[0] = 0
+    out = shuffled_rows(table)
+    assert torch.equal(out[0], table[0])
+    assert sorted(out[1:, 0].tolist()) == table[1:, 0].tolist()
+    assert (out[1:, 0] != table[1:, 0]).all()  # every item reads another item's vector
+    assert torch.equal(out, shuffled_rows(table))  # one fixed permutation
+
+
+def test_the_preset_is_ciubm_with_its_vectors_shuffled():
+    cfg = CtrConfig(variants=("din", "ciubm", "ciubm_shuffled"))
+    _, ciubm, control = model_specs(cfg)
+    assert control.shuffled_content and not ciubm.shuffled_content
+    assert control.blocks == ciubm.blocks and control.init_from == ciubm.init_from == "din"
+
+
+def _record(name, auc, **spec):
+    return {"model": name, "spec": {"name": name, **spec}, "epochs": [{"valid_auc": auc}]}
+
+
+def test_a_control_is_never_chosen_and_the_line_gives_contents_share():
+    records = {"din-seed0": _record("din", 0.70), "ciubm-seed0": _record("ciubm", 0.72),
+               "ciubm_shuffled-seed0": _record("ciubm_shuffled", 0.73, shuffled_content=True)}
+    assert valid_best(records) == "ciubm"
+    line = selection_line(records)
+    assert line.startswith("valid-best model: serving ciubm")
+    assert "with shuffled content (ciubm_shuffled) 0.7300: content's own share -0.0100" in line
+    records["ciubm-seed0"] = _record("ciubm", 0.69)
+    assert valid_best(records) == "din"
+    assert selection_line(records).startswith("content did not beat the ID-only model")
+
+
+def test_a_run_with_the_control_reports_contents_share_and_does_not_serve_it(artifacts,
+                                                                            tmp_path):
+    data_cfg, data, index = artifacts
+    run = index.parent
+    cfg = CtrConfig(model=ModelConfig(mlp_units=(16,), ciubm_modules=("sa_ta", "simtier")),
+                    variants=("din", "ciubm", "ciubm_shuffled"),
+                    train=TrainConfig(max_epochs=1, seeds=(0,), threads=1))
+    records = run_ctr(cfg, data_cfg, data, run / "ctr", index_dir=index)
+    assert records["ciubm_shuffled-seed0"]["content"]["shuffled"] == SHUFFLE_SEED
+    assert "shuffled" not in records["ciubm-seed0"]["content"]
+    with np.load(run / "ctr" / "predictions.npz") as p:
+        assert not np.array_equal(p["ciubm-seed0/test"], p["ciubm_shuffled-seed0/test"])
+    manifest = json.loads((run / "ctr" / "manifest.json").read_text())
+    assert control_pairs(manifest["metrics"]) == {"ciubm": "ciubm_shuffled"}
+
+    report = build_report(EvalConfig(bootstrap_resamples=50, plot=False), run / "ctr",
+                          run / "report")
+    share = report["models"]["ciubm"]["vs_control"]
+    assert share["control"] == "ciubm_shuffled" and "delta_auc_interval" in share
+    assert "vs_control" not in report["models"]["ciubm_shuffled"]
+    assert report["valid_best"] != "ciubm_shuffled"
+    assert "Content's own share" in (run / "report" / "report.md").read_text()
+
+    from mimrec.ctr.bundle_writer import write_serving_bundle
+
+    bundle = json.loads((write_serving_bundle(run) / "bundle.json").read_text())
+    assert {m["name"] for m in bundle["models"].values()} == {"din", "ciubm"}

@@ -4,14 +4,16 @@ items, so a report can tell content's own share from the content path's capacity
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from mimrec.ctr.config import CtrConfig, ModelConfig, TrainConfig
 from mimrec.ctr.stage import SHUFFLE_SEED, run_ctr, shuffled_rows
 from mimrec.ctr.variants import model_specs
+from mimrec.errors import MimrecError
 from mimrec.eval.config import EvalConfig
-from mimrec.eval.report import build_report, control_pairs
-from mimrec.eval.selection import selection_line, valid_best
+from mimrec.eval.report import build_report
+from mimrec.eval.selection import control_pairs, selection_line, valid_best
 
 
 def test_shuffled_rows_permute_the_items_and_keep_the_padding_row():
@@ -32,16 +34,27 @@ def test_the_preset_is_ciubm_with_its_vectors_shuffled():
 
 
 def _record(name, auc, **spec):
-    return {"model": name, "spec": {"name": name, **spec}, "epochs": [{"valid_auc": auc}]}
+    blocks = ["id_attention"] if name == "din" else ["id_attention", "sa_ta"]
+    return {"model": name, "spec": {"name": name, "blocks": blocks, **spec},
+            "epochs": [{"valid_auc": auc}]}
 
 
-def test_a_control_is_never_chosen_and_the_line_gives_contents_share():
+def test_a_control_is_never_chosen_and_content_must_beat_it():
+    """Content-free gains (the control's) do not make the run serve the content model."""
     records = {"din-seed0": _record("din", 0.70), "ciubm-seed0": _record("ciubm", 0.72),
                "ciubm_shuffled-seed0": _record("ciubm_shuffled", 0.73, shuffled_content=True)}
-    assert valid_best(records) == "ciubm"
+    assert control_pairs(records) == {"ciubm": "ciubm_shuffled"}
+    assert valid_best(records) == "din"
     line = selection_line(records)
-    assert line.startswith("valid-best model: serving ciubm")
-    assert "with shuffled content (ciubm_shuffled) 0.7300: content's own share -0.0100" in line
+    assert line.startswith("content did not beat its shuffled-content control on valid: "
+                           "serving din (ciubm 0.7200, with shuffled content (ciubm_shuffled) "
+                           "0.7300, din 0.7000")
+    records["ciubm_shuffled-seed0"] = _record("ciubm_shuffled", 0.705, shuffled_content=True)
+    assert valid_best(records) == "ciubm"
+    assert selection_line(records) == (
+        "valid-best model: serving ciubm (valid AUC 0.7200 vs din 0.7000); with shuffled content "
+        "(ciubm_shuffled) 0.7050: content's own share +0.0150")
+    assert valid_best(records, margin=0.02) == "din"  # the margin applies to the control too
     records["ciubm-seed0"] = _record("ciubm", 0.69)
     assert valid_best(records) == "din"
     assert selection_line(records).startswith("content did not beat the ID-only model")
@@ -74,3 +87,10 @@ def test_a_run_with_the_control_reports_contents_share_and_does_not_serve_it(art
 
     bundle = json.loads((write_serving_bundle(run) / "bundle.json").read_text())
     assert {m["name"] for m in bundle["models"].values()} == {"din", "ciubm"}
+    assert list(bundle["controls"]) == ["ciubm_shuffled-seed0"]
+    from mimrec.serve.bundle import load_bundle
+
+    served = load_bundle(run)  # what the report chose, knowing the control
+    assert served.model_key == f"{report['valid_best']}-seed0"
+    with pytest.raises(MimrecError, match="shuffled-content control.*not servable"):
+        load_bundle(run, "ciubm_shuffled")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +108,14 @@ class BundleManifest:
     user_features: tuple[str, ...]
     max_seq_len: int
     data_folder: str | None  # relative image paths of the catalogue start here
+    # shuffled-content controls: not servable, kept as ctr manifest records for the selection
+    controls: dict[str, dict] = field(default_factory=dict)
 
     def records(self) -> dict[str, dict]:
-        """The models as :mod:`mimrec.eval.selection` reads ctr manifest records."""
-        return {key: {"model": m.name, "epochs": [{"valid_auc": m.valid_auc}]}
-                for key, m in self.models.items()}
+        """The models (and controls) as :mod:`mimrec.eval.selection` reads ctr manifest
+        records, so the service chooses what the report chose."""
+        return {**{key: {"model": m.name, "spec": m.spec, "epochs": [{"valid_auc": m.valid_auc}]}
+                   for key, m in self.models.items()}, **self.controls}
 
     def path(self, relative: str) -> Path:
         """A path the manifest names, relative to the bundle folder (absolute stays)."""
@@ -137,7 +140,7 @@ def read_manifest(folder: Path) -> BundleManifest:
         data = raw["data"]
         return BundleManifest(folder, raw["ctr"], models, tuple(data["item_features"]),
                               tuple(data["user_features"]), int(data["max_seq_len"]),
-                              data["data_folder"])
+                              data["data_folder"], dict(raw.get("controls", {})))
     except (KeyError, TypeError, AttributeError) as exc:
         raise MimrecError(f"{path}: a field is missing or malformed ({exc}); rebuild the bundle "
                           f"(delete {folder} and run `mimrec serve` on the run)") from None

@@ -72,6 +72,9 @@ def write_serving_bundle(run: Path) -> Path:
         write_manifest(tmp, {
             "ctr_manifest": ctr_manifest_hash(run), "ctr": manifest["config"]["ctr"],
             "models": models,
+            "controls": {key: {"model": r["model"], "spec": r["spec"],
+                               "epochs": [{"valid_auc": best_valid_auc(r)}]}
+                         for key, r in records.items() if is_control(r)},
             "data": {"item_features": list(data_cfg.item_features),
                      "user_features": list(data_cfg.user_features),
                      "max_seq_len": data_cfg.max_seq_len,

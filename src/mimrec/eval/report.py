@@ -3,7 +3,6 @@ baseline, AUC per popularity bucket; written as ``report.json``, ``report.md`` a
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import rela_impr
 from mimrec.eval.npz_members import npz_memmaps
 from mimrec.eval.plot import plot_bucket_auc, plot_training_curves
-from mimrec.eval.selection import is_control, selection_line, valid_best, valid_scores
+from mimrec.eval.selection import control_pairs, selection_line, valid_best, valid_scores
 from mimrec.eval.significance import bootstrap_rows, bucket_bootstrap, paired_bootstrap
 from mimrec.eval.split_rows import BucketInfo, read_buckets, read_split_rows
 from mimrec.eval.streaming import count_users, split_metrics
@@ -164,19 +163,6 @@ def _add_intervals(cfg: EvalConfig, models: dict[str, dict], rows: dict[str, np.
             vs = paired_bootstrap(user, label, predictions[name], predictions[control],
                                   cfg.bootstrap_resamples)
             m["vs_control"] = vs and {**vs, "control": control}
-
-
-def control_pairs(records: dict[str, dict]) -> dict[str, str]:
-    """Each model that has a shuffled-content control in the run, mapped to it: the control's
-    spec is the model's with ``shuffled_content`` on (names aside)."""
-    def key(spec: dict) -> str:
-        return json.dumps({k: v for k, v in spec.items() if k not in ("name", "shuffled_content")},
-                          sort_keys=True)
-
-    specs = {r["model"]: r["spec"] for r in records.values() if "spec" in r}
-    controls = {key(spec): name for name, spec in specs.items() if is_control({"spec": spec})}
-    return {name: controls[key(spec)] for name, spec in specs.items()
-            if not is_control({"spec": spec}) and key(spec) in controls}
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:

@@ -5,12 +5,16 @@ A model's valid score is the mean over its seeds of the best valid AUC of each s
 higher by more than ``margin`` (``ctr.select_margin``): a gain the size of valid noise does not
 make the service switch to content.
 
-A shuffled-content control (``ModelSpec.shuffled_content``, the ``ciubm_shuffled`` preset) is
-never chosen; when a run has one, the line says how much of the chosen model's valid gain over
-the baseline it reaches without true content.
+A shuffled-content control (``ModelSpec.shuffled_content``, the ``ciubm_shuffled`` preset: the
+same model on vectors permuted across items) is never chosen. A model that has one in the run
+is chosen only when it also beats its control by more than ``margin``: a gain its control gets
+without true content is the content path's capacity, not content, and is no reason to serve a
+model that needs the store and the encoder. The line says how the control did.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -38,10 +42,27 @@ def controls(records: dict[str, dict]) -> set[str]:
     return {record["model"] for record in records.values() if is_control(record)}
 
 
+def control_pairs(records: dict[str, dict]) -> dict[str, str]:
+    """Each model that has a shuffled-content control in the run, mapped to it: the control's
+    spec is the model's with ``shuffled_content`` on (names aside)."""
+    def key(spec: dict) -> str:
+        return json.dumps({k: v for k, v in spec.items() if k not in ("name", "shuffled_content")},
+                          sort_keys=True)
+
+    specs = {r["model"]: r["spec"] for r in records.values() if "spec" in r}
+    found = {key(spec): name for name, spec in specs.items() if spec.get("shuffled_content")}
+    return {name: found[key(spec)] for name, spec in specs.items()
+            if not spec.get("shuffled_content") and key(spec) in found}
+
+
 def valid_best(records: dict[str, dict], baseline: str = "din", margin: float = 0.0) -> str:
     """The name of the model with the best valid score; ``baseline`` unless another beats it by
-    more than ``margin``. Controls are not candidates."""
-    scores = {n: s for n, s in valid_scores(records).items() if n not in controls(records)}
+    more than ``margin``. Controls are not candidates, and a model with a control must beat it
+    by more than ``margin`` too."""
+    all_scores = valid_scores(records)
+    pairs = control_pairs(records)
+    scores = {n: s for n, s in all_scores.items() if n not in controls(records)
+              and (n not in pairs or s > all_scores[pairs[n]] + margin)}
     if not scores:
         raise ValueError("no trained model to choose from")
     top = max(scores.values())
@@ -61,23 +82,23 @@ def selection_line(records: dict[str, dict], baseline: str = "din", margin: floa
     serving din``."""
     scores = valid_scores(records)
     chosen = valid_best(records, baseline, margin)
-    control = _control_note(scores, controls(records), chosen, baseline)
-    scores = {n: s for n, s in scores.items() if n not in controls(records)}
-    if chosen == baseline and len(scores) > 1:
+    pairs = control_pairs(records)
+    models = {n: s for n, s in scores.items() if n not in controls(records)}
+    if chosen == baseline and len(models) > 1:
+        best = max((n for n in models if n != baseline), key=models.get)
+        if best in pairs and models[best] > models[baseline] + margin:
+            control = pairs[best]
+            return (f"content did not beat its shuffled-content control on valid: serving "
+                    f"{baseline} ({best} {models[best]:.4f}, with shuffled content ({control}) "
+                    f"{scores[control]:.4f}, {baseline} {models[baseline]:.4f}: {best}'s gain "
+                    f"is the content path's capacity, not content)")
         return (f"content did not beat the ID-only model on valid: serving {baseline} "
-                f"(valid AUC {scores[baseline]:.4f}; best other "
-                f"{max(s for n, s in scores.items() if n != baseline):.4f}; a content model "
-                f"must be ahead by more than {margin:g})")
-    base = f" vs {baseline} {scores[baseline]:.4f}" if baseline in scores else ""
-    return f"valid-best model: serving {chosen} (valid AUC {scores[chosen]:.4f}{base}){control}"
-
-
-def _control_note(scores: dict[str, float], control_names: set[str], chosen: str,
-                  baseline: str) -> str:
-    """``; with shuffled content (ciubm_shuffled) 0.7190: content's own share +0.0006`` when
-    the chosen model is not the baseline and the run has a control, else empty."""
-    if chosen == baseline or baseline not in scores or not control_names:
-        return ""
-    name = max(control_names, key=lambda n: scores[n])
-    return (f"; with shuffled content ({name}) {scores[name]:.4f}: content's own share "
-            f"{scores[chosen] - scores[name]:+.4f}")
+                f"(valid AUC {models[baseline]:.4f}; best other {models[best]:.4f}; a content "
+                f"model must be ahead by more than {margin:g})")
+    base = f" vs {baseline} {models[baseline]:.4f}" if baseline in models else ""
+    share = ""
+    if chosen in pairs:
+        control = pairs[chosen]
+        share = (f"; with shuffled content ({control}) {scores[control]:.4f}: content's own "
+                 f"share {scores[chosen] - scores[control]:+.4f}")
+    return f"valid-best model: serving {chosen} (valid AUC {models[chosen]:.4f}{base}){share}"

@@ -45,7 +45,7 @@ from mimrec.encoders.raw_text import (
     raw_encoder_identity,
 )
 from mimrec.errors import MimrecError
-from mimrec.eval.selection import best_seed, valid_best
+from mimrec.eval.selection import best_seed, is_control, valid_best
 from mimrec.serialize import from_dict
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
@@ -80,6 +80,10 @@ def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
     ID-only baseline unless a content model did better on valid), its best valid seed."""
     if not metrics:
         raise MimrecError("the ctr artifact holds no trained model")
+    if wanted and any(r["model"] == wanted or k == wanted
+                      for k, r in metrics.items() if is_control(r)):
+        raise MimrecError(f"model {wanted!r} is a shuffled-content control (it read other items' "
+                          "vectors in training): not servable")
     if wanted in metrics:
         return wanted
     names = {record["model"] for record in metrics.values()}

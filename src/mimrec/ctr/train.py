@@ -6,6 +6,7 @@ import copy
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,7 +106,10 @@ def batchable(samples: Samples, split: int) -> Batchable:
         rows = slice(int(rows[0]), int(rows[-1]) + 1)
 
     def tensor(values: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(values[rows])
+        # a view of a read-only memory map; batches are only ever read from it, never written
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            return torch.as_tensor(values[rows])
 
     return Batchable(
         user=tensor(samples.user),

@@ -92,6 +92,8 @@ def render_config(summary: TableSummary, data_path: str, name: str) -> str:
         "",
         "[ctr]",
         'variants = ["din", "ciubm"]  # ID-only DIN against the content model CiUBM',
+        "shuffled_controls = true  # each content model again on item-shuffled vectors: served "
+        "only when it beats that",
         "",
         "[ctr.model]",
         'ciubm_modules = ["sa_ta", "simtier", "cold_id"]   # the MovieLens choice (README)',

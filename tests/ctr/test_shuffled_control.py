@@ -1,16 +1,18 @@
-"""The shuffled-content control (``ciubm_shuffled``): the same model on vectors permuted across
-items, so a report can tell content's own share from the content path's capacity; never served."""
+"""Shuffled-content controls (``ctr.shuffled_controls``): each content model again on vectors
+permuted across items, so a report can tell content's own share from the content path's
+capacity, and the run serves a content model only when it beats its control; never served."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from mimrec.ctr.config import CtrConfig, ModelConfig, TrainConfig
+from mimrec.ctr.config import CtrConfig, ModelConfig, ModelSpec, TrainConfig
 from mimrec.ctr.stage import SHUFFLE_SEED, run_ctr, shuffled_rows
 from mimrec.ctr.variants import model_specs
-from mimrec.errors import MimrecError
+from mimrec.errors import ConfigError, MimrecError
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.report import build_report
 from mimrec.eval.selection import control_pairs, selection_line, valid_best
@@ -26,11 +28,21 @@ def test_shuffled_rows_permute_the_items_and_keep_the_padding_row():
     assert torch.equal(out, shuffled_rows(table))  # one fixed permutation
 
 
-def test_the_preset_is_ciubm_with_its_vectors_shuffled():
-    cfg = CtrConfig(variants=("din", "ciubm", "ciubm_shuffled"))
-    _, ciubm, control = model_specs(cfg)
-    assert control.shuffled_content and not ciubm.shuffled_content
-    assert control.blocks == ciubm.blocks and control.init_from == ciubm.init_from == "din"
+def test_every_content_model_gets_its_control_unless_switched_off():
+    cfg = CtrConfig(variants=("din", "ciubm", "ciubm_raw"), shuffled_controls=True)
+    specs = model_specs(cfg)
+    assert [s.name for s in specs] == ["din", "ciubm", "ciubm_shuffled", "ciubm_raw",
+                                       "ciubm_raw_shuffled"]
+    _, ciubm, control, raw, raw_control = specs
+    assert control.shuffled_content and raw_control.shuffled_content
+    assert not ciubm.shuffled_content
+    assert replace(control, name="ciubm", shuffled_content=False) == ciubm
+    assert raw_control.source == raw.source == "raw"
+    off = replace(cfg, shuffled_controls=False)
+    assert [s.name for s in model_specs(off)] == ["din", "ciubm", "ciubm_raw"]
+    clash = replace(cfg, models=(ModelSpec("ciubm_shuffled"),))
+    with pytest.raises(ConfigError, match="ciubm_shuffled.*shuffled_controls = false"):
+        model_specs(clash)
 
 
 def _record(name, auc, **spec):
@@ -65,7 +77,7 @@ def test_a_run_with_the_control_reports_contents_share_and_does_not_serve_it(art
     data_cfg, data, index = artifacts
     run = index.parent
     cfg = CtrConfig(model=ModelConfig(mlp_units=(16,), ciubm_modules=("sa_ta", "simtier")),
-                    variants=("din", "ciubm", "ciubm_shuffled"),
+                    variants=("din", "ciubm"), shuffled_controls=True,
                     train=TrainConfig(max_epochs=1, seeds=(0,), threads=1))
     records = run_ctr(cfg, data_cfg, data, run / "ctr", index_dir=index)
     assert records["ciubm_shuffled-seed0"]["content"]["shuffled"] == SHUFFLE_SEED

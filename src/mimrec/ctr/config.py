@@ -15,7 +15,6 @@ Variant = Literal[
     "din", "content_only", "ciubm", "ciubm_no_sa_ta", "ciubm_no_simtier",
     "ciubm_no_content_attention", "ciubm_no_target_content", "ciubm_no_retrieval",
     "ciubm_no_content_taste", "ciubm_no_cold_id", "ciubm_raw", "ciubm_pretrain",
-    "ciubm_shuffled",
 ]
 
 # The interest blocks a model can list (each is one class in mimrec.ctr.blocks).
@@ -264,6 +263,13 @@ class CtrConfig:
         train: optimisation and early stopping.
         select_margin: the service (and the report's "valid-best") takes a model other than
             ``din`` only when its mean valid AUC is higher than DIN's by more than this.
+        shuffled_controls: train with every model that reads content its shuffled-content
+            control ``<name>_shuffled`` (``ModelSpec.shuffled_content``: the same model on
+            vectors permuted across items). The report gives each model's difference to its
+            control (content's own share), and a model is served only when it beats its control
+            on valid too. Costs one more training per content model and seed. Off here (a
+            library default that trains only what is listed); the shipped configs and
+            ``mimrec init`` switch it on.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -273,6 +279,7 @@ class CtrConfig:
     ciubm: CiubmTraining = field(default_factory=CiubmTraining)
     train: TrainConfig = field(default_factory=TrainConfig)
     select_margin: float = 0.001
+    shuffled_controls: bool = False
 
     def __post_init__(self) -> None:
         check_range("ctr.select_margin", self.select_margin, 0, 1, high_open=True)

@@ -7,8 +7,9 @@ four content blocks; the MovieLens config keeps SA-TA + SimTier, MUSE's best pai
 valid, plus ``cold_id``); each ``ciubm_no_*`` drops one of them (the ablation rows; naming a
 module the set lacks gives ``ciubm`` itself). ``ciubm_raw`` and ``ciubm_pretrain`` are ``ciubm``
 reading the raw pretrained text vectors or the stage-1 vectors instead of the C-SFT ones.
-``ciubm_shuffled`` is ``ciubm`` on its vectors permuted across items: the control that says how
-much of ``ciubm``'s gain is content's (``ModelSpec.shuffled_content``; never served).
+With ``ctr.shuffled_controls`` every model that reads content gets its control
+``<name>_shuffled``: the same model on vectors permuted across items, which says how much of its
+gain is content's (``ModelSpec.shuffled_content``; never served).
 Every ``ciubm*`` preset takes its training options (cold dropout) from ``ctr.ciubm``.
 Combinations beyond these are data: ``[[ctr.models]]`` tables (see :class:`ModelSpec`).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
+from mimrec.ctr.blocks import reads_content
 from mimrec.ctr.config import BlockKind, ContentModule, ContentSource, CtrConfig, ModelSpec, Variant
 from mimrec.errors import ConfigError
 
@@ -56,8 +58,6 @@ def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSp
             return _ciubm(name, modules, k, "raw")
         case "ciubm_pretrain":
             return _ciubm(name, modules, k, "pretrain")
-        case "ciubm_shuffled":
-            return replace(_ciubm(name, modules, k, source), shuffled_content=True)
         case "ciubm_no_retrieval":
             return _ciubm(name, modules, 0, source)
         case ("ciubm_no_sa_ta" | "ciubm_no_simtier" | "ciubm_no_content_attention"
@@ -68,8 +68,23 @@ def preset(cfg: CtrConfig, name: Variant, kept: Collection[str] = ()) -> ModelSp
 
 
 def listed_specs(cfg: CtrConfig, kept: Collection[str] = ()) -> tuple[ModelSpec, ...]:
-    """The models a config lists, unchecked: the presets of ``variants``, then ``models``."""
-    return tuple(preset(cfg, name, kept) for name in cfg.variants) + cfg.models
+    """The models a config lists, unchecked: the presets of ``variants``, then ``models``, each
+    content model followed by its shuffled-content control when ``ctr.shuffled_controls``."""
+    specs = tuple(preset(cfg, name, kept) for name in cfg.variants) + cfg.models
+    if not cfg.shuffled_controls:
+        return specs
+    out: list[ModelSpec] = []
+    for spec in specs:
+        out.append(spec)
+        if reads_content(spec) and not spec.shuffled_content:
+            out.append(replace(spec, name=f"{spec.name}_shuffled", shuffled_content=True))
+    names = [spec.name for spec in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"ctr: model name {twice[0]!r} is also the name of a shuffled-content "
+                          "control (ctr.shuffled_controls): rename the model, or set "
+                          "ctr.shuffled_controls = false")
+    return tuple(out)
 
 
 def model_specs(cfg: CtrConfig, kept: Collection[str] = ()) -> tuple[ModelSpec, ...]:

@@ -5,7 +5,7 @@ A model's valid score is the mean over its seeds of the best valid AUC of each s
 higher by more than ``margin`` (``ctr.select_margin``): a gain the size of valid noise does not
 make the service switch to content.
 
-A shuffled-content control (``ModelSpec.shuffled_content``, the ``ciubm_shuffled`` preset: the
+A shuffled-content control (``ModelSpec.shuffled_content``, ``ctr.shuffled_controls``: the
 same model on vectors permuted across items) is never chosen. A model that has one in the run
 is chosen only when it also beats its control by more than ``margin``: a gain its control gets
 without true content is the content path's capacity, not content, and is no reason to serve a

@@ -60,7 +60,9 @@ def test_run_writes_every_artifact_and_the_report(ml_slice, tiny_text, tmp_path)
     ctr = json.loads((out / "ctr" / "manifest.json").read_text())
     assert ctr["parents"]["data"]["hash"] == json.loads(
         (out / "data" / "manifest.json").read_text())["hash"]
-    assert set(ctr["metrics"]) == {"din-seed0", "din-seed1", "ciubm-seed0", "ciubm-seed1"}
+    assert set(ctr["metrics"]) == {"din-seed0", "din-seed1", "ciubm-seed0", "ciubm-seed1",
+                                   "ciubm_shuffled-seed0", "ciubm_shuffled-seed1"}  # its control
+    assert "Content's own share" in (out / "report.md").read_text()
     assert ctr["metrics"]["ciubm-seed0"]["content"]["encoder"] == "csft"
     assert set(report["retrieval"]) == {"pretrain", "csft"}
     assert "ciubm" in report["models"] and "alignment" in report

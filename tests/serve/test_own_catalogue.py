@@ -60,7 +60,9 @@ def check_run(out: Path, stdout: str) -> None:
     assert sum(e["test_rows"] for e in edges.values()) == report["data"]["test"]["events"]
     for m in report["models"].values():
         assert all(b["n"] > 0 for b in m["buckets"].values())
-    assert set(report["models"]) == {"din", "ciubm"}
+    # mimrec init's config trains each content model's shuffled-content control too
+    assert set(report["models"]) == {"din", "ciubm", "ciubm_shuffled"}
+    assert report["valid_best"] != "ciubm_shuffled"
     assert (out / "config.toml").is_file()
     r = mimrec("eval", "--out", out)  # the run folder remembers its config
     assert r.returncode == 0, r.stderr

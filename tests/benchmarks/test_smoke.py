@@ -66,13 +66,19 @@ def test_ctr_throughput_benchmark_smoke(data_run, tmp_path):
 @pytest.mark.skipif(not FUXICTR_PYTHON.exists(),
                     reason="FuxiCTR benchmark environment not built (make bench-env)")
 def test_fuxictr_benchmark_smoke(data_run, tmp_path):
+    result = fuxictr_smoke(data_run, tmp_path)
+    assert result["throughput"]["train_samples_per_second"] > 0
+
+
+def fuxictr_smoke(run_dir: Path, tmp_path: Path, *extra: str) -> dict:
+    """benchmarks/fuxictr_p1.py --smoke on a run's data artifact, seed 0; its result JSON."""
     out = tmp_path / "fx.json"
-    run(str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(data_run / "data"),
-        "--work", str(tmp_path / "work"), "--out", str(out), "--smoke", "--seeds", "0",
+    run(str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(run_dir / "data"),
+        "--work", str(tmp_path / "work"), "--out", str(out), "--smoke", "--seeds", "0", *extra,
         timeout=600)
     result = json.loads(out.read_text())
     assert 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
-    assert result["throughput"]["train_samples_per_second"] > 0
+    return result
     test_rows = sum(b["n"] for b in result["seeds"]["0"]["test"]["buckets"].values())
     assert np.load(result["seeds"]["0"]["predictions"]).shape == (test_rows,)
 
@@ -164,12 +170,7 @@ def test_fuxictr_features_name_a_missing_column(p4_data_run, tmp_path):
                     reason="FuxiCTR benchmark environment not built (make bench-env)")
 def test_fuxictr_benchmark_smoke_on_p4(p4_data_run, tmp_path):
     """FuxiCTR's DIN on a P4-shaped artifact: its feature map holds P4's columns, no user ones."""
-    out = tmp_path / "fx.json"
-    run(str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(p4_data_run / "data"),
-        "--work", str(tmp_path / "work"), "--out", str(out), "--smoke", "--seeds", "0",
-        "--no-throughput", timeout=600)
-    result = json.loads(out.read_text())
-    assert 0 <= result["seeds"]["0"]["test"]["auc"] <= 1
+    result = fuxictr_smoke(p4_data_run, tmp_path, "--no-throughput")
     spec = json.loads(next((tmp_path / "work").rglob("feature_map.json")).read_text())
     names = {name: f for entry in spec["features"] for name, f in entry.items()}
     assert {"user_id", "item_id", "class", "brand"} <= set(names)

@@ -78,6 +78,10 @@ def summarise(run: Path, baseline: str = "din", model: str = "ciubm") -> dict:
                       "delta_auc_interval": vs.get("delta_auc_interval"),
                       "buckets": {b: _bucket(r) for b, r in
                                   (ours.get("vs_baseline_buckets") or {}).items()}}
+        control = ours.get("vs_control")  # content's own share (ctr.shuffled_controls)
+        if control:
+            row[split]["vs_control"] = {"delta_auc": control["delta_auc"],
+                                        "interval": control["delta_auc_interval"]}
     index = run / "index" / "manifest.json"
     if index.is_file():
         metrics = json.loads(index.read_text())["metrics"]
@@ -115,10 +119,17 @@ def _delta(value: float, interval: list[float] | None) -> str:
     return text + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "")
 
 
+def _control(split: dict | None) -> str:
+    """CiUBM's AUC difference to its shuffled-content control, or '-' without one."""
+    control = (split or {}).get("vs_control")
+    return _delta(control["delta_auc"], control["interval"]) if control else "-"
+
+
 def markdown(rows: dict[str, dict]) -> str:
     """The robustness table, then the buckets table, as README-ready markdown."""
     lines = ["| protocol | valid gAUC DIN / CiUBM | test gAUC DIN / CiUBM (Δ [95%]) | test AUC Δ [95%] "
-             "| served | C-SFT vectors | passes |", "|---|---|---|---|---|---|---|"]
+             "| CiUBM - its control: valid / test AUC [95%] | served | C-SFT vectors | passes |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows.values():
         v, t = row.get("valid"), row.get("test")
         if not t:
@@ -128,7 +139,8 @@ def markdown(rows: dict[str, dict]) -> str:
         lines.append(
             f"| {row['protocol']} | {valid} | {t['din_gauc']:.4f} / {t['ciubm_gauc']:.4f} "
             f"({_delta(t['delta_gauc'], t['delta_gauc_interval'])}) | "
-            f"{_delta(t['delta_auc'], t['delta_auc_interval'])} | {row['served']} | "
+            f"{_delta(t['delta_auc'], t['delta_auc_interval'])} | {_control(v)} / "
+            f"{_control(t)} | {row['served']} | "
             f"{row.get('vectors', {}).get('csft', '-')} | "
             f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |")
     lines += ["", "| protocol | bucket | rows | CiUBM - DIN test AUC [95%] | resolved |",

@@ -211,12 +211,15 @@ def summary_table(report: dict) -> Table:
     :func:`bucket_auc_table`."""
     from mimrec.eval.report import interval_text
 
-    table = _table(f"{report['protocol']} test (mean over seeds; * valid-best)")
+    controls = set(report.get("controls", ()))
+    note = "; ~ shuffled-content control" if controls else ""
+    table = _table(f"{report['protocol']} test (mean over seeds; * valid-best{note})")
     for col in ("model", "valid AUC", "AUC", "gAUC", "LogLoss", f"ΔAUC vs {report['baseline']} "
                 "[95%]"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, m in report["models"].items():
         label = f"{name} *" if name == report.get("valid_best") else name
+        label = f"{name} ~" if name in controls else label
         table.add_row(label, f"{m.get('valid_auc', float('nan')):.4f}", f"{m['auc']:.4f}",
                       f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
                       interval_text(m.get("vs_baseline"), "delta_auc")
@@ -255,6 +258,8 @@ def bucket_table(report: dict) -> Table:
     for col in ("model", "bucket", "rows", "users", "ΔAUC [95%]", "resolved"):
         table.add_column(col, justify="left" if col in ("model", "bucket") else "right")
     for name, m in report["models"].items():
+        if name in report.get("controls", ()):
+            continue  # a shuffled-content control: its row in the summary table is enough
         per = {"all": m.get("vs_baseline"), **m.get("vs_baseline_buckets", {})}
         for bucket, vs in per.items():
             if name == report["baseline"] or not m.get("vs_baseline"):

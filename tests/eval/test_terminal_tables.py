@@ -32,3 +32,19 @@ def test_tables_fit_80_columns_without_cutting_a_number():
     assert "+0.0032 [+0.0015, +0.0050]" in text and "…" not in text
     for edge in ("1-9", "10-99", "100+", "4,425", "5,028"):  # each bucket's edges and size
         assert edge in text
+
+
+def test_a_control_is_marked_in_the_summary_and_left_out_of_the_bucket_differences():
+    report = _report()
+    control = {**report["models"]["ciubm"], "vs_baseline": {**report["models"]["ciubm"]
+                                                            ["vs_baseline"], "delta_auc": 0.0}}
+    report["models"]["ciubm_shuffled"] = control
+    report["controls"] = ["ciubm_shuffled"]
+    console = Console(width=80, record=True)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "ciubm_shuffled ~" in text and "~ shuffled-content control" in text
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text
+    console.print(bucket_table(report))
+    differences = console.export_text().split("per bucket")[-1]
+    assert "ciubm " in differences and "ciubm_shuffled" not in differences

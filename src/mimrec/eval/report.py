@@ -15,6 +15,7 @@ from mimrec.eval.metrics import rela_impr
 from mimrec.eval.npz_members import npz_memmaps
 from mimrec.eval.plot import plot_bucket_auc, plot_training_curves
 from mimrec.eval.selection import control_pairs, selection_line, valid_best, valid_scores
+from mimrec.eval.selection import controls as control_models
 from mimrec.eval.significance import bootstrap_rows, bucket_bootstrap, paired_bootstrap
 from mimrec.eval.split_rows import BucketInfo, read_buckets, read_split_rows
 from mimrec.eval.streaming import count_users, split_metrics
@@ -194,7 +195,8 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     protocol = protocol_name(data_manifest["config"])
     report = {"protocol": protocol, "baseline": cfg.baseline,
               "valid_best": valid_best(records, cfg.baseline, margin),
-              "selection": selection_line(records, cfg.baseline, margin), **test, "valid": valid,
+              "selection": selection_line(records, cfg.baseline, margin),
+              "controls": sorted(control_models(records)), **test, "valid": valid,
               "data": data_manifest["metrics"], "buckets": summary,
               **(extra or {})}
     if protocol in PROTOCOL_NOTES:

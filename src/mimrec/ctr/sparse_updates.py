@@ -8,8 +8,9 @@ That is what FuxiCTR does and what mimrec does by default; at a million users it
 - a training step builds the item vectors of the batch's items only, not of the whole catalogue,
   and the embedding tables give sparse gradients (``nn.Embedding(sparse=True)``) holding only
   the rows the batch used (:meth:`mimrec.ctr.model.CiUBM.use_sparse_gradients`);
-- those tables are stepped by torch's ``SparseAdam`` (lazy Adam: a row's moments move only when
-  the row is used), the other parameters by ``Adam`` as before (:class:`SplitAdam`);
+- those tables are stepped by :class:`mimrec.ctr.row_adam.RowAdam` (lazy Adam: a row's moments
+  move only when the row is used; the numbers of torch's ``SparseAdam``, computed row-wise), the
+  other parameters by ``Adam`` as before (:class:`SplitAdam`);
 - the L2 penalty applies to the rows a batch used (:func:`add_row_l2`; the mini-batch aware
   regularisation of the DIN paper, without its frequency scaling);
 - the weight average blends the used rows each step and catches the others up lazily
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.row_adam import RowAdam
 
 
 @torch.no_grad()
@@ -54,13 +56,13 @@ def touched_rows(table: nn.Embedding) -> torch.Tensor:
 
 
 class SplitAdam:
-    """``SparseAdam`` on the sparse-gradient embedding tables, ``Adam`` on everything else, one
+    """:class:`RowAdam` (lazy Adam) on the sparse-gradient embedding tables, ``Adam`` on everything else, one
     learning rate; steps, zeroes and saves both (a checkpoint holds both states). It has the
     parts of torch's optimiser interface that training uses."""
 
     def __init__(self, dense: list[nn.Parameter], sparse: list[nn.Parameter], lr: float) -> None:
         self.dense = torch.optim.Adam(dense, lr=lr) if dense else None
-        self.sparse = torch.optim.SparseAdam(sparse, lr=lr) if sparse else None
+        self.sparse = RowAdam(sparse, lr=lr) if sparse else None
 
     def _parts(self) -> list[torch.optim.Optimizer]:
         return [opt for opt in (self.dense, self.sparse) if opt is not None]

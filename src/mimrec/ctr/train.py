@@ -190,6 +190,8 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                                   weight=weight.to(device), scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if sparse and parallel is not None:
+            parallel.reduce_sparse(sparse)
         if sparse:
             add_row_l2(sparse, cfg.embedding_l2)
             if ema is not None:
@@ -296,7 +298,7 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     the start of training).
     """
     opt, sparse_tables = make_optimizer(model, cfg.lr, cfg.sparse_updates)
-    parallel = DataParallel.wrap(model, len(train))  # None on one process
+    parallel = DataParallel.wrap(model, len(train), sparse_tables)  # None on one process
     lead = parallel is None or parallel.rank == 0
     ema = WeightAverage(model, cfg.ema_decay, sparse_tables) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model

@@ -40,19 +40,22 @@ def add_row_l2(tables: list[nn.Embedding], l2: float) -> None:
         grad = table.weight.grad
         if grad is None:
             continue
-        grad = grad.coalesce()
-        rows = grad.indices()[0]
-        values = grad.values() + l2 * table.weight[rows] if l2 > 0 else grad.values()
-        table.weight.grad = torch.sparse_coo_tensor(grad.indices(), values, grad.shape,
-                                                    is_coalesced=True, check_invariants=False)
+        grad = grad.coalesce()  # the one coalesce of the step: later readers find it done
+        if l2 > 0:
+            rows = grad._indices()[0]
+            values = grad._values() + l2 * table.weight.index_select(0, rows)
+            grad = torch.sparse_coo_tensor(grad._indices(), values, grad.shape,
+                                           is_coalesced=True, check_invariants=False)
+        table.weight.grad = grad
 
 
 def touched_rows(table: nn.Embedding) -> torch.Tensor:
-    """The rows of ``table`` the last backward gave a gradient (coalesced sparse gradient)."""
+    """The rows of ``table`` the last backward gave a gradient (coalesced sparse gradient;
+    :func:`add_row_l2` has coalesced it already, so this is no second sort)."""
     grad = table.weight.grad
     if grad is None:
         return torch.zeros(0, dtype=torch.long, device=table.weight.device)
-    return grad.coalesce().indices()[0]
+    return grad.coalesce()._indices()[0]
 
 
 class SplitAdam:

@@ -135,12 +135,16 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
     Deterministic mode matters on the CPU too: the multi-threaded scatter-add behind embedding
     gradients otherwise sums in a varying order, and two runs with one seed drift apart.
+    Deterministic mode would also fill every new uninitialised tensor with NaN (a debugging aid
+    that changes no result: kernels write their outputs before anything reads them); that costs
+    a write of every activation each step, so it is turned off.
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 @torch.inference_mode()

@@ -8,15 +8,22 @@ epoch unless ``--max-steps``) on the train split in another child process (sampl
 peak RSS: reading the artifact, feature tables, the model and the epoch). Each child measures
 its own peak RSS (``getrusage``), so the stages are apart. Prints and writes JSON; never asserts.
 
+``--ranks N`` trains the same epoch data-parallel under ``torchrun --standalone`` with N ranks
+(gloo, one thread each, each rank its shard; ``--batch-size`` is the global batch), as ``mimrec
+train`` does under torchrun; samples/s counts all ranks' samples, peak RSS is rank 0's.
+``--ema`` also keeps the weight average of ``configs/movielens.toml`` (``ema_decay``), as
+``fit`` does; without it the epoch trains the model alone.
+
 Usage: python benchmarks/bench_scale.py --events 1000000 [10000000 ...] --json OUT.json
        [--work runs/scale] [--batch-size 1024] [--keep] [--dense-updates] [--max-steps N]
-       [--compare-dense]
+       [--compare-dense] [--ranks N] [--ema]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -47,19 +54,26 @@ def child_data(data_dir: Path, run: Path) -> dict:
             "data_build_seconds": manifest["metrics"]["build_seconds"]}
 
 
-def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int) -> dict:
+def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int,
+                ema: bool = False) -> dict:
     import torch
+    import torch.distributed as dist
 
     from mimrec.config import load_config
+    from mimrec.ctr.data_parallel import DataParallel
     from mimrec.ctr.features import feature_tables
     from mimrec.ctr.model import CiUBM
     from mimrec.ctr.sparse_updates import make_optimizer
     from mimrec.ctr.train import batchable, seed_everything, train_epoch
     from mimrec.ctr.variants import preset
+    from mimrec.ctr.weight_average import WeightAverage
     from mimrec.data.samples import TRAIN
     from mimrec.data.stage import read_data
 
     torch.set_num_threads(1)
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    if ranks > 1:
+        dist.init_process_group("gloo")
     cfg = load_config(CONFIG, [])
     start = time.perf_counter()
     data = read_data(run / "data")
@@ -67,34 +81,53 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int) -> dic
     train = batchable(data.samples, TRAIN)
     partial = 0 < max_steps * batch_size < len(train)
     if partial:  # max_steps batches of rows drawn at random: a partial epoch
-        keep = torch.randperm(len(train))[: max_steps * batch_size].sort().values
+        gen = torch.Generator().manual_seed(0)  # the same rows on every rank
+        keep = torch.randperm(len(train), generator=gen)[: max_steps * batch_size].sort().values
         train = train.subset(keep)
+    samples = len(train)
+    if ranks > 1:
+        train = train.shard(dist.get_rank(), ranks)
     del data  # train is a view of the samples' arrays (or a copy of its partial rows)
     load_seconds = time.perf_counter() - start
     seed_everything(0, cfg.ctr.train.deterministic)
     model = CiUBM(cfg.ctr.model, preset(cfg.ctr, "din"), tables)
     train_cfg = replace(cfg.ctr.train, batch_size=batch_size, sparse_updates=sparse)
-    opt, _ = make_optimizer(model, train_cfg.lr, sparse)
+    opt, sparse_tables = make_optimizer(model, train_cfg.lr, sparse)
+    parallel = DataParallel.wrap(model, len(train), sparse_tables)
+    average = WeightAverage(model, cfg.ctr.train.ema_decay, sparse_tables) if ema else None
+    if parallel is not None:
+        dist.barrier()
     start = time.perf_counter()
-    loss = train_epoch(model, train, opt, train_cfg, None, 1)
+    loss = train_epoch(model, train, opt, train_cfg, None, 1, average, parallel)
+    if average is not None:
+        average.sync()
     seconds = time.perf_counter() - start
-    return {"train_samples": len(train), "train_load_seconds": load_seconds,
-            "train_seconds": seconds, "train_samples_per_s": len(train) / seconds,
+    if ranks > 1:
+        dist.destroy_process_group()
+    return {"train_samples": samples, "train_load_seconds": load_seconds,
+            "train_seconds": seconds, "train_samples_per_s": samples / seconds,
             "train_loss": loss, "train_peak_rss": peak_rss(), "batch_size": batch_size,
-            "sparse_updates": sparse, "partial_epoch": partial}
+            "sparse_updates": sparse, "partial_epoch": partial, "ranks": ranks,
+            "weight_average": ema}
 
 
-def in_child(*args: str) -> dict:
-    """Run this script's ``--child`` mode; its last stdout line is its JSON result."""
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+def in_child(*args: str, ranks: int = 1) -> dict:
+    """Run this script's ``--child`` mode (under torchrun with ``ranks`` > 1); its last stdout
+    line is its JSON result (rank 0's)."""
+    launch = [sys.executable] if ranks == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={ranks}", "--local-ranks-filter=0"]
+    proc = subprocess.run([*launch, __file__, "--child", *args], capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"child {args[0]} failed: {proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    line = proc.stdout.strip().splitlines()[-1]
+    return json.loads(line[line.index("{"):])  # torchrun may prefix a rank's lines
 
 
 def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
-            max_steps: int, compare_dense: bool = False) -> dict:
+            max_steps: int, compare_dense: bool = False, ranks: int = 1,
+            ema: bool = False) -> dict:
     from make_scale_data import make_scale_data  # benchmarks/ is this script's folder
 
     data_dir, run = work / f"synthetic-{events}", work / f"run-{events}"
@@ -105,9 +138,11 @@ def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
               "generate_seconds": time.perf_counter() - start}
     shutil.rmtree(run, ignore_errors=True)
     result |= in_child("data", str(data_dir), str(run))
-    result |= in_child("train", str(run), str(batch_size), str(int(sparse)), str(max_steps))
+    result |= in_child("train", str(run), str(batch_size), str(int(sparse)), str(max_steps),
+                       str(int(ema)), ranks=ranks)
     if compare_dense:  # the same steps with dense updates, right after, on the same artifact
-        dense = in_child("train", str(run), str(batch_size), "0", str(max_steps))
+        dense = in_child("train", str(run), str(batch_size), "0", str(max_steps), str(int(ema)),
+                         ranks=ranks)
         result["dense_train_samples_per_s"] = dense["train_samples_per_s"]
         result["dense_train_peak_rss"] = dense["train_peak_rss"]
         result["sparse_vs_dense"] = result["train_samples_per_s"] / dense["train_samples_per_s"]
@@ -120,10 +155,12 @@ def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
 def show(r: dict) -> str:
     gib = 2.0**30
     epoch = "partial epoch" if r["partial_epoch"] else "epoch"
-    updates = "sparse" if r["sparse_updates"] else "dense"
+    updates = ("sparse" if r["sparse_updates"] else "dense") + " updates"
+    updates += f", {r['ranks']} ranks" if r.get("ranks", 1) > 1 else ""
+    updates += ", weight average" if r.get("weight_average") else ""
     return (f"{r['events']:>12,} events  generate {r['generate_seconds']:7.1f} s  "
             f"data {r['data_seconds']:7.1f} s  peak {r['data_peak_rss'] / gib:5.2f} GiB  |  "
-            f"DIN {epoch} ({updates} updates) {r['train_samples']:,} samples "
+            f"DIN {epoch} ({updates}) {r['train_samples']:,} samples "
             f"{r['train_seconds']:7.1f} s  {r['train_samples_per_s']:,.0f} samples/s  "
             f"peak {r['train_peak_rss'] / gib:5.2f} GiB"
             + (f"  |  dense updates {r['dense_train_samples_per_s']:,.0f} samples/s, sparse / "
@@ -134,7 +171,8 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         mode, args = sys.argv[2], sys.argv[3:]
         out = (child_data(Path(args[0]), Path(args[1])) if mode == "data"
-               else child_train(Path(args[0]), int(args[1]), bool(int(args[2])), int(args[3])))
+               else child_train(Path(args[0]), int(args[1]), bool(int(args[2])), int(args[3]),
+                                bool(int(args[4])) if len(args) > 4 else False))
         print(json.dumps(out))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -151,11 +189,16 @@ def main() -> None:
                              "output; 0 = the whole epoch)")
     parser.add_argument("--compare-dense", action="store_true",
                         help="also train the same steps with dense updates and print the ratio")
+    parser.add_argument("--ranks", type=int, default=1,
+                        help="train data-parallel under torchrun with this many ranks (gloo)")
+    parser.add_argument("--ema", action="store_true",
+                        help="also keep the weight average (ema_decay of the config), as fit does")
     args = parser.parse_args()
     results = []
     for events in args.events:
         results.append(measure(events, args.work, args.batch_size, args.keep,
-                               not args.dense_updates, args.max_steps, args.compare_dense))
+                               not args.dense_updates, args.max_steps, args.compare_dense,
+                               args.ranks, args.ema))
         print(show(results[-1]), flush=True)
     base = results[0]
     for r in results[1:]:

@@ -320,3 +320,10 @@ def test_scale_benchmark_smoke(tmp_path):
     assert "DIN partial epoch (sparse updates)" in r.stdout and "sparse / dense x" in r.stdout
     assert result["sparse_vs_dense"] == pytest.approx(
         result["train_samples_per_s"] / result["dense_train_samples_per_s"])
+    r = run(sys.executable, "benchmarks/bench_scale.py", "--events", "5000", "--json", str(out),
+            "--work", str(tmp_path / "work"), "--max-steps", "2", "--batch-size", "64",
+            "--ranks", "2", "--ema")
+    result = json.loads(out.read_text())
+    assert result["ranks"] == 2 and result["weight_average"] is True
+    assert result["train_samples"] == 128  # the global batches' rows, over both ranks
+    assert "(sparse updates, 2 ranks, weight average)" in r.stdout

@@ -11,6 +11,12 @@ batch-norm statistics are per rank). Every rank runs the same number of steps (o
 batch, a rank without two rows of its own in a batch pads with rows of weight 0), so uneven
 shards never leave a rank waiting. Validation is computed on rank 0 and broadcast, so early
 stopping and the weight average decide the same on every rank.
+
+Embedding tables with sparse gradients (``ctr.train.sparse_updates``) are left out of DDP: its
+reducer would all-reduce them as sparse tensors bucket by bucket. Instead each step all-gathers
+the rows every rank used (indices and values, three collectives for all tables together) and
+sums them into one coalesced sparse gradient per table (:meth:`DataParallel.reduce_sparse`), whose
+cost follows the batches' rows, never the tables' size.
 """
 
 from __future__ import annotations
@@ -42,12 +48,23 @@ class DataParallel:
     rows: int
 
     @classmethod
-    def wrap(cls, model: nn.Module, local_rows: int) -> DataParallel | None:
+    def wrap(cls, model: nn.Module, local_rows: int,
+             sparse_tables: list[nn.Embedding] | tuple = ()) -> DataParallel | None:
         """Wrap ``model`` when a process group of several ranks runs; None otherwise (then
-        training is the one-process loop, unchanged)."""
+        training is the one-process loop, unchanged). ``sparse_tables`` are kept out of DDP
+        (rank 0's weights are broadcast here; :meth:`reduce_sparse` reduces their gradients)."""
         if not is_distributed():
             return None
         device = next(model.parameters()).device
+        if sparse_tables:
+            name_of = {id(p): n for n, p in model.named_parameters()}
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, [name_of[id(t.weight)] for t in sparse_tables])
+            for table in sparse_tables:
+                weight = table.weight.data
+                synced = weight.to(_comm_device(device))
+                dist.broadcast(synced, src=0)
+                weight.copy_(synced)
         ddp = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
         return cls(ddp, dist.get_rank(), dist.get_world_size(), total_rows(local_rows, device))
@@ -70,6 +87,11 @@ class DataParallel:
             local, weight = torch.cat([local, pad]), torch.cat([weight, torch.zeros(len(pad))])
         return local, weight, self.world / len(batch)
 
+    def reduce_sparse(self, tables: list[nn.Embedding]) -> None:
+        """Replace each table's sparse gradient by the mean over ranks (what DDP does for the
+        other parameters), coalesced, from an all-gather of every rank's coalesced rows."""
+        reduce_sparse_gradients(tables, self.world, _comm_device(self._device()))
+
     def agree(self, value: float) -> float:
         """Rank 0's ``value`` on every rank."""
         out = torch.tensor([value], dtype=torch.float64, device=_comm_device(self._device()))
@@ -78,6 +100,47 @@ class DataParallel:
 
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
+
+
+@torch.no_grad()
+def reduce_sparse_gradients(tables: list[nn.Embedding], world: int,
+                            comm: torch.device) -> None:
+    """All-gather the rows of the tables' sparse gradients over ``world`` ranks and set each
+    table's gradient to their sum / ``world``, coalesced (a table without a gradient on a rank
+    adds no rows). Collectives: row counts, then the padded row indices and values."""
+    grads = [t.weight.grad.coalesce() if t.weight.grad is not None else None for t in tables]
+    dims = [t.weight.shape[1] for t in tables]
+    counts = torch.tensor([g._nnz() if g is not None else 0 for g in grads], dtype=torch.int64)
+    all_counts = [torch.zeros_like(counts, device=comm) for _ in range(world)]
+    dist.all_gather(all_counts, counts.to(comm))
+    per_rank = torch.stack([c.cpu() for c in all_counts])  # (world, tables)
+    widest = int(per_rank.sum(1).max())
+    width = int((per_rank * torch.tensor(dims)).sum(1).max())
+    device = tables[0].weight.device
+    rows = torch.zeros(widest, dtype=torch.int64, device=device)
+    values = torch.zeros(width, dtype=tables[0].weight.dtype, device=device)
+    at = vat = 0
+    for g, n, d in zip(grads, counts.tolist(), dims, strict=True):
+        if g is not None and n:
+            rows[at:at + n] = g._indices()[0]
+            values[vat:vat + n * d] = g._values().reshape(-1)
+            at, vat = at + n, vat + n * d
+    all_rows = [torch.empty_like(rows, device=comm) for _ in range(world)]
+    all_values = [torch.empty_like(values, device=comm) for _ in range(world)]
+    dist.all_gather(all_rows, rows.to(comm))
+    dist.all_gather(all_values, values.to(comm))
+    for i, (table, d) in enumerate(zip(tables, dims, strict=True)):
+        parts_rows, parts_values = [], []
+        for r in range(world):
+            start = int(per_rank[r, :i].sum())
+            vstart = int((per_rank[r, :i] * torch.tensor(dims[:i], dtype=torch.int64)).sum())
+            n = int(per_rank[r, i])
+            parts_rows.append(all_rows[r][start:start + n].to(device))
+            parts_values.append(all_values[r][vstart:vstart + n * d].to(device).view(n, d))
+        summed = torch.sparse_coo_tensor(torch.cat(parts_rows).unsqueeze(0),
+                                         torch.cat(parts_values) / world,
+                                         table.weight.shape).coalesce()
+        table.weight.grad = summed
 
 
 def total_rows(local_rows: int, device: torch.device) -> int:

@@ -8,8 +8,9 @@ That is what FuxiCTR does and what mimrec does by default; at a million users it
 - a training step builds the item vectors of the batch's items only, not of the whole catalogue,
   and the embedding tables give sparse gradients (``nn.Embedding(sparse=True)``) holding only
   the rows the batch used (:meth:`mimrec.ctr.model.CiUBM.use_sparse_gradients`);
-- those tables are stepped by torch's ``SparseAdam`` (lazy Adam: a row's moments move only when
-  the row is used), the other parameters by ``Adam`` as before (:class:`SplitAdam`);
+- those tables are stepped by :class:`mimrec.ctr.row_adam.RowAdam` (lazy Adam: a row's moments
+  move only when the row is used; the numbers of torch's ``SparseAdam``, computed row-wise), the
+  other parameters by ``Adam`` as before (:class:`SplitAdam`);
 - the L2 penalty applies to the rows a batch used (:func:`add_row_l2`; the mini-batch aware
   regularisation of the DIN paper, without its frequency scaling);
 - the weight average blends the used rows each step and catches the others up lazily
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.row_adam import RowAdam
 
 
 @torch.no_grad()
@@ -38,29 +40,32 @@ def add_row_l2(tables: list[nn.Embedding], l2: float) -> None:
         grad = table.weight.grad
         if grad is None:
             continue
-        grad = grad.coalesce()
-        rows = grad.indices()[0]
-        values = grad.values() + l2 * table.weight[rows] if l2 > 0 else grad.values()
-        table.weight.grad = torch.sparse_coo_tensor(grad.indices(), values, grad.shape,
-                                                    is_coalesced=True, check_invariants=False)
+        grad = grad.coalesce()  # the one coalesce of the step: later readers find it done
+        if l2 > 0:
+            rows = grad._indices()[0]
+            values = grad._values() + l2 * table.weight.index_select(0, rows)
+            grad = torch.sparse_coo_tensor(grad._indices(), values, grad.shape,
+                                           is_coalesced=True, check_invariants=False)
+        table.weight.grad = grad
 
 
 def touched_rows(table: nn.Embedding) -> torch.Tensor:
-    """The rows of ``table`` the last backward gave a gradient (coalesced sparse gradient)."""
+    """The rows of ``table`` the last backward gave a gradient (coalesced sparse gradient;
+    :func:`add_row_l2` has coalesced it already, so this is no second sort)."""
     grad = table.weight.grad
     if grad is None:
         return torch.zeros(0, dtype=torch.long, device=table.weight.device)
-    return grad.coalesce().indices()[0]
+    return grad.coalesce()._indices()[0]
 
 
 class SplitAdam:
-    """``SparseAdam`` on the sparse-gradient embedding tables, ``Adam`` on everything else, one
+    """:class:`RowAdam` (lazy Adam) on the sparse-gradient embedding tables, ``Adam`` on everything else, one
     learning rate; steps, zeroes and saves both (a checkpoint holds both states). It has the
     parts of torch's optimiser interface that training uses."""
 
     def __init__(self, dense: list[nn.Parameter], sparse: list[nn.Parameter], lr: float) -> None:
         self.dense = torch.optim.Adam(dense, lr=lr) if dense else None
-        self.sparse = torch.optim.SparseAdam(sparse, lr=lr) if sparse else None
+        self.sparse = RowAdam(sparse, lr=lr) if sparse else None
 
     def _parts(self) -> list[torch.optim.Optimizer]:
         return [opt for opt in (self.dense, self.sparse) if opt is not None]

@@ -135,12 +135,16 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
     Deterministic mode matters on the CPU too: the multi-threaded scatter-add behind embedding
     gradients otherwise sums in a varying order, and two runs with one seed drift apart.
+    Deterministic mode would also fill every new uninitialised tensor with NaN (a debugging aid
+    that changes no result: kernels write their outputs before anything reads them); that costs
+    a write of every activation each step, so it is turned off.
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 @torch.inference_mode()
@@ -190,6 +194,8 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                                   weight=weight.to(device), scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if sparse and parallel is not None:
+            parallel.reduce_sparse(sparse)
         if sparse:
             add_row_l2(sparse, cfg.embedding_l2)
             if ema is not None:
@@ -296,7 +302,7 @@ def fit(model: CiUBM, train: Batchable, valid: Batchable, cfg: TrainConfig,
     the start of training).
     """
     opt, sparse_tables = make_optimizer(model, cfg.lr, cfg.sparse_updates)
-    parallel = DataParallel.wrap(model, len(train))  # None on one process
+    parallel = DataParallel.wrap(model, len(train), sparse_tables)  # None on one process
     lead = parallel is None or parallel.rank == 0
     ema = WeightAverage(model, cfg.ema_decay, sparse_tables) if cfg.ema_decay > 0 else None
     judged = ema.module if ema is not None else model

@@ -28,8 +28,9 @@ class _LazyTable:
         kept = torch.exp(log_decay[to] - log_decay[self.last[rows]]).to(self.average.dtype)
         kept = kept.to(self.average.device).unsqueeze(1)
         on = rows.to(self.average.device)
-        weight = self.table.weight.detach()[on]
-        self.average[on] = kept * self.average[on] + (1 - kept) * weight
+        weight = self.table.weight.detach().index_select(0, on)
+        blended = kept * self.average.index_select(0, on) + (1 - kept) * weight
+        self.average.index_copy_(0, on, blended)  # rows are unique (a coalesced gradient's)
         self.last[rows] = to
 
 

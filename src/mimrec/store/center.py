@@ -223,15 +223,30 @@ class RepresentationCenter:
 
     def check_compatible(self, expected: StoreInfo) -> None:
         """A clear error when this store was built by another encoder or has another dim."""
-        if self.info.dim != expected.dim:
-            raise MimrecError(f"store {self.folder} holds {self.info.dim}-d vectors; the model "
-                              f"expects {expected.dim}-d")
-        if (self.info.encoder, self.info.encoder_hash) != (expected.encoder,
-                                                             expected.encoder_hash):
-            raise MimrecError(
-                f"store {self.folder} was built by encoder {self.info.encoder} "
-                f"({self.info.encoder_hash[:12]}), the model expects {expected.encoder} "
-                f"({expected.encoder_hash[:12]})")
+        check_compatible(self.folder, self.info, expected)
+
+
+def check_compatible(folder: Path, info: StoreInfo, expected: StoreInfo) -> None:
+    """A clear error when the store at ``folder`` (whose metadata is ``info``) was built by
+    another encoder than ``expected`` says, or has another dim."""
+    if info.dim != expected.dim:
+        raise MimrecError(f"store {folder} holds {info.dim}-d vectors; the model "
+                          f"expects {expected.dim}-d")
+    if (info.encoder, info.encoder_hash) != (expected.encoder, expected.encoder_hash):
+        raise MimrecError(
+            f"store {folder} was built by encoder {info.encoder} "
+            f"({info.encoder_hash[:12]}), the model expects {expected.encoder} "
+            f"({expected.encoder_hash[:12]})")
+
+
+def store_count(folder: str | Path, expected: StoreInfo | None = None) -> int:
+    """The number of items a store holds at its latest version, read from its manifest (no
+    vectors); with ``expected``, checked as :meth:`RepresentationCenter.check_compatible`."""
+    folder = Path(folder)
+    dataset = open_dataset(folder)
+    if expected is not None:
+        check_compatible(folder, info_of(dataset.schema, folder), expected)
+    return int(dataset.count_rows())
 
 
 def current_version(folder: str | Path) -> int:

@@ -94,3 +94,13 @@ def test_heap_helpers():
     assert rss is not None and 0 < rss[0] <= rss[1]
     assert rss_mib(2**31 - 1) is None
     assert torch.is_tensor(torch.zeros(1))  # torch still works after trimming
+
+
+def test_content_normalised_in_place_equals_the_copy_bitwise(trained_run):
+    model = load_bundle(trained_run, "ciubm").model
+    raw = torch.randn(50, model.content.shape[1]) * 3
+    model.set_content(raw.clone())
+    copied = model.content
+    given = raw.clone()
+    model.set_content(given, in_place=True)
+    assert torch.equal(model.content, copied) and model.content.data_ptr() == given.data_ptr()

@@ -47,6 +47,7 @@ from mimrec.encoders.raw_text import (
 from mimrec.errors import MimrecError
 from mimrec.eval.selection import best_seed, is_control, valid_best
 from mimrec.serialize import from_dict
+from mimrec.serve.heap import return_freed_memory
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
 
@@ -129,10 +130,15 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         center.check_compatible(store_info)
         content, added = content_rows(center, items["item_id"].astype(str).to_numpy())
         read_version = center.version
-        del center  # its vectors are in ``content`` now: free them before the model copies
+        del center  # its vectors are in ``content`` now
+        return_freed_memory()  # Arrow's pool keeps the read's buffers otherwise
         encoder = bundle_encoder(manifest, entry, store_info)
-    net = CiUBM(ctr_cfg.model, spec, tables, content)
-    del content  # the model holds its normalised copy
+    # built on the padding row (the content dim sizes the blocks), then given the whole table,
+    # normalised in place: one catalogue-sized copy at start-up instead of two
+    net = CiUBM(ctr_cfg.model, spec, tables, None if content is None else content[:1].clone())
+    if content is not None:
+        net.set_content(content, in_place=True)
+    del content
     weights = manifest.path(entry.weights)
     if not weights.is_file():
         raise MimrecError(f"model weights missing: {weights}")

@@ -200,3 +200,16 @@ def test_any_sequence_of_upserts_keeps_the_store_sound(batches):
             keys = list(content)
             np.testing.assert_array_equal(center.lookup(keys)[:, 0], [content[k] for k in keys])
         assert RepresentationCenter(folder).version == max(versions)
+
+
+def test_vectors_are_copied_chunk_by_chunk_in_row_order():
+    import pyarrow as pa
+
+    from mimrec.store.center import _vectors
+
+    rows = np.arange(24, dtype=np.float32).reshape(6, 4)
+    array = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), 4)
+    column = pa.chunked_array([array.slice(0, 2), array.slice(2, 3), array.slice(5, 1)])
+    out = _vectors(column, 4)
+    assert out.dtype == np.float32 and out.flags.writeable and np.array_equal(out, rows)
+    assert _vectors(pa.chunked_array([], type=array.type), 4).shape == (0, 4)

@@ -109,7 +109,10 @@ class SimilarityAwareAttention(nn.Module):
                 sims: torch.Tensor, mask: torch.Tensor,
                 tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         key_table, value_table = tables if tables is not None else self.project(catalogue)
-        keys, values = key_table[history], value_table[history]  # (B, L, D)
+        # one index_select per table on the flat indices (no advanced-indexing intermediates)
+        flat = history.reshape(-1)
+        keys = key_table.index_select(0, flat).view(*history.shape, -1)  # (B, L, D)
+        values = value_table.index_select(0, flat).view(*history.shape, -1)  # (B, L, D)
         a_id = torch.einsum("bld,bd->bl", keys, self.query(target))
         a_id = a_id / math.sqrt(target.shape[-1])  # (B, L)
         r = sims * self.sim_scale

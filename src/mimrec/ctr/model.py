@@ -88,11 +88,14 @@ class CiUBM(nn.Module):
                                         cfg.dropout) if content_in else None
         self._reset_embeddings()
 
-    def set_content(self, content: torch.Tensor) -> None:
+    def set_content(self, content: torch.Tensor, in_place: bool = False) -> None:
         """Frozen content vectors by model item index (row 0 = padding, rows past the ID tables
-        = items added after training). Rows are L2-normalised here. Shapes: (N + 1, E)."""
-        content = torch.nn.functional.normalize(torch.as_tensor(content, dtype=torch.float32),
-                                                dim=-1)
+        = items added after training). Rows are L2-normalised here; with ``in_place`` (a float32
+        tensor the caller gives up) into ``content`` itself, the same values without a second
+        catalogue-sized copy. Shapes: (N + 1, E)."""
+        content = torch.as_tensor(content, dtype=torch.float32)
+        content = torch.nn.functional.normalize(content, dim=-1,
+                                                out=content if in_place else None)
         self.content = content.to(self.all_items.device)
         # the catalogue spans every content row: items added after training included
         self.all_items = torch.arange(max(self.num_id_items + 1, self.content.shape[0]),

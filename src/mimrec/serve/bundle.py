@@ -47,6 +47,7 @@ from mimrec.encoders.raw_text import (
 from mimrec.errors import MimrecError
 from mimrec.eval.selection import best_seed, is_control, valid_best
 from mimrec.serialize import from_dict
+from mimrec.serve.heap import return_freed_memory
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
 
@@ -71,6 +72,11 @@ class ServingBundle:
     max_seq_len: int
     data_folder: Path | None = None  # the user's data folder (relative image paths start here)
     store_version: int | None = None  # the store version the model was trained on
+    # what start-up read of the store (once, in load_bundle): the ids of the items added after
+    # training (model indices past the catalogue, in store order) and the version read; the
+    # model's content rows are that version's. None: the model holds no store rows yet.
+    added_ids: np.ndarray | None = None
+    store_read_version: int | None = None
 
 
 def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
@@ -116,15 +122,23 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     spec = from_dict(ModelSpec, entry.spec, f"model {key}")
     tables = load_feature_tables(folder)
     users = pd.read_parquet(folder / USERS_FILE)
-    store = store_info = encoder = content = None
+    store = store_info = encoder = content = added = read_version = None
     items = pd.read_parquet(folder / ITEMS_FILE)
     if reads_content(spec):
         store, store_info = _store_of(manifest, entry)
-        center = RepresentationCenter(store)
+        center = RepresentationCenter(store)  # the one read of the store at start-up
         center.check_compatible(store_info)
-        content = content_rows(center, items["item_id"].astype(str).to_numpy())[0]
+        content, added = content_rows(center, items["item_id"].astype(str).to_numpy())
+        read_version = center.version
+        del center  # its vectors are in ``content`` now
+        return_freed_memory()  # Arrow's pool keeps the read's buffers otherwise
         encoder = bundle_encoder(manifest, entry, store_info)
-    net = CiUBM(ctr_cfg.model, spec, tables, content)
+    # built on the padding row (the content dim sizes the blocks), then given the whole table,
+    # normalised in place: one catalogue-sized copy at start-up instead of two
+    net = CiUBM(ctr_cfg.model, spec, tables, None if content is None else content[:1].clone())
+    if content is not None:
+        net.set_content(content, in_place=True)
+    del content
     weights = manifest.path(entry.weights)
     if not weights.is_file():
         raise MimrecError(f"model weights missing: {weights}")
@@ -134,7 +148,35 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     return ServingBundle(run, key, net, tables, items, users["user_id"].astype(str).to_numpy(),
                          BrowseTables.load(folder, users["positives"].to_numpy()), store,
                          store_info, encoder, manifest.user_features, manifest.max_seq_len,
-                         data_folder, entry.store_version)
+                         data_folder, entry.store_version, added, read_version)
+
+
+def check_bundle(run: str | Path, model: str | None = None) -> tuple[str, int | None]:
+    """What :func:`load_bundle` checks before it reads anything big, without reading the store's
+    rows or building the model: the run folder, its bundle, the model choice, the weights file
+    and the store's encoder and dim. For a supervisor process that only starts workers (each
+    loads the bundle itself). Returns the model key and the store's item count (None for an
+    ID-only model)."""
+    from mimrec.store.center import store_count
+
+    run = Path(run)
+    if not run.is_dir():
+        raise MimrecError(f"run folder not found: {run}")
+    problem = bundle_problem(run)
+    if problem is not None:
+        raise MimrecError(f"{problem}; `mimrec serve {run}` builds it from the run's artifacts "
+                          "(or run `mimrec train` again)")
+    manifest = read_manifest(bundle_dir(run))
+    ctr_cfg = from_dict(CtrConfig, manifest.ctr_config, "ctr")
+    key = choose_model(manifest.records(), model, margin=ctr_cfg.select_margin)
+    entry = manifest.models[key]
+    spec = from_dict(ModelSpec, entry.spec, f"model {key}")
+    if not manifest.path(entry.weights).is_file():
+        raise MimrecError(f"model weights missing: {manifest.path(entry.weights)}")
+    if not reads_content(spec):
+        return key, None
+    store, store_info = _store_of(manifest, entry)
+    return key, store_count(store, store_info)
 
 
 def _store_of(manifest: BundleManifest, entry: BundleModel) -> tuple[Path, StoreInfo]:
@@ -196,6 +238,10 @@ def content_rows(center: RepresentationCenter, catalogue: np.ndarray
     rest = np.ones(len(center), dtype=bool)
     rest[rows] = False
     order = np.concatenate([rows, np.flatnonzero(rest)])
-    table = np.concatenate([np.zeros((1, center.dim), np.float32), center.vectors[order]])
+    table = np.empty((1 + len(order), center.dim), np.float32)  # one copy, no intermediate
+    table[0] = 0.0
+    vectors = center.vectors if center.vectors.dtype == np.float32 else center.vectors.astype(
+        np.float32)
+    np.take(vectors, order, axis=0, out=table[1:])
     return torch.from_numpy(table), center.ids[rest]
 

@@ -11,6 +11,11 @@ started with while an add runs: no copy of the catalogue per add, no torn reads.
 headroom is used up the buffers are reallocated larger (``GROWTH`` of the rows, amortised O(1)
 per added row); views handed out earlier keep the old buffers alive until their requests end.
 
+Above :data:`~mimrec.serve.scorer.REQUEST_TABLES_ABOVE` items the service keeps no derived
+tables (``tables`` None): only the content rows, the catalogue index and the feature indices are
+buffered, and each request computes the item vectors and projections of the rows it names
+(:meth:`~mimrec.ctr.model.CiUBM.catalogue_tables` with ``rows``).
+
 Letters: N catalogue items (+ 1 padding row), A added rows, E content dim, D item vector dim.
 """
 
@@ -60,22 +65,26 @@ class LiveTables:
     Args:
         model: the model to serve (eval mode); its catalogue attributes are taken over.
         tables: its catalogue tables as computed once at start (``tables.content`` is
-            ``model.content``).
+            ``model.content``); None: no derived tables are kept (requests compute the rows
+            they read), :meth:`tables` returns None.
 
     Shapes: every buffer (capacity, ...) with rows = model item indices (row 0 padding).
     """
 
-    def __init__(self, model: CiUBM, tables: CatalogueTables) -> None:
+    def __init__(self, model: CiUBM, tables: CatalogueTables | None) -> None:
         self.model = model
+        self.derived = tables is not None
         self.rows = int(model.all_items.shape[0])
         self.grown = 0  # reallocations so far (each copies the catalogue once)
         self.written = 0  # rows appended so far
-        self._shapes = {name: value for name, value in tables.prepared.items()}  # structure only
+        # structure only
+        self._shapes = dict(tables.prepared) if tables is not None else {}
         self._bags = len(model.items.features)
-        tensors = [model.content, model.all_items, *(b.index for b in model.items.features),
-                   tables.vectors]
-        for value in tables.prepared.values():
-            tensors.extend(_leaves(value))
+        tensors = [model.content, model.all_items, *(b.index for b in model.items.features)]
+        if tables is not None:
+            tensors.append(tables.vectors)
+            for value in tables.prepared.values():
+                tensors.extend(_leaves(value))
         self._buffers = self._allocate(tensors, self.rows + _headroom(self.rows))
         self._point_model()
 
@@ -107,8 +116,11 @@ class LiveTables:
         for bag, view in zip(self.model.items.features, views[2: 2 + self._bags], strict=True):
             bag.index = view
 
-    def tables(self) -> CatalogueTables:
-        """The catalogue tables of the current rows (views: nothing is copied)."""
+    def tables(self) -> CatalogueTables | None:
+        """The catalogue tables of the current rows (views: nothing is copied); None when no
+        derived tables are kept."""
+        if not self.derived:
+            return None
         views = self._views()
         out = CatalogueTables(views[2 + self._bags], views[0])
         at = 3 + self._bags
@@ -118,11 +130,12 @@ class LiveTables:
             at += n
         return out
 
-    def append(self, content: torch.Tensor, features: list[np.ndarray]) -> CatalogueTables:
+    def append(self, content: torch.Tensor, features: list[np.ndarray]
+               ) -> CatalogueTables | None:
         """Add rows for the new model indices ``rows .. rows + A - 1``: their raw content
         vectors (L2-normalised here, as :meth:`CiUBM.set_content` does) and, per item feature
         bag, their (A, M) vocabulary indices. Computes only the new rows of the derived tables
-        and returns the longer tables. Shapes: ``content`` (A, E)."""
+        and returns the longer tables (None when none are kept). Shapes: ``content`` (A, E)."""
         a = int(content.shape[0])
         if self.rows + a > self.capacity:
             self._buffers = self._allocate(self._views(), self.rows + a + _headroom(self.rows + a))
@@ -138,7 +151,8 @@ class LiveTables:
             self.rows = end  # the model's views grow first: the new rows' vectors read them
             self._point_model()
             try:
-                self._derive(start, end)
+                if self.derived:
+                    self._derive(start, end)
             except BaseException:
                 self.rows = start
                 self._point_model()

@@ -34,10 +34,12 @@ import pandas as pd
 import torch
 
 from mimrec.artifacts import write_json_atomic
+from mimrec.ctr.blocks import CatalogueTables
 from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
 from mimrec.serve.bundle import ServingBundle, content_rows
+from mimrec.serve.heap import return_freed_memory
 from mimrec.serve.live_tables import LiveTables
 from mimrec.store.center import RepresentationCenter, file_lock, upsert
 from mimrec.store.follow import Changes, StoreFollower
@@ -47,6 +49,12 @@ ADDED_ITEMS_FILE = "added_items.json"
 ADDED_IMAGES_DIR = "added_images"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
 MAX_CANDIDATES = 1000
+# Above this many catalogue items a worker keeps no whole-catalogue derived tables (item vectors,
+# each block's projections): a request computes the rows it names (its candidates and history)
+# from the content, ID and feature tables. Scores are the same either way; below it the tables
+# are computed once (faster per request), above it they would cost more memory than they save
+# time (at a million items about 1 GiB per worker).
+REQUEST_TABLES_ABOVE = 100_000
 
 
 class RequestError(MimrecError):
@@ -173,20 +181,26 @@ class Scorer:
         self._item_widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.items}
         if bundle.store is not None:
             self._follower = StoreFollower(bundle.store)
-            center = RepresentationCenter(bundle.store)
-            table, added = content_rows(center, trained)
-            ids, version = np.concatenate([trained, added]), center.version
+            if bundle.added_ids is None:  # a bundle built without its store read: read it
+                center = RepresentationCenter(bundle.store)
+                table, added = content_rows(center, trained)
+                version = center.version
+                del center
+                bundle.model.set_content(table)
+                del table
+            else:  # load_bundle read the store once: its model holds these rows already
+                added, version = bundle.added_ids, bundle.store_read_version
+            ids = np.concatenate([trained, added])
             self.added_fields = self._read_added_fields()
-            bundle.model.set_content(table)
-            del table
             bundle.model.items.extend_features(self._feature_rows(added))
+        self.request_tables = len(ids) > REQUEST_TABLES_ABOVE
         self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
         self.user_ids = np.asarray(bundle.user_ids, dtype=str)
         self.user_index = {u: i + 1 for i, u in enumerate(self.user_ids)}
         self._vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
                        for bag in bundle.tables.users}
         self._widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.users}
-        _return_freed_memory()  # start-up read the store twice and built tables once
+        return_freed_memory()  # start-up read the store and built the tables
 
     # ---- scoring -------------------------------------------------------------------------
 
@@ -251,10 +265,15 @@ class Scorer:
     def _publish(self, model: CiUBM, catalogue: Catalogue) -> None:
         """Compute the model's catalogue tables once (every request reads them), put them in
         growable buffers (with a store: items can be added), then make (model, tables,
-        catalogue) current at once."""
+        catalogue) current at once. With :attr:`request_tables` (a catalogue above
+        :data:`REQUEST_TABLES_ABOVE` items) no derived tables are kept: ``tables`` is None and
+        each forward pass computes the rows its batch names."""
         model.eval()
-        with torch.inference_mode():
-            tables = model.catalogue_tables()
+        tables: CatalogueTables | None = None
+        model.batch_tables = self.request_tables
+        if not self.request_tables:
+            with torch.inference_mode():
+                tables = model.catalogue_tables()
         if self.bundle.store is not None:
             self._live = LiveTables(model, tables)
             tables = self._live.tables()
@@ -565,7 +584,7 @@ class Scorer:
         model.set_content(table)
         model.items.extend_features(self._feature_rows(ids[len(trained):]))
         self._publish(model, Catalogue.build(ids, len(trained), changes.version))
-        _return_freed_memory()
+        return_freed_memory()
 
     @property
     def _added_path(self) -> Path:
@@ -616,23 +635,6 @@ def _snapshot_rows(changes: Changes, trained: np.ndarray) -> tuple[torch.Tensor,
     table = np.concatenate([np.zeros((1, changes.vectors.shape[1]), np.float32),
                             changes.vectors[rows]])
     return torch.from_numpy(table), added
-
-
-def _return_freed_memory() -> None:
-    """Hand memory freed after loading back to the system: Arrow's pool keeps the store reads'
-    buffers and glibc the freed heap (about 1.5 GiB of a worker's resident memory at a million
-    items). Best effort: a no-op where there is no glibc."""
-    import ctypes
-    import ctypes.util
-
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
 
 
 def _values(value: Any) -> list:

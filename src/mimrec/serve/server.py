@@ -16,9 +16,11 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
           access_log: bool = False) -> None:
     """Serve ``run`` (a finished ``mimrec run`` folder) until interrupted.
 
-    With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle;
-    an item added through one is seen by the others at their next request (each request asks
-    the store for its latest version), and ``/metrics`` sums over the workers.
+    With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle
+    (this supervisor process only checks the bundle, :func:`~mimrec.serve.bundle.check_bundle`:
+    it never holds the model or the store's rows); an item added through one is seen by the
+    others at their next request (each request asks the store for its latest version), and
+    ``/metrics`` sums over the workers.
     ``allowed_hosts``: the host names requests may name (default:
     :func:`default_hosts`). ``access_log``: one line per request on stderr (uvicorn's access
     log: client, method, path, status); off by default.
@@ -27,7 +29,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     import uvicorn
 
     from mimrec.serve.app import ALLOWED_HOSTS_ENV, READ_TOKEN_ENV, TOKEN_ENV, create_app
-    from mimrec.serve.bundle import load_bundle
+    from mimrec.serve.bundle import check_bundle, load_bundle
     from mimrec.serve.metrics import MULTIPROC_ENV
     from mimrec.serve.protocol import BoundedHttpToolsProtocol
     from mimrec.serve.scorer import Scorer
@@ -41,28 +43,33 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     check_port_free(host, port)  # before the bundle loads, not after
     if threads > 0:
         torch.set_num_threads(threads)
-    bundle = load_bundle(run, model)
-    scorer = Scorer(bundle)
     token = os.environ.get(TOKEN_ENV) or None
     read_token = os.environ.get(READ_TOKEN_ENV) or None
     hosts = allowed_hosts or default_hosts(host)
-    app = create_app(scorer, token, read_token=read_token, allowed_hosts=hosts)
     writes = ("enabled (bearer token from " + TOKEN_ENV + ")" if token
               else f"disabled (set {TOKEN_ENV} to enable POST /v1/items)")
-    if not scorer.can_add_items:
+    if workers == 1:
+        scorer = Scorer(load_bundle(run, model))
+        key, count, can_add = scorer.bundle.model_key, scorer.catalogue.count, scorer.can_add_items
+    else:  # the workers load the bundle; this process only checks it (no model, no store rows)
+        scorer = None
+        key, stored = check_bundle(run, model)
+        count, can_add = stored, stored is not None
+    if not can_add:
         writes = "not possible: this model reads no content vectors"
     reads = ("token" if token or read_token
              else f"off (set {READ_TOKEN_ENV} or {TOKEN_ENV} to browse users)")
-    print(f"mimrec: serving {bundle.model_key} of {run} ({scorer.catalogue.count:,} items) at "
+    items = f" ({count:,} items)" if count is not None else ""
+    print(f"mimrec: serving {key} of {run}{items} at "
           f"http://{host}:{port}  docs: /docs  item writes: {writes}  users/metrics: {reads}  "
           f"trusted hosts: {', '.join(hosts)}  access log: {'on' if access_log else 'off'}",
           file=sys.stderr, flush=True)
     options = {"host": host, "port": port, "log_level": "info" if access_log else "warning",
                "access_log": access_log, "http": BoundedHttpToolsProtocol}
-    if workers == 1:
-        uvicorn.run(app, **options)
+    if scorer is not None:
+        uvicorn.run(create_app(scorer, token, read_token=read_token, allowed_hosts=hosts),
+                    **options)
         return
-    del app, scorer, bundle  # checked above; each worker process loads its own copy
     metrics_dir = tempfile.mkdtemp(prefix="mimrec-metrics-")  # /metrics sums over the workers
     os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
                        "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts),

@@ -1,0 +1,42 @@
+"""Process memory helpers of the service: hand freed memory back to the system, read RSS.
+
+A worker's start-up reads the store (Arrow buffers) and builds catalogue-sized tensors, then
+frees the intermediates; without a hint the allocators keep those pages, so a worker's resident
+memory stays near its start-up peak (about 1.5 GiB more at a million items).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from pathlib import Path
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed after loading back to the system: Arrow's pool keeps the store reads'
+    buffers and glibc the freed heap. Best effort: a no-op where there is no glibc."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def rss_mib(pid: int | str = "self") -> tuple[float, float] | None:
+    """(resident, peak resident) memory of a process in MiB from ``/proc/PID/status``
+    (``VmRSS``, ``VmHWM``); None where there is no such file (not Linux, process gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024  # kB
+    if len(values) < 2:
+        return None
+    return values["VmRSS"], values["VmHWM"]

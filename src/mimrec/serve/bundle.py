@@ -108,18 +108,8 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         model: which trained model to serve (see :func:`choose_model`).
     """
     run = Path(run)
-    if not run.is_dir():
-        raise MimrecError(f"run folder not found: {run}")
-    problem = bundle_problem(run)
-    if problem is not None:
-        raise MimrecError(f"{problem}; `mimrec serve {run}` builds it from the run's artifacts "
-                          "(or run `mimrec train` again)")
-    folder = bundle_dir(run)
-    manifest = read_manifest(folder)
-    ctr_cfg = from_dict(CtrConfig, manifest.ctr_config, "ctr")
-    key = choose_model(manifest.records(), model, margin=ctr_cfg.select_margin)
-    entry = manifest.models[key]
-    spec = from_dict(ModelSpec, entry.spec, f"model {key}")
+    manifest, ctr_cfg, key, spec = _chosen(run, model)
+    folder, entry = manifest.folder, manifest.models[key]
     tables = load_feature_tables(folder)
     users = pd.read_parquet(folder / USERS_FILE)
     store = store_info = encoder = content = added = read_version = None
@@ -159,7 +149,19 @@ def check_bundle(run: str | Path, model: str | None = None) -> tuple[str, int | 
     ID-only model)."""
     from mimrec.store.center import store_count
 
-    run = Path(run)
+    manifest, _, key, spec = _chosen(Path(run), model)
+    entry = manifest.models[key]
+    if not manifest.path(entry.weights).is_file():
+        raise MimrecError(f"model weights missing: {manifest.path(entry.weights)}")
+    if not reads_content(spec):
+        return key, None
+    store, store_info = _store_of(manifest, entry)
+    return key, store_count(store, store_info)
+
+
+def _chosen(run: Path, model: str | None) -> tuple[BundleManifest, CtrConfig, str, ModelSpec]:
+    """The run's bundle manifest (checked present and current), its CTR config, and the key and
+    spec of the model to serve (:func:`choose_model`)."""
     if not run.is_dir():
         raise MimrecError(f"run folder not found: {run}")
     problem = bundle_problem(run)
@@ -169,14 +171,7 @@ def check_bundle(run: str | Path, model: str | None = None) -> tuple[str, int | 
     manifest = read_manifest(bundle_dir(run))
     ctr_cfg = from_dict(CtrConfig, manifest.ctr_config, "ctr")
     key = choose_model(manifest.records(), model, margin=ctr_cfg.select_margin)
-    entry = manifest.models[key]
-    spec = from_dict(ModelSpec, entry.spec, f"model {key}")
-    if not manifest.path(entry.weights).is_file():
-        raise MimrecError(f"model weights missing: {manifest.path(entry.weights)}")
-    if not reads_content(spec):
-        return key, None
-    store, store_info = _store_of(manifest, entry)
-    return key, store_count(store, store_info)
+    return manifest, ctr_cfg, key, from_dict(ModelSpec, manifest.models[key].spec, f"model {key}")
 
 
 def _store_of(manifest: BundleManifest, entry: BundleModel) -> tuple[Path, StoreInfo]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from mimrec.ctr.config import BlockKind, ModelConfig, ModelSpec
 from mimrec.ctr.content import ContentAttention, ContentProjection, SimilarityAwareAttention, SimTier
-from mimrec.ctr.modules import TargetAttention
+from mimrec.ctr.modules import TargetAttention, masked_mean
 
 
 @dataclass
@@ -224,8 +224,7 @@ class ContentTaste(InterestBlock):
 
     def forward(self, ctx: Behaviours, prepared: torch.Tensor) -> torch.Tensor:
         target = prepared[ctx.item]  # (B, P)
-        mask = ctx.mask.unsqueeze(-1).float()  # (B, L, 1)
-        behaviours = (prepared[ctx.history] * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, P)
+        behaviours = masked_mean(prepared[ctx.history], ctx.mask.unsqueeze(-1).float())  # (B, P)
         return torch.cat([self.taste(ctx.user) * target, behaviours * target], dim=-1)
 
 

@@ -6,6 +6,12 @@ import torch
 from torch import nn
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the positions ``mask`` keeps (0 where it keeps none).
+    Shapes: ``values`` (..., M, D), ``mask`` (..., M, 1) float -> (..., D)."""
+    return (values * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
+
+
 class BagEmbedding(nn.Module):
     """Mean of the embeddings of a bag of indices (index 0 = padding, ignored).
 
@@ -17,9 +23,7 @@ class BagEmbedding(nn.Module):
         self.embedding = nn.Embedding(num_embeddings, dim, padding_idx=0)
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
-        mask = (index > 0).unsqueeze(-1).float()  # (..., M, 1)
-        summed = (self.embedding(index) * mask).sum(-2)
-        return summed / mask.sum(-2).clamp(min=1.0)
+        return masked_mean(self.embedding(index), (index > 0).unsqueeze(-1).float())
 
 
 class MLP(nn.Module):

@@ -151,8 +151,7 @@ def _add_intervals(cfg: EvalConfig, models: dict[str, dict], rows: dict[str, np.
             continue
         vs = paired_bootstrap(user, label, predictions[name], reference, cfg.bootstrap_resamples)
         if vs is not None:
-            low, high = vs["delta_auc_interval"]
-            vs |= {"n": n, "users": users, "resolved": bool(low > 0 or high < 0)}
+            vs |= {"n": n, "users": users, "resolved": _resolved(vs)}
             if sample:
                 vs["sample"] = sample
         m["vs_baseline"] = vs
@@ -163,7 +162,13 @@ def _add_intervals(cfg: EvalConfig, models: dict[str, dict], rows: dict[str, np.
         if control in predictions:
             vs = paired_bootstrap(user, label, predictions[name], predictions[control],
                                   cfg.bootstrap_resamples)
-            m["vs_control"] = vs and {**vs, "control": control}
+            m["vs_control"] = vs and {**vs, "control": control, "resolved": _resolved(vs)}
+
+
+def _resolved(vs: dict) -> bool:
+    """Whether a paired difference's AUC interval excludes 0."""
+    low, high = vs["delta_auc_interval"]
+    return bool(low > 0 or high < 0)
 
 
 def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None = None) -> dict:
@@ -314,9 +319,8 @@ def content_share_lines(report: dict) -> list[str]:
              "| model | control | ΔAUC [interval] | ΔgAUC [interval] | resolved |",
              "|---|---|---|---|---|"]
     for name, vs in rows:
-        low, high = vs["delta_auc_interval"]
         lines.append(f"| {name} | {vs['control']} | {interval_text(vs, 'delta_auc')} | "
-                     f"{interval_text(vs, 'delta_gauc')} | {'yes' if low > 0 or high < 0 else 'no'} |")
+                     f"{interval_text(vs, 'delta_gauc')} | {'yes' if vs['resolved'] else 'no'} |")
     return lines
 
 

@@ -59,9 +59,8 @@ def valid_best(records: dict[str, dict], baseline: str = "din", margin: float = 
     """The name of the model with the best valid score; ``baseline`` unless another beats it by
     more than ``margin``. Controls are not candidates, and a model with a control must beat it
     by more than ``margin`` too."""
-    all_scores = valid_scores(records)
-    pairs = control_pairs(records)
-    scores = {n: s for n, s in all_scores.items() if n not in controls(records)
+    all_scores, pairs, control_names = valid_scores(records), control_pairs(records), controls(records)
+    scores = {n: s for n, s in all_scores.items() if n not in control_names
               and (n not in pairs or s > all_scores[pairs[n]] + margin)}
     if not scores:
         raise ValueError("no trained model to choose from")

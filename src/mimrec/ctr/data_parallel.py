@@ -113,9 +113,9 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int,
     counts = torch.tensor([g._nnz() if g is not None else 0 for g in grads], dtype=torch.int64)
     all_counts = [torch.zeros_like(counts, device=comm) for _ in range(world)]
     dist.all_gather(all_counts, counts.to(comm))
-    per_rank = torch.stack([c.cpu() for c in all_counts])  # (world, tables)
-    widest = int(per_rank.sum(1).max())
-    width = int((per_rank * torch.tensor(dims)).sum(1).max())
+    per_rank = torch.stack([c.cpu() for c in all_counts])  # (world, tables) rows
+    sizes = per_rank * torch.tensor(dims, dtype=torch.int64)  # (world, tables) values
+    widest, width = int(per_rank.sum(1).max()), int(sizes.sum(1).max())
     device = tables[0].weight.device
     rows = torch.zeros(widest, dtype=torch.int64, device=device)
     values = torch.zeros(width, dtype=tables[0].weight.dtype, device=device)
@@ -129,12 +129,12 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int,
     all_values = [torch.empty_like(values, device=comm) for _ in range(world)]
     dist.all_gather(all_rows, rows.to(comm))
     dist.all_gather(all_values, values.to(comm))
+    # where table i's rows and values start in rank r's gathered buffers: (world, tables)
+    starts, vstarts = per_rank.cumsum(1) - per_rank, sizes.cumsum(1) - sizes
     for i, (table, d) in enumerate(zip(tables, dims, strict=True)):
         parts_rows, parts_values = [], []
         for r in range(world):
-            start = int(per_rank[r, :i].sum())
-            vstart = int((per_rank[r, :i] * torch.tensor(dims[:i], dtype=torch.int64)).sum())
-            n = int(per_rank[r, i])
+            start, vstart, n = int(starts[r, i]), int(vstarts[r, i]), int(per_rank[r, i])
             parts_rows.append(all_rows[r][start:start + n].to(device))
             parts_values.append(all_values[r][vstart:vstart + n * d].to(device).view(n, d))
         summed = torch.sparse_coo_tensor(torch.cat(parts_rows).unsqueeze(0),

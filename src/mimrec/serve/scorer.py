@@ -6,10 +6,11 @@ after training in the order the Representation Center holds them. An added item 
 ID tables (its ID embedding is the "unknown" row) and is scored through its content vector.
 
 Items added through :meth:`Scorer.add_item` are encoded by the bundle's encoder, upserted into the
-store (a new version, atomically), and their fields kept in ``added_items.json`` beside the store,
-so a restarted service knows them again. Every request first asks the store for its latest version
-(one manifest look-up, :class:`~mimrec.store.follow.StoreFollower`); when another worker wrote
-one, only the rows written since are read and applied.
+store (a new version, atomically), and their fields appended to ``added_items.jsonl`` beside the
+store (:mod:`mimrec.serve.added_items`), so a restarted service knows them again. Every request
+first asks the store for its latest version (one manifest look-up,
+:class:`~mimrec.store.follow.StoreFollower`); when another worker wrote one, only the rows (and
+added items' lines) written since are read and applied.
 An added item's image is kept too (``added_images/``),
 for the page to show. An added item's categorical features (the CTR model's item features, e.g.
 ``genres``) are looked up in the training vocabularies: a value training never saw has no
@@ -25,6 +26,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mimrec.artifacts import write_json_atomic
 from mimrec.ctr.blocks import CatalogueTables
 from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
+from mimrec.serve.added_items import AddedItems
 from mimrec.serve.bundle import ServingBundle, content_rows
 from mimrec.serve.catalogue import Catalogue
 from mimrec.serve.heap import return_freed_memory
@@ -45,7 +47,6 @@ from mimrec.store.center import RepresentationCenter, file_lock, upsert
 from mimrec.store.follow import Changes, StoreFollower
 from mimrec.validation import id_problem, shown, tokens_problem
 
-ADDED_ITEMS_FILE = "added_items.json"
 ADDED_IMAGES_DIR = "added_images"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
 MAX_CANDIDATES = 1000
@@ -92,7 +93,7 @@ class Scorer:
         trained = bundle.items["item_id"].astype(str).to_numpy()
         self.titles = dict(zip(trained, bundle.items.get("title", pd.Series(trained)).astype(str),
                                strict=True))
-        self.added_fields: dict[str, dict] = {}
+        self.added_fields: Mapping[str, dict] = {}  # an AddedItems log with a store
         version = None
         ids = trained
         self._follower: StoreFollower | None = None
@@ -112,7 +113,7 @@ class Scorer:
             else:  # load_bundle read the store once: its model holds these rows already
                 added, version = bundle.added_ids, bundle.store_read_version
             ids = np.concatenate([trained, added])
-            self.added_fields = self._read_added_fields()
+            self.added_fields = AddedItems(bundle.store)
             bundle.model.items.extend_features(self._feature_rows(added))
         self.request_tables = len(ids) > REQUEST_TABLES_ABOVE
         self._publish(bundle.model, Catalogue.build(ids, len(trained), version))
@@ -404,9 +405,7 @@ class Scorer:
         with self._add_lock, file_lock(self.bundle.store / ".added_items.lock"):
             if image is not None:
                 _write_atomic(self.bundle.store / ADDED_IMAGES_DIR / _image_name(key), image)
-            # re-read: another worker process may have added items since
-            self.added_fields = {**self._read_added_fields(), key: record}
-            write_json_atomic(self._added_path, self.added_fields)
+            self._added_log.append(key, record)  # after other workers' lines
             upsert(self.bundle.store, [key], vector)
             self._refresh()
         described = self.describe(key)
@@ -430,7 +429,7 @@ class Scorer:
             return
         with self._add_lock:
             if self._follower.latest() != self.catalogue.store_version:
-                self.added_fields = self._read_added_fields()
+                self._added_log.catch_up()
                 self._refresh()
 
     def _encode(self, key: str, fields: dict[str, Any], image: bytes | None,
@@ -508,21 +507,9 @@ class Scorer:
         return_freed_memory()
 
     @property
-    def _added_path(self) -> Path:
-        assert self.bundle.store is not None
-        return self.bundle.store / ADDED_ITEMS_FILE
-
-    def _read_added_fields(self) -> dict[str, dict]:
-        import json
-
-        path = self._added_path
-        if not path.is_file():
-            return {}
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MimrecError(f"{path}: not valid JSON ({exc})") from None
-        return data if isinstance(data, dict) else {}
+    def _added_log(self) -> AddedItems:
+        assert isinstance(self.added_fields, AddedItems), "items are added to a store"
+        return self.added_fields
 
 
 def _apply_changes(content: torch.Tensor, cat: Catalogue, changes: Changes

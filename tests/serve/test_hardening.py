@@ -186,3 +186,12 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(scorer):
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["detail"][0]["field"] == "body" and "0.2 s" in body["detail"][0]["problem"]
+
+
+def test_only_a_busy_worker_of_several_hands_a_connection_over():
+    from mimrec.serve.protocol import RECYCLE_AFTER, should_recycle
+
+    assert should_recycle(RECYCLE_AFTER, in_flight=2, workers=2)
+    assert not should_recycle(RECYCLE_AFTER, in_flight=1, workers=2)  # no backlog
+    assert not should_recycle(RECYCLE_AFTER - 1, in_flight=5, workers=2)  # a young connection
+    assert not should_recycle(10 * RECYCLE_AFTER, in_flight=5, workers=1)  # nowhere to go

@@ -192,6 +192,17 @@ def test_two_workers_both_score_an_item_added_through_either(run_copy):
                 line = next(x for x in c.get("/metrics").text.splitlines() if x.startswith(
                     'mimrec_requests_total{method="POST",route="/v1/score",status="200"}'))
                 assert float(line.split()[-1]) == 20.0
+
+        def keep_alive(k: int) -> list[int]:  # a busy worker may hand the connection over
+            with httpx.Client(base_url=s.url, timeout=30) as c:
+                return [c.post("/v1/score", json={"history": history, "candidates": ["w0"]}
+                               ).status_code for _ in range(40)]
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = [c for run in pool.map(keep_alive, range(6)) for c in run]
+        assert codes == [200] * 240
     finally:
         s.stop()
 

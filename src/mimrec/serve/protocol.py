@@ -5,15 +5,34 @@ accepted), so the app's header limit alone does not bound memory. This protocol 
 of a head that is still incomplete after each read and answers 431 (JSON) and closes the
 connection once they pass :data:`MAX_HEAD_BYTES`; a request it cannot parse gets a JSON 400
 instead of uvicorn's plain-text one.
+
+With several worker processes (``mimrec serve --workers N``) it also balances keep-alive
+connections between them: a worker that receives a request while others are still waiting in it
+(a backlog) answers that request with ``Connection: close`` once the connection has carried
+:data:`RECYCLE_AFTER` requests. The client's next request opens a new connection, which the
+worker that is free to accept it first (an idle one) takes. Without this, a handful of long-lived
+client connections split unevenly at connect time (7 to 1 was seen with 8 clients) and stay so:
+one worker queues while the other idles. nginx's ``keepalive_requests`` and Envoy's
+``max_requests_per_connection`` bound connections the same way, but blindly.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024
+RECYCLE_AFTER = 16  # requests a connection carries before a busy worker may close it
+WORKERS_ENV = "MIMREC_WORKERS"  # set by ``mimrec serve`` for its worker processes
+
+
+def should_recycle(served: int, in_flight: int, workers: int) -> bool:
+    """Whether a worker closes a keep-alive connection after its current request: only with
+    other workers to take the reconnect, only when this worker has a backlog (requests in flight
+    besides this one) and only after :data:`RECYCLE_AFTER` requests on the connection."""
+    return workers > 1 and in_flight > 1 and served >= RECYCLE_AFTER
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -22,6 +41,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _in_head = True
     _head_bytes = 0
     _completed = False  # a request ended inside the current read
+    _served = 0  # requests started on this connection
+    _workers: int | None = None  # worker processes of this service (from WORKERS_ENV)
 
     def data_received(self, data: bytes) -> None:
         self._completed = False
@@ -39,6 +60,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head, self._head_bytes = False, 0
         super().on_headers_complete()
+        self._served += 1
+        if BoundedHttpToolsProtocol._workers is None:
+            BoundedHttpToolsProtocol._workers = int(os.environ.get(WORKERS_ENV) or 1)
+        if self.cycle is not None and should_recycle(self._served, len(self.server_state.tasks),
+                                                     BoundedHttpToolsProtocol._workers):
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -20,7 +20,8 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     (this supervisor process only checks the bundle, :func:`~mimrec.serve.bundle.check_bundle`:
     it never holds the model or the store's rows); an item added through one is seen by the
     others at their next request (each request asks the store for its latest version), and
-    ``/metrics`` sums over the workers.
+    ``/metrics`` sums over the workers; a busy worker hands keep-alive connections over to idle
+    ones (:mod:`mimrec.serve.protocol`).
     ``allowed_hosts``: the host names requests may name (default:
     :func:`default_hosts`). ``access_log``: one line per request on stderr (uvicorn's access
     log: client, method, path, status); off by default.
@@ -31,7 +32,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     from mimrec.serve.app import ALLOWED_HOSTS_ENV, READ_TOKEN_ENV, TOKEN_ENV, create_app
     from mimrec.serve.bundle import check_bundle, load_bundle
     from mimrec.serve.metrics import MULTIPROC_ENV
-    from mimrec.serve.protocol import BoundedHttpToolsProtocol
+    from mimrec.serve.protocol import WORKERS_ENV, BoundedHttpToolsProtocol
     from mimrec.serve.scorer import Scorer
 
     if not 0 < port < 65536:
@@ -73,7 +74,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     metrics_dir = tempfile.mkdtemp(prefix="mimrec-metrics-")  # /metrics sums over the workers
     os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
                        "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts),
-                       MULTIPROC_ENV: metrics_dir})
+                       MULTIPROC_ENV: metrics_dir, WORKERS_ENV: str(workers)})
     try:
         uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, **options)
     finally:

@@ -21,10 +21,11 @@ The reference endpoint parses the same JSON body into a dict and answers ``{"ok"
 cost of FastAPI + uvicorn + JSON without a model.
 
 Live adds (``--adds-per-s R``): during mimrec's at-rate phase a writer posts ``R`` new items a
-second (``POST /v1/items``: encoded, upserted, acknowledged); after each acknowledgement a checker
-opens fresh connections until every worker has answered ``GET /v1/items/{id}`` for it (a
-connection's worker is named by ``/healthz``), and counts a worker's first answer that is not 200
-as a stale read; ``visible_ms`` is the time from the acknowledgement to each worker's first 200.
+second (``POST /v1/items``: encoded, upserted, acknowledged); after each acknowledgement a checker asks
+every worker ``GET /v1/items/{id}`` once, each on its own keep-alive connection (a connection's
+worker is named by ``/healthz`` when it opens), and counts a worker's answer that is not 200 as a
+stale read; ``visible_ms`` is the time from the acknowledgement to each worker's 200 (its next
+request).
 Each worker's resident memory (``VmRSS``, peak ``VmHWM``) is read from ``/proc`` at the end.
 
 At catalogue scale (``--scale-items N``): the run is copied with N synthetic items in its store
@@ -256,35 +257,57 @@ class LiveWriter:
         checker.join()
 
     def _check_all(self) -> None:
+        by_worker: dict[int, http.client.HTTPConnection] = {}  # one keep-alive connection each
         while not (self._stop.is_set() and self._queue.empty()):
             try:
                 item, acked = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._check(item, acked)
+            self._check(item, acked, by_worker)
+        for conn in by_worker.values():
+            conn.close()
 
-    def _check(self, item: str, acked: float) -> None:
-        """Fresh connections until every worker answered for ``item`` (at most 40 tries)."""
+    def _check(self, item: str, acked: float, by_worker: dict) -> None:
+        """Ask every worker for ``item`` once, each on its own keep-alive connection (a worker
+        is named by ``/healthz`` when its connection opens); a connection the service closes
+        (``Connection: close``) is replaced by a fresh one, whichever worker takes it."""
         seen: dict[int, int] = {}
         for _ in range(40):
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            try:
-                _, health = _get(conn, "/healthz")
-                pid = json.loads(health)["worker"]
-                status, _ = _get(conn, f"/v1/items/{item}")
-            except (OSError, http.client.HTTPException, KeyError, ValueError):
-                continue
-            finally:
-                conn.close()
-            self.pids.add(pid)
-            if pid not in seen:
-                seen[pid] = status
-                self.stale += status != 200
-                if status == 200:
-                    self.visible_ms.append((time.perf_counter() - acked) * 1000)
             if len(seen) >= self.workers:
                 return
-        self.unchecked += 1
+            pid = next((p for p in by_worker if p not in seen), None)
+            if pid is None:  # no open connection to a worker not yet asked: open one
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                try:
+                    _, health = _get(conn, "/healthz")
+                    pid = json.loads(health)["worker"]
+                except (OSError, http.client.HTTPException, KeyError, ValueError):
+                    conn.close()
+                    continue
+                if pid in by_worker:
+                    conn.close()
+                    continue
+                by_worker[pid] = conn
+                self.pids.add(pid)
+            conn = by_worker[pid]
+            try:
+                conn.request("GET", f"/v1/items/{item}")
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                del by_worker[pid]
+                continue
+            if response.will_close:  # the service handed this connection over: reopen
+                conn.close()
+                del by_worker[pid]
+            seen[pid] = status
+            self.stale += status != 200
+            if status == 200:
+                self.visible_ms.append((time.perf_counter() - acked) * 1000)
+        if len(seen) < self.workers:
+            self.unchecked += 1
 
     def summary(self) -> dict:
         acked = np.asarray(self.acked or [np.nan])

@@ -83,13 +83,14 @@ class Scorer:
     computed, nothing catalogue-sized is copied) and the longer snapshot is published with one
     reference swap. A rollback, or new content for a training item, builds a new model copy
     with whole new tables off to the side instead (O(catalogue); rare). Additions are
-    serialised among themselves. Forward passes of concurrent requests run in parallel (torch
+    serialised among themselves (a file lock, across threads and processes); a request waits at
+    most for a snapshot refresh (``_refresh_lock``), never for the store's write. Forward passes of concurrent requests run in parallel (torch
     releases the GIL in its ops).
     """
 
     def __init__(self, bundle: ServingBundle) -> None:
         self.bundle = bundle
-        self._add_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()  # snapshot refreshes, the added log
         trained = bundle.items["item_id"].astype(str).to_numpy()
         self.titles = dict(zip(trained, bundle.items.get("title", pd.Series(trained)).astype(str),
                                strict=True))
@@ -402,12 +403,16 @@ class Scorer:
             record["attributes"] = list(attributes)
         record["embedded_from"] = embedded
         record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self._add_lock, file_lock(self.bundle.store / ".added_items.lock"):
+        # one add at a time, across threads and processes; the refresh lock is held only for
+        # the in-memory steps, so requests never wait for the store's write
+        with file_lock(self.bundle.store / ".added_items.lock"):
             if image is not None:
                 _write_atomic(self.bundle.store / ADDED_IMAGES_DIR / _image_name(key), image)
-            self._added_log.append(key, record)  # after other workers' lines
+            with self._refresh_lock:
+                self._added_log.append(key, record)  # after other workers' lines
             upsert(self.bundle.store, [key], vector)
-            self._refresh()
+            with self._refresh_lock:  # (a request may have picked the version up already)
+                self._refresh()
         described = self.describe(key)
         if image is not None and "image" not in embedded:
             described["notes"] = [
@@ -427,7 +432,7 @@ class Scorer:
         written since are read and applied."""
         if self._follower is None or self._follower.latest() == self.catalogue.store_version:
             return
-        with self._add_lock:
+        with self._refresh_lock:
             if self._follower.latest() != self.catalogue.store_version:
                 self._added_log.catch_up()
                 self._refresh()

@@ -143,3 +143,27 @@ def test_store_commands_gc_versions_and_rollback(store, capsys):
     assert "version 1 does not exist" in capsys.readouterr().err
     assert main(["store", "gc", str(run), "--source", "nope"]) == 2
     assert "no store at" in capsys.readouterr().err
+
+
+def test_a_follower_reads_only_new_fragments_and_agrees_with_a_full_scan(store):
+    """changes() scans the fragments its last version lacked; compaction (same rows, merged
+    fragments), a replaced id and a follower that skipped versions give what a full filter of
+    the table gives."""
+    folder, ids, _ = store
+    follower, behind = StoreFollower(folder), StoreFollower(folder)
+    start = follower.latest()
+    quiet = Retention(maintain_every=1000)
+    upsert(folder, ["new1"], np.ones((1, 4), np.float32), retention=quiet)
+    upsert(folder, [ids[3]], np.full((1, 4), 7, np.float32), retention=quiet)  # known id
+    first = follower.changes(start)
+    assert sorted(first.ids) == sorted(["new1", ids[3]]) and not first.complete
+    np.testing.assert_array_equal(first.vectors[list(first.ids).index(ids[3])], [7] * 4)
+    gc(folder, keep=2)  # compaction: new fragments, no new rows
+    tidy = follower.changes(first.version)
+    assert tidy.version > first.version and len(tidy.ids) == 0 and not tidy.complete
+    upsert(folder, ["new2"], np.full((1, 4), 2, np.float32), retention=quiet)
+    assert list(follower.changes(tidy.version).ids) == ["new2"]
+    skipped = behind.changes(start)  # opened at `start`, never moved: reads only fragments since
+    assert sorted(skipped.ids) == sorted(["new1", "new2", ids[3]])
+    full = StoreFollower(folder)
+    assert sorted(full.changes(first.version).ids) == ["new2"]  # not opened at that version

@@ -1,7 +1,8 @@
 """Following a store from a serving process: the latest version per request, what changed since.
 
 Each row records the version that wrote it (``written``), so the rows that changed after version V
-are one indexed query (``written > V``), whose cost follows the rows changed, not the catalogue. A
+are one query (``written > V``) over the fragments written after V, whose cost follows the rows
+changed, not the catalogue. A
 commit that removes rows (a rollback) rewrites every row, so a follower sees it as a change of
 everything and reloads the whole snapshot.
 """
@@ -50,10 +51,25 @@ class StoreFollower:
         return self._dataset.latest_version
 
     def changes(self, since: int) -> Changes:
-        """The rows written after version ``since``, read at the latest version."""
-        dataset = open_dataset(self.folder)
+        """The rows written after version ``since``, read at the latest version.
+
+        When this follower last read version ``since`` (the usual case: it reads every version
+        its process applies), only the fragments that version did not have are scanned: a
+        commit writes its rows into new fragments (an upsert of a known id too; the old row is
+        only marked deleted), and compaction's merged fragments hold rows of earlier versions,
+        which the ``written`` filter drops. Otherwise the whole table is filtered. The latest
+        version is opened from the dataset already open (its session and caches are reused)."""
+        known = self._dataset
+        dataset = known.checkout_version(known.latest_version)
         self._dataset = dataset
-        rows = dataset.to_table(columns=["item_id", "vector"], filter=f"written > {int(since)}")
+        columns, where = ["item_id", "vector"], f"written > {int(since)}"
+        if known.version == since:
+            old = {f.fragment_id for f in known.get_fragments()}
+            fresh = [f for f in dataset.get_fragments() if f.fragment_id not in old]
+            rows = (dataset.scanner(columns=columns, filter=where, fragments=fresh).to_table()
+                    if fresh else dataset.schema.empty_table().select(columns))
+        else:
+            rows = dataset.to_table(columns=columns, filter=where)
         ids = np.asarray(rows.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
         flat = rows.column("vector").combine_chunks().flatten().to_numpy()
         vectors = flat.reshape(-1, self.dim).astype(np.float32, copy=True)

@@ -284,8 +284,9 @@ class LiveWriter:
                 except (OSError, http.client.HTTPException, KeyError, ValueError):
                     conn.close()
                     continue
-                if pid in by_worker:
+                if pid in by_worker:  # the idle worker took it; try again a little later
                     conn.close()
+                    time.sleep(0.01)
                     continue
                 by_worker[pid] = conn
                 self.pids.add(pid)

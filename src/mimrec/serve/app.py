@@ -20,6 +20,7 @@ import base64
 import binascii
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from importlib.resources import files
 from typing import Annotated, Any
@@ -44,6 +45,10 @@ MAX_HEADER_BYTES = 16 * 1024  # names + values of all request headers
 MAX_SIMILAR = 100  # most neighbours one similarity request returns
 BODY_TIMEOUT_S = 30.0  # the whole body must have arrived this long after the request started
 ALLOWED_HOSTS_ENV = "MIMREC_ALLOWED_HOSTS"  # comma-separated, for worker processes
+# The GIL hand-over interval of a serving process (Python's default 5 ms): an item add runs in a
+# pool thread beside the event loop, and each time the loop needs the GIL back it waited up to
+# the whole interval, several times per scored request while an add ran.
+GIL_SWITCH_S = 0.0005
 log = logging.getLogger("mimrec.serve")
 
 ItemId = StrictInt | StrictStr
@@ -297,6 +302,7 @@ def app_from_env() -> FastAPI:
     threads = int(os.environ.get("MIMREC_THREADS") or 0)
     if threads > 0:
         torch.set_num_threads(threads)
+    sys.setswitchinterval(GIL_SWITCH_S)
     bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
     hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
     return create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None,

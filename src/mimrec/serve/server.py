@@ -29,7 +29,13 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     import torch
     import uvicorn
 
-    from mimrec.serve.app import ALLOWED_HOSTS_ENV, READ_TOKEN_ENV, TOKEN_ENV, create_app
+    from mimrec.serve.app import (
+        ALLOWED_HOSTS_ENV,
+        GIL_SWITCH_S,
+        READ_TOKEN_ENV,
+        TOKEN_ENV,
+        create_app,
+    )
     from mimrec.serve.bundle import check_bundle, load_bundle
     from mimrec.serve.metrics import MULTIPROC_ENV
     from mimrec.serve.protocol import WORKERS_ENV, BoundedHttpToolsProtocol
@@ -44,6 +50,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     check_port_free(host, port)  # before the bundle loads, not after
     if threads > 0:
         torch.set_num_threads(threads)
+    sys.setswitchinterval(GIL_SWITCH_S)
     token = os.environ.get(TOKEN_ENV) or None
     read_token = os.environ.get(READ_TOKEN_ENV) or None
     hosts = allowed_hosts or default_hosts(host)

@@ -7,16 +7,18 @@ one process draws) and takes, from each global batch of ``batch_size`` rows, the
 shard. The BCE of a rank's rows is summed and scaled by ``world / global batch rows``, so DDP's
 gradient average is the gradient of the mean over the whole global batch: one process with the
 same batch size computes the same step (up to the order of float sums; dropout masks and
-batch-norm statistics are per rank). Every rank runs the same number of steps (one per global
+batch-norm statistics are per rank: DDP does not broadcast buffers before each forward, rank 0's
+are broadcast at each epoch's end). Every rank runs the same number of steps (one per global
 batch, a rank without two rows of its own in a batch pads with rows of weight 0), so uneven
 shards never leave a rank waiting. Validation is computed on rank 0 and broadcast, so early
 stopping and the weight average decide the same on every rank.
 
 Embedding tables with sparse gradients (``ctr.train.sparse_updates``) are left out of DDP: its
 reducer would all-reduce them as sparse tensors bucket by bucket. Instead each step all-gathers
-the rows every rank used (indices and values, three collectives for all tables together) and
-sums them into one coalesced sparse gradient per table (:meth:`DataParallel.reduce_sparse`), whose
-cost follows the batches' rows, never the tables' size.
+the rows every rank used (counts, indices and values packed in one buffer: one collective for all
+tables together) and sums them into one coalesced sparse gradient per table
+(:meth:`DataParallel.reduce_sparse`), whose cost follows the batches' rows, never the tables'
+size.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class DataParallel:
     rank: int
     world: int
     rows: int
+    sparse_capacity: int = 0  # bytes a rank sends in the sparse gradients' all-gather
 
     @classmethod
     def wrap(cls, model: nn.Module, local_rows: int,
@@ -67,6 +70,13 @@ class DataParallel:
                 weight.copy_(synced)
         ddp = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+        # DDP broadcasts rank 0's buffers (batch-norm statistics, and the model's constant
+        # index tables, which grow with the catalogue) before every forward: a collective and a
+        # wait for rank 0 each step. Training reads none of them (batch norm normalises by the
+        # batch's statistics in train mode), so they are broadcast once at each epoch's end
+        # instead (sync_buffers). Set after construction: the weights and buffers are still
+        # broadcast once at the start, and the attribute exists in every torch version.
+        ddp.broadcast_buffers = False
         return cls(ddp, dist.get_rank(), dist.get_world_size(), total_rows(local_rows, device))
 
     def epoch_order(self) -> torch.Tensor:
@@ -90,7 +100,21 @@ class DataParallel:
     def reduce_sparse(self, tables: list[nn.Embedding]) -> None:
         """Replace each table's sparse gradient by the mean over ranks (what DDP does for the
         other parameters), coalesced, from an all-gather of every rank's coalesced rows."""
-        reduce_sparse_gradients(tables, self.world, _comm_device(self._device()))
+        self.sparse_capacity = reduce_sparse_gradients(
+            tables, self.world, _comm_device(self._device()), self.sparse_capacity)
+
+    @torch.no_grad()
+    def sync_buffers(self, *modules: nn.Module | None) -> None:
+        """Rank 0's buffers (batch-norm statistics) in each of ``modules`` on every rank (None:
+        skipped): at an epoch's end, so that every rank holds rank 0's model (rank 0's own
+        buffers never depend on another rank's: DDP's broadcast before each forward, which
+        this replaces, only ever sent rank 0's to the others)."""
+        comm = _comm_device(self._device())
+        for module in modules:
+            for buffer in module.buffers() if module is not None else ():
+                synced = buffer.to(comm)
+                dist.broadcast(synced, src=0)
+                buffer.copy_(synced)
 
     def agree(self, value: float) -> float:
         """Rank 0's ``value`` on every rank."""
@@ -103,44 +127,68 @@ class DataParallel:
 
 
 @torch.no_grad()
-def reduce_sparse_gradients(tables: list[nn.Embedding], world: int,
-                            comm: torch.device) -> None:
+def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.device,
+                            capacity: int = 0) -> int:
     """All-gather the rows of the tables' sparse gradients over ``world`` ranks and set each
     table's gradient to their sum / ``world``, coalesced (a table without a gradient on a rank
-    adds no rows). Collectives: row counts, then the padded row indices and values."""
+    adds no rows). Returns the capacity to pass at the next step.
+
+    Each rank packs its row counts, row indices and values into one byte buffer of
+    ``capacity`` bytes (every rank passes the same ``capacity``), so a step is one all-gather.
+    A rank whose rows do not fit sends its counts and its size only; then every rank sees that
+    in the gathered headers, and all gather again at a capacity that fits (one eighth more than
+    the largest rank's size, kept for the next steps). The gathered rows are the same as with
+    one buffer per rank of the exact size, so the result does not depend on ``capacity``."""
     grads = [t.weight.grad.coalesce() if t.weight.grad is not None else None for t in tables]
     dims = [t.weight.shape[1] for t in tables]
-    counts = torch.tensor([g._nnz() if g is not None else 0 for g in grads], dtype=torch.int64)
-    all_counts = [torch.zeros_like(counts, device=comm) for _ in range(world)]
-    dist.all_gather(all_counts, counts.to(comm))
-    per_rank = torch.stack([c.cpu() for c in all_counts])  # (world, tables) rows
+    dtype, device = tables[0].weight.dtype, tables[0].weight.device
+    counts = [g._nnz() if g is not None else 0 for g in grads]
+    rows = [g._indices()[0] for g in grads if g is not None]
+    values = [g._values().reshape(-1).to(dtype) for g in grads if g is not None]
+    head = 8 * (1 + len(tables))  # int64: this rank's size in bytes, then the row counts
+    size = head + 8 * sum(counts) + dtype.itemsize * sum(c * d for c, d in zip(counts, dims,
+                                                                                strict=True))
+    size += -size % 8  # every rank's buffer starts 8-byte aligned
+    header = torch.tensor([size, *counts], dtype=torch.int64, device=device)
+    full = torch.cat([header.view(torch.uint8),
+                      *[r.to(torch.int64).view(torch.uint8) for r in rows],
+                      *[v.view(torch.uint8) for v in values]])
+    capacity = max(capacity, head)
+    gathered = _gather_bytes(full, capacity, world, comm)
+    needed = max(int(part[:8].view(torch.int64)) for part in gathered)
+    if needed > capacity:  # some rank's rows did not fit: gather again, all of them
+        capacity = needed + needed // 8
+        capacity += -capacity % 8
+        gathered = _gather_bytes(full, capacity, world, comm)
+    per_rank = torch.stack([part[8:head].view(torch.int64).cpu() for part in gathered])
     sizes = per_rank * torch.tensor(dims, dtype=torch.int64)  # (world, tables) values
-    widest, width = int(per_rank.sum(1).max()), int(sizes.sum(1).max())
-    device = tables[0].weight.device
-    rows = torch.zeros(widest, dtype=torch.int64, device=device)
-    values = torch.zeros(width, dtype=tables[0].weight.dtype, device=device)
-    at = vat = 0
-    for g, n, d in zip(grads, counts.tolist(), dims, strict=True):
-        if g is not None and n:
-            rows[at:at + n] = g._indices()[0]
-            values[vat:vat + n * d] = g._values().reshape(-1)
-            at, vat = at + n, vat + n * d
-    all_rows = [torch.empty_like(rows, device=comm) for _ in range(world)]
-    all_values = [torch.empty_like(values, device=comm) for _ in range(world)]
-    dist.all_gather(all_rows, rows.to(comm))
-    dist.all_gather(all_values, values.to(comm))
-    # where table i's rows and values start in rank r's gathered buffers: (world, tables)
-    starts, vstarts = per_rank.cumsum(1) - per_rank, sizes.cumsum(1) - sizes
+    # where table i's rows and values start in rank r's buffer: (world, tables), in bytes
+    starts = head + 8 * (per_rank.cumsum(1) - per_rank)
+    vstarts = head + 8 * per_rank.sum(1, keepdim=True) + dtype.itemsize * (sizes.cumsum(1) - sizes)
     for i, (table, d) in enumerate(zip(tables, dims, strict=True)):
         parts_rows, parts_values = [], []
-        for r in range(world):
+        for r, part in enumerate(gathered):
             start, vstart, n = int(starts[r, i]), int(vstarts[r, i]), int(per_rank[r, i])
-            parts_rows.append(all_rows[r][start:start + n].to(device))
-            parts_values.append(all_values[r][vstart:vstart + n * d].to(device).view(n, d))
+            parts_rows.append(part[start:start + 8 * n].view(torch.int64).to(device))
+            parts_values.append(part[vstart:vstart + dtype.itemsize * n * d].view(dtype)
+                                .to(device).view(n, d))
         summed = torch.sparse_coo_tensor(torch.cat(parts_rows).unsqueeze(0),
                                          torch.cat(parts_values) / world,
                                          table.weight.shape).coalesce()
         table.weight.grad = summed
+    return capacity
+
+
+def _gather_bytes(full: torch.Tensor, capacity: int, world: int, comm: torch.device
+                  ) -> list[torch.Tensor]:
+    """Every rank's ``full`` (bytes) in buffers of ``capacity`` bytes: the whole of it when it
+    fits, else its first 8 bytes (its size) and the header up to ``capacity``."""
+    send = torch.zeros(capacity, dtype=torch.uint8, device=comm)
+    fits = min(len(full), capacity)
+    send[:fits] = full[:fits].to(comm)
+    out = [torch.empty_like(send) for _ in range(world)]
+    dist.all_gather(out, send)
+    return out
 
 
 def total_rows(local_rows: int, device: torch.device) -> int:

@@ -206,6 +206,8 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
         total, steps = total + bce.item(), steps + 1
         if progress:
             progress.update(bar, advance=len(idx))
+    if parallel is not None:
+        parallel.sync_buffers(model, ema.module if ema is not None else None)
     if progress:
         progress.remove_task(bar)
     return total / max(steps, 1)

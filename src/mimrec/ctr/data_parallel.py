@@ -15,10 +15,11 @@ stopping and the weight average decide the same on every rank.
 
 Embedding tables with sparse gradients (``ctr.train.sparse_updates``) are left out of DDP: its
 reducer would all-reduce them as sparse tensors bucket by bucket. Instead each step all-gathers
-the rows every rank used (counts, indices and values packed in one buffer: one collective for all
-tables together) and sums them into one coalesced sparse gradient per table
-(:meth:`DataParallel.reduce_sparse`), whose cost follows the batches' rows, never the tables'
-size.
+the rows every rank used and sums them into one coalesced sparse gradient per table
+(:meth:`DataParallel.reduce`), whose cost follows the batches' rows, never the tables' size. The
+other parameters' gradients (DDP's buckets, left unreduced by a communication hook) travel in the
+same all-gather: one collective a step, where DDP's all-reduce then a separate all-gather made
+every rank wait for the others twice.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class DataParallel:
     """This rank's part of a data-parallel training run.
 
     Args:
-        module: the DDP wrapper of the model (its forward all-reduces the gradients).
+        module: the DDP wrapper of the model (its backward all-reduces the gradients, or with
+            sparse tables leaves them to :meth:`reduce`).
         rank: this process's rank.
         world: number of ranks.
         rows: train rows over all ranks.
@@ -48,14 +50,16 @@ class DataParallel:
     rank: int
     world: int
     rows: int
-    sparse_capacity: int = 0  # bytes a rank sends in the sparse gradients' all-gather
+    capacity: int = 0  # bytes a rank sends in the step's all-gather of gradients
+    deferred: _DeferredBuckets | None = None  # DDP's dense buckets, reduced in reduce()
 
     @classmethod
     def wrap(cls, model: nn.Module, local_rows: int,
              sparse_tables: list[nn.Embedding] | tuple = ()) -> DataParallel | None:
         """Wrap ``model`` when a process group of several ranks runs; None otherwise (then
         training is the one-process loop, unchanged). ``sparse_tables`` are kept out of DDP
-        (rank 0's weights are broadcast here; :meth:`reduce_sparse` reduces their gradients)."""
+        (rank 0's weights are broadcast here; :meth:`reduce` reduces their gradients, and then
+        the other parameters' too)."""
         if not is_distributed():
             return None
         device = next(model.parameters()).device
@@ -68,8 +72,12 @@ class DataParallel:
                 synced = weight.to(_comm_device(device))
                 dist.broadcast(synced, src=0)
                 weight.copy_(synced)
+        deferred = _DeferredBuckets() if sparse_tables else None
         ddp = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=deferred is not None)
+        if deferred is not None:  # the dense gradients travel in the sparse rows' all-gather
+            ddp.register_comm_hook(deferred, _DeferredBuckets.hook)
         # DDP broadcasts rank 0's buffers (batch-norm statistics, and the model's constant
         # index tables, which grow with the catalogue) before every forward: a collective and a
         # wait for rank 0 each step. Training reads none of them (batch norm normalises by the
@@ -77,7 +85,8 @@ class DataParallel:
         # instead (sync_buffers). Set after construction: the weights and buffers are still
         # broadcast once at the start, and the attribute exists in every torch version.
         ddp.broadcast_buffers = False
-        return cls(ddp, dist.get_rank(), dist.get_world_size(), total_rows(local_rows, device))
+        return cls(ddp, dist.get_rank(), dist.get_world_size(), total_rows(local_rows, device),
+                   deferred=deferred)
 
     def epoch_order(self) -> torch.Tensor:
         """The global order of all train rows for one epoch, equal on every rank."""
@@ -97,11 +106,20 @@ class DataParallel:
             local, weight = torch.cat([local, pad]), torch.cat([weight, torch.zeros(len(pad))])
         return local, weight, self.world / len(batch)
 
-    def reduce_sparse(self, tables: list[nn.Embedding]) -> None:
-        """Replace each table's sparse gradient by the mean over ranks (what DDP does for the
-        other parameters), coalesced, from an all-gather of every rank's coalesced rows."""
-        self.sparse_capacity = reduce_sparse_gradients(
-            tables, self.world, _comm_device(self._device()), self.sparse_capacity)
+    def reduce(self, tables: list[nn.Embedding]) -> None:
+        """After a step's backward: replace each sparse table's gradient by the mean over
+        ranks, coalesced, and (when the model has sparse tables) the other parameters'
+        gradients, which DDP left to this step, by their mean, all from one all-gather of every
+        rank's dense buckets and coalesced rows. Call it every step, between the backward pass
+        and the optimiser's step."""
+        if self.deferred is None and not tables:
+            return  # DDP all-reduced every gradient in the backward pass
+        buckets = self.deferred.take() if self.deferred is not None else []
+        self.capacity = reduce_sparse_gradients(
+            tables, self.world, _comm_device(self._device()), self.capacity,
+            [b.buffer for b in buckets])
+        for bucket in buckets:
+            bucket.write_back()
 
     @torch.no_grad()
     def sync_buffers(self, *modules: nn.Module | None) -> None:
@@ -128,12 +146,14 @@ class DataParallel:
 
 @torch.no_grad()
 def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.device,
-                            capacity: int = 0) -> int:
+                            capacity: int = 0, dense: list[torch.Tensor] | tuple = ()) -> int:
     """All-gather the rows of the tables' sparse gradients over ``world`` ranks and set each
     table's gradient to their sum / ``world``, coalesced (a table without a gradient on a rank
-    adds no rows). Returns the capacity to pass at the next step.
+    adds no rows); each of the ``dense`` tensors (the same shapes on every rank) becomes the
+    sum of the ranks' / ``world``, in place, summed in rank order. Returns the capacity to pass
+    at the next step.
 
-    Each rank packs its row counts, row indices and values into one byte buffer of
+    Each rank packs its row counts, dense tensors, row indices and values into one byte buffer of
     ``capacity`` bytes (every rank passes the same ``capacity``), so a step is one all-gather.
     A rank whose rows do not fit sends its counts and its size only; then every rank sees that
     in the gathered headers, and all gather again at a capacity that fits (one eighth more than
@@ -146,11 +166,16 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.
     rows = [g._indices()[0] for g in grads if g is not None]
     values = [g._values().reshape(-1).to(dtype) for g in grads if g is not None]
     head = 8 * (1 + len(tables))  # int64: this rank's size in bytes, then the row counts
-    size = head + 8 * sum(counts) + dtype.itemsize * sum(c * d for c, d in zip(counts, dims,
+    dense_bytes = [t.numel() * t.dtype.itemsize for t in dense]
+    body = head + sum(dense_bytes) + -sum(dense_bytes) % 8  # rows start 8-byte aligned
+    size = body + 8 * sum(counts) + dtype.itemsize * sum(c * d for c, d in zip(counts, dims,
                                                                                 strict=True))
     size += -size % 8  # every rank's buffer starts 8-byte aligned
     header = torch.tensor([size, *counts], dtype=torch.int64, device=device)
     full = torch.cat([header.view(torch.uint8),
+                      *[t.detach().reshape(-1).view(torch.uint8).to(device) for t in dense],
+                      torch.zeros(body - head - sum(dense_bytes), dtype=torch.uint8,
+                                  device=device),
                       *[r.to(torch.int64).view(torch.uint8) for r in rows],
                       *[v.view(torch.uint8) for v in values]])
     capacity = max(capacity, head)
@@ -160,11 +185,17 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.
         capacity = needed + needed // 8
         capacity += -capacity % 8
         gathered = _gather_bytes(full, capacity, world, comm)
+    at = head
+    for t, n in zip(dense, dense_bytes, strict=True):
+        flat = t.detach().view(-1)
+        mean = sum(part[at:at + n].view(t.dtype).to(t.device) for part in gathered) / world
+        flat.copy_(mean)
+        at += n
     per_rank = torch.stack([part[8:head].view(torch.int64).cpu() for part in gathered])
     sizes = per_rank * torch.tensor(dims, dtype=torch.int64)  # (world, tables) values
     # where table i's rows and values start in rank r's buffer: (world, tables), in bytes
-    starts = head + 8 * (per_rank.cumsum(1) - per_rank)
-    vstarts = head + 8 * per_rank.sum(1, keepdim=True) + dtype.itemsize * (sizes.cumsum(1) - sizes)
+    starts = body + 8 * (per_rank.cumsum(1) - per_rank)
+    vstarts = body + 8 * per_rank.sum(1, keepdim=True) + dtype.itemsize * (sizes.cumsum(1) - sizes)
     for i, (table, d) in enumerate(zip(tables, dims, strict=True)):
         parts_rows, parts_values = [], []
         for r, part in enumerate(gathered):
@@ -177,6 +208,49 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.
                                          table.weight.shape).coalesce()
         table.weight.grad = summed
     return capacity
+
+
+class _DeferredBuckets:
+    """A DDP communication hook that leaves each gradient bucket unreduced and keeps it for
+    :meth:`DataParallel.reduce`, which sends it in the step's one all-gather together with the
+    sparse tables' rows. Without it a step waits twice for the other ranks: for DDP's all-reduce
+    at the end of the backward pass, then for the sparse rows' all-gather."""
+
+    @dataclass
+    class Bucket:
+        """One bucket of a step: its flat buffer, the gradients' views into it and the
+        parameters whose gradients they are."""
+
+        buffer: torch.Tensor
+        views: list[torch.Tensor]
+        params: list[nn.Parameter]
+
+        def write_back(self) -> None:
+            """Give each parameter its reduced gradient (with ``gradient_as_bucket_view`` the
+            gradients are the views already; otherwise DDP copied the unreduced ones)."""
+            for view, param in zip(self.views, self.params, strict=True):
+                if param.grad is not None and param.grad.data_ptr() != view.data_ptr():
+                    param.grad.copy_(view.view_as(param.grad))
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, _DeferredBuckets.Bucket] = {}
+
+    @staticmethod
+    def hook(state: _DeferredBuckets, bucket):  # noqa: ANN001, ANN205
+        """DDP's hook: keep the bucket (a ``dist.GradBucket``), hand it back unreduced (a
+        ``torch.futures.Future[torch.Tensor]``). Unannotated: DDP checks the annotations of a
+        hook against those types, and this module's annotations are strings."""
+        state.buckets[bucket.index()] = _DeferredBuckets.Bucket(
+            bucket.buffer(), list(bucket.gradients()), list(bucket.parameters()))
+        done: torch.futures.Future = torch.futures.Future()
+        done.set_result(bucket.buffer())
+        return done
+
+    def take(self) -> list[_DeferredBuckets.Bucket]:
+        """This step's buckets in bucket order (the same on every rank), forgotten here."""
+        buckets = [self.buckets[i] for i in sorted(self.buckets)]
+        self.buckets = {}
+        return buckets
 
 
 def _gather_bytes(full: torch.Tensor, capacity: int, world: int, comm: torch.device

@@ -1,5 +1,6 @@
 """Under torchrun the sparse embedding gradients are all-gathered row by row (gloo), not left to
-DDP: two ranks' gathered gradient is their dense mean, coalesced, on every rank."""
+DDP: two ranks' gathered gradient is their dense mean, coalesced, on every rank, whatever
+capacity the one packed buffer starts from."""
 
 import torch
 import torch.distributed as dist
@@ -25,11 +26,17 @@ def _tables(rank: int) -> list[nn.Embedding]:
 def _rank(rank: int, init: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     tables = _tables(rank)
-    reduce_sparse_gradients(tables, 2, torch.device("cpu"))
+    capacity = reduce_sparse_gradients(tables, 2, torch.device("cpu"))  # too small: twice
     grads = [t.weight.grad for t in tables]
+    again = []  # at the capacity it returned (one gather), and at one too small for a rank
+    for start in (capacity, 40):
+        tables = _tables(rank)
+        kept = reduce_sparse_gradients(tables, 2, torch.device("cpu"), start)
+        again.append(([t.weight.grad.to_dense() for t in tables], kept))
     torch.save({"dense": [g.to_dense() for g in grads],
                 "coalesced": [g.is_coalesced() for g in grads],
-                "rows": [g._indices()[0].tolist() for g in grads]}, f"{out}.{rank}")
+                "rows": [g._indices()[0].tolist() for g in grads],
+                "capacity": capacity, "again": again}, f"{out}.{rank}")
     dist.destroy_process_group()
 
 
@@ -49,3 +56,9 @@ def test_two_ranks_sparse_gradients_are_gathered_into_their_mean(tmp_path):
         for i in range(2):
             assert torch.allclose(got["dense"][i], mean[i], atol=1e-6)
     assert all(torch.equal(results[0]["dense"][i], results[1]["dense"][i]) for i in range(2))
+    for got in results:
+        (at_capacity, kept), (grown, regrown) = got["again"]
+        assert kept == got["capacity"] == regrown == results[0]["capacity"]
+        for i in range(2):
+            assert torch.equal(at_capacity[i], got["dense"][i])
+            assert torch.equal(grown[i], got["dense"][i])

@@ -194,8 +194,8 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
                                   weight=weight.to(device), scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if sparse and parallel is not None:
-            parallel.reduce_sparse(sparse)
+        if parallel is not None:
+            parallel.reduce(sparse)
         if sparse:
             add_row_l2(sparse, cfg.embedding_l2)
             if ema is not None:
@@ -206,6 +206,8 @@ def train_epoch(model: CiUBM, data: Batchable, opt: torch.optim.Optimizer,
         total, steps = total + bce.item(), steps + 1
         if progress:
             progress.update(bar, advance=len(idx))
+    if parallel is not None:
+        parallel.sync_buffers(model, ema.module if ema is not None else None)
     if progress:
         progress.remove_task(bar)
     return total / max(steps, 1)

@@ -42,7 +42,7 @@ def test_run_under_torchrun_writes_the_one_process_run_folder(ml_slice, tmp_path
     assert read_manifest(two / "data")["hash"] == read_manifest(one / "data")["hash"]
     assert read_manifest(two / "pretrain")["hash"] == read_manifest(one / "pretrain")["hash"]
     report = json.loads((two / "report.json").read_text())
-    assert set(report["models"]) == {"din", "ciubm"}
+    assert set(report["models"]) == {"din", "ciubm", "ciubm_shuffled"}  # + its control
     assert 0.5 < report["models"]["din"]["auc"] < 1
     assert (two / "config.toml").read_text() == (one / "config.toml").read_text()
     assert (two / "serve" / "bundle.json").is_file()

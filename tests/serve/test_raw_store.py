@@ -25,7 +25,8 @@ def test_a_raw_store_embeds_new_items_with_the_raw_text_model(trained_run, run_c
     cmd = [sys.executable, "-m", "mimrec", "train", "configs/movielens.toml", "--out",
            str(run_copy), "--set", "data.dataset=files", "--set", f"data.path={root / 'slice'}",
            "--set", f"encoder.text_model={root / 'bert'}", *QUICK,
-           "--set", "ctr.train.seeds=[0]", "--set", "ctr.variants=['ciubm_raw']"]
+           "--set", "ctr.train.seeds=[0]", "--set", "ctr.variants=['ciubm_raw']",
+           "--set", "ctr.model.ciubm_from_din=false"]  # as the trained_run fixture
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     bundle = load_bundle(run_copy, "ciubm_raw")

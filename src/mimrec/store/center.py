@@ -127,6 +127,13 @@ def arrow_rows(ids: np.ndarray, vectors: np.ndarray, written: int, info: StoreIn
     return table.replace_schema_metadata({INFO_KEY: json.dumps(asdict(info)).encode()})
 
 
+def table_rows(table: pa.Table, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A store table's ``item_id`` column as str and its ``vector`` column as one writable
+    (N, ``dim``) array (:func:`_vectors`). Shapes: (N,), (N, D)."""
+    ids = np.asarray(table.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
+    return ids, _vectors(table.column("vector"), dim)
+
+
 def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     """A fixed-size-list vector column as one writable (N, D) array, copied chunk by chunk into
     it (no combined intermediate: at a million 128-d rows that is 512 MB less at peak)."""
@@ -157,8 +164,7 @@ class RepresentationCenter:
         self.version = dataset.version
         self.info = info_of(dataset.schema, self.folder)
         table = dataset.to_table(columns=["item_id", "vector"])
-        self.ids = np.asarray(table.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
-        self.vectors = _vectors(table.column("vector"), self.info.dim)  # (N, D), writable
+        self.ids, self.vectors = table_rows(table, self.info.dim)  # (N,), (N, D) writable
         self.manifest = {"version": self.version, "items": len(self.ids), "dim": self.info.dim,
                          "dtype": self.info.dtype, "info": asdict(self.info)}
         self._index_ids()

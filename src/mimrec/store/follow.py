@@ -2,9 +2,8 @@
 
 Each row records the version that wrote it (``written``), so the rows that changed after version V
 are one query (``written > V``) over the fragments written after V, whose cost follows the rows
-changed, not the catalogue. A
-commit that removes rows (a rollback) rewrites every row, so a follower sees it as a change of
-everything and reloads the whole snapshot.
+changed, not the catalogue. A commit that removes rows (a rollback) rewrites every row, so a
+follower sees it as a change of everything and reloads the whole snapshot.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mimrec.store.ann import NPROBES, REFINE_FACTOR
-from mimrec.store.center import info_of, open_dataset, open_table
+from mimrec.store.center import info_of, open_dataset, open_table, table_rows
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,8 @@ class StoreFollower:
                     if fresh else dataset.schema.empty_table().select(columns))
         else:
             rows = dataset.to_table(columns=columns, filter=where)
-        ids = np.asarray(rows.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
-        flat = rows.column("vector").combine_chunks().flatten().to_numpy()
-        vectors = flat.reshape(-1, self.dim).astype(np.float32, copy=True)
+        ids, vectors = table_rows(rows, self.dim)
+        vectors = vectors.astype(np.float32, copy=False)
         return Changes(dataset.version, ids, vectors, len(ids) == dataset.count_rows())
 
     def similar(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:

@@ -23,6 +23,7 @@ from mimrec.store.center import (
     _write_all,
     check_ids,
     table_path,
+    table_rows,
     writer_lock,
 )
 
@@ -44,9 +45,8 @@ def read_legacy(folder: Path) -> tuple[np.ndarray, np.ndarray, StoreInfo]:
         raise MimrecError(f"{folder}: cannot read version {version} of the old store "
                           f"({exc})") from None
     info = StoreInfo(**manifest["info"])
-    ids = np.asarray(table.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
-    flat = table.column("vector").combine_chunks().flatten().to_numpy()
-    return ids, flat.reshape(-1, info.dim).astype(np.float32), info
+    ids, vectors = table_rows(table, info.dim)
+    return ids, vectors.astype(np.float32, copy=False), info
 
 
 def migrate_store(folder: Path) -> tuple[int, int]:

@@ -17,8 +17,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mimrec.errors import MimrecError
 from mimrec.ranges import check_range
 from mimrec.store.center import (
@@ -27,6 +25,7 @@ from mimrec.store.center import (
     open_dataset,
     open_table,
     table_path,
+    table_rows,
     writer_lock,
 )
 
@@ -169,10 +168,8 @@ def rollback(folder: str | Path, version: int) -> int:
             raise MimrecError(f"{folder}: version {version} is already the latest")
         info = info_of(old.schema, folder)
         content = old.to_table(columns=["item_id", "vector"])
-        ids = np.asarray(content.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
-        vectors = content.column("vector").combine_chunks().flatten().to_numpy()
-        table.add(arrow_rows(ids, vectors.reshape(-1, info.dim), table.version + 1, info),
-                  mode="overwrite")
+        ids, vectors = table_rows(content, info.dim)
+        table.add(arrow_rows(ids, vectors, table.version + 1, info), mode="overwrite")
         if len(ids):
             table.create_index("item_id", config=BTree(), replace=True)
             table.create_index("written", config=BTree(), replace=True)

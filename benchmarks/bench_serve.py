@@ -199,13 +199,11 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
 
 
 def memory_of(pid: int) -> dict:
-    """Resident and peak resident MiB of a process (``/proc/<pid>/status``)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            key, value = line.split(":")
-            fields[key] = int(value.split()[0]) / 1024  # kB -> MiB
-    return {"rss_mib": fields.get("VmRSS"), "peak_rss_mib": fields.get("VmHWM")}
+    """Resident and peak resident MiB of a process (``/proc/<pid>/status``; None: unreadable)."""
+    from mimrec.serve.heap import rss_mib
+
+    rss, peak = rss_mib(pid) or (None, None)
+    return {"rss_mib": rss, "peak_rss_mib": peak}
 
 
 class LiveWriter:

@@ -15,18 +15,20 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from mimrec.errors import MimrecError
 
 ADDED_ITEMS_FILE = "added_items.jsonl"
 LEGACY_ADDED_ITEMS_FILE = "added_items.json"
+TAIL_CHUNK = 4096  # bytes read per step when looking for the log's last whole line
 
 
 class AddedItems(Mapping[str, dict]):
-    """Item id -> the fields it was added with, following the log as other processes append.
+    """Item id -> the fields it was added with, following the log as processes append to it
+    (:func:`append_record`, this process's writes included).
 
-    Not locked: :meth:`append` is called with the store's ``.added_items.lock`` held, and
-    :meth:`catch_up` under the caller's own lock; lookups may run alongside either.
+    Not locked: :meth:`catch_up` runs under the caller's own lock; lookups may run alongside.
     """
 
     def __init__(self, store: Path) -> None:
@@ -64,19 +66,9 @@ class AddedItems(Mapping[str, dict]):
         self._offset += end
 
     def append(self, key: str, fields: dict) -> None:
-        """Add (or replace) ``key``'s fields: one line, on disk (fsync) before this returns.
-        The caller holds the store's cross-process lock for added items."""
-        self.catch_up()  # other processes' lines first: this line goes after them
-        line = json.dumps({"item_id": key, "fields": fields}, default=str).encode() + b"\n"
-        with open(self.path, "ab") as log:
-            if log.tell() > self._offset:  # a torn last line (a writer died mid-write)
-                log.truncate(self._offset)
-            log.write(line)
-            log.flush()
-            os.fsync(log.fileno())
-        self._offset += len(line)
-        self._lines += 1
-        self._fields[key] = fields
+        """Add (or replace) ``key``'s fields: :func:`append_record`, then read it back."""
+        append_record(self.path, key, fields)
+        self.catch_up()
 
     def _parse(self, line: bytes) -> tuple[str, dict]:
         try:
@@ -89,6 +81,36 @@ class AddedItems(Mapping[str, dict]):
             raise MimrecError(f"{self.path}, line {self._lines}: not an added item's record "
                               "(item_id must be a string, fields an object)")
         return key, fields
+
+
+def append_record(path: Path, key: str, fields: dict) -> None:
+    """Append ``key``'s fields to the log at ``path``: one line, on disk (fsync) before this
+    returns. The caller holds the store's cross-process lock for added items. A torn last line
+    (a writer died mid-write) is cut away first. No reader's state is touched: readers, the
+    writing process's own included, pick the line up in :meth:`AddedItems.catch_up`."""
+    line = json.dumps({"item_id": key, "fields": fields}, default=str).encode() + b"\n"
+    with open(path, "a+b") as log:  # (appends always go to the end)
+        whole = _whole_lines_end(log)
+        if whole < log.tell():
+            log.truncate(whole)
+        log.write(line)
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def _whole_lines_end(log: BinaryIO) -> int:
+    """The byte offset just past the last newline of an open log (0 without one); read from
+    the end backwards, so this costs the torn tail, not the log."""
+    end = log.seek(0, os.SEEK_END)
+    pos = end
+    while pos > 0:
+        start = max(0, pos - TAIL_CHUNK)
+        log.seek(start)
+        cut = log.read(pos - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        pos = start
+    return 0
 
 
 def _legacy_fields(path: Path) -> dict[str, dict]:

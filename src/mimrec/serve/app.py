@@ -39,7 +39,7 @@ from mimrec import __version__
 from mimrec.serve.access import LOOPBACK_HOSTS, READ_TOKEN_ENV, TOKEN_ENV, AccessGuard, Tokens
 from mimrec.serve.limits import RequestLimits
 from mimrec.serve.metrics import ServiceMetrics
-from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, RequestError, Scorer
+from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, RequestError, Scorer, WrittenItem
 from mimrec.validation import MAX_TOKENS, text_problem
 
 __all__ = ["TOKEN_ENV", "READ_TOKEN_ENV", "create_app", "app_from_env"]
@@ -183,10 +183,14 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
     async def add_item(req: ItemRequest) -> dict:
         """Encode an item from its content and make it scorable at once (persisted). Needs the
         write token (``Authorization: Bearer ...``)."""
-        # on the writer thread: lower CPU priority than the event loop that scores requests
-        return await asyncio.get_running_loop().run_in_executor(writer, _add, req)
+        # encoded and persisted on the writer thread (lower CPU priority than the event loop
+        # that scores requests); taken in here, on the event loop, as every worker does
+        written = await asyncio.get_running_loop().run_in_executor(writer, _write, req)
+        described = scorer.describe_written(written)
+        metrics.set_items(scorer)
+        return described
 
-    def _add(req: ItemRequest) -> dict:
+    def _write(req: ItemRequest) -> WrittenItem:
         scorer.check_can_add()  # before the fields: a model without content accepts none
         fields = dict(req.model_extra or {})
         text, categorical = scorer.text_fields, scorer.item_features
@@ -201,9 +205,7 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
             if problem:
                 raise RequestError(name, problem)
         image = _decode_base64(req.image) if req.image is not None else None
-        described = scorer.add_item(req.item_id, fields, image, req.attributes)
-        metrics.set_items(scorer)
-        return described
+        return scorer.write_item(req.item_id, fields, image, req.attributes)
 
     @app.get("/v1/items/{item_id}", response_model=ItemResponse)
     def get_item(item_id: str) -> dict:
@@ -317,6 +319,7 @@ def app_from_env() -> FastAPI:
     import torch
 
     from mimrec.serve.bundle import load_bundle
+    from mimrec.serve.heap import settle_heap
 
     threads = int(os.environ.get("MIMREC_THREADS") or 0)
     if threads > 0:
@@ -324,6 +327,8 @@ def app_from_env() -> FastAPI:
     sys.setswitchinterval(GIL_SWITCH_S)
     bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
     hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
-    return create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None,
-                      read_token=os.environ.get(READ_TOKEN_ENV) or None,
-                      allowed_hosts=hosts or LOOPBACK_HOSTS)
+    app = create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None,
+                     read_token=os.environ.get(READ_TOKEN_ENV) or None,
+                     allowed_hosts=hosts or LOOPBACK_HOSTS)
+    settle_heap()
+    return app

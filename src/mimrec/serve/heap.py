@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from pathlib import Path
 
 
@@ -23,6 +24,17 @@ def return_freed_memory() -> None:
         ctypes.CDLL(name).malloc_trim(0)
     except (OSError, AttributeError, TypeError):
         pass
+
+
+def settle_heap() -> None:
+    """Once a serving process has loaded: collect, then move every object it holds into the
+    garbage collector's permanent generation (``gc.freeze``). Python's full collections walk
+    every tracked object; a worker holds about half a million after loading (the libraries,
+    the model, the catalogue), and one such walk took 0.28 s at a million items, on the event
+    loop, inside whatever request triggered it. Frozen objects are never walked again; what
+    requests and item adds create afterwards is collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def rss_mib(pid: int | str = "self") -> tuple[float, float] | None:

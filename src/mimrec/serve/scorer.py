@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from mimrec.ctr.blocks import CatalogueTables
 from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
-from mimrec.serve.added_items import AddedItems
+from mimrec.serve.added_items import ADDED_ITEMS_FILE, AddedItems, append_record
 from mimrec.serve.bundle import ServingBundle, content_rows
 from mimrec.serve.catalogue import Catalogue
 from mimrec.serve.heap import return_freed_memory
@@ -56,6 +57,14 @@ MAX_CANDIDATES = 1000
 # are computed once (faster per request), above it they would cost more memory than they save
 # time (at a million items about 1 GiB per worker).
 REQUEST_TABLES_ABOVE = 100_000
+
+
+@dataclass(frozen=True)
+class WrittenItem:
+    """An item :meth:`Scorer.write_item` persisted: its id and notes for the client."""
+
+    key: str
+    notes: tuple[str, ...] = ()
 
 
 class RequestError(MimrecError):
@@ -83,14 +92,16 @@ class Scorer:
     computed, nothing catalogue-sized is copied) and the longer snapshot is published with one
     reference swap. A rollback, or new content for a training item, builds a new model copy
     with whole new tables off to the side instead (O(catalogue); rare). Additions are
-    serialised among themselves (a file lock, across threads and processes); a request waits at
-    most for a snapshot refresh (``_refresh_lock``), never for the store's write. Forward
+    serialised among themselves (a file lock, across threads and processes) and change only the
+    store and the log (:meth:`write_item`); each process applies them when it follows the
+    store, the writing one included, so a request waits at most for a snapshot refresh
+    (``_refresh_lock``), never for an add's encoding or the store's write. Forward
     passes of concurrent requests run in parallel (torch releases the GIL in its ops).
     """
 
     def __init__(self, bundle: ServingBundle) -> None:
         self.bundle = bundle
-        self._refresh_lock = threading.Lock()  # snapshot refreshes, the added log
+        self._refresh_lock = threading.Lock()  # snapshot refreshes (follow_store)
         trained = bundle.items["item_id"].astype(str).to_numpy()
         self.titles = dict(zip(trained, bundle.items.get("title", pd.Series(trained)).astype(str),
                                strict=True))
@@ -399,6 +410,15 @@ class Scorer:
                  attributes: list[str] | None) -> dict:
         """Encode an item from its content, upsert it into the store (a new version) and make it
         scorable. An id that exists gets its content replaced. Returns :meth:`describe`."""
+        return self.describe_written(self.write_item(item_id, fields, image, attributes))
+
+    def write_item(self, item_id: Any, fields: dict[str, Any], image: bytes | None,
+                   attributes: list[str] | None) -> WrittenItem:
+        """The persistent half of :meth:`add_item`: check, encode, then (one add at a time,
+        across threads and processes) the image, the fields' log line and the store's upsert.
+        Nothing in memory changes: this process, like every other worker, takes the item in
+        when it next follows the store (:meth:`describe_written`). So a worker thread can run
+        this while requests are scored, and they never wait for it."""
         self.check_can_add()
         key = _as_id(item_id)
         problem = id_problem(key)
@@ -413,22 +433,27 @@ class Scorer:
             record["attributes"] = list(attributes)
         record["embedded_from"] = embedded
         record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        # one add at a time, across threads and processes; the refresh lock is held only for
-        # the in-memory steps, so requests never wait for the store's write
-        with file_lock(self.bundle.store / ".added_items.lock"):
+        store = self.bundle.store
+        assert store is not None
+        with file_lock(store / ".added_items.lock"):
             if image is not None:
-                _write_atomic(self.bundle.store / ADDED_IMAGES_DIR / _image_name(key), image)
-            with self._refresh_lock:
-                self._added_log.append(key, record)  # after other workers' lines
-            upsert(self.bundle.store, [key], vector)
-            with self._refresh_lock:  # (a request may have picked the version up already)
-                self._refresh()
-        described = self.describe(key)
+                _write_atomic(store / ADDED_IMAGES_DIR / _image_name(key), image)
+            append_record(store / ADDED_ITEMS_FILE, key, record)  # before the vector: a
+            upsert(store, [key], vector)  # follower that sees the vector finds the fields
+        notes = []
         if image is not None and "image" not in embedded:
-            described["notes"] = [
+            notes.append(
                 "the photo is stored and shown, not embedded: this run serves text-only "
                 f"vectors (the index stage's source {self._source!r}; they scored best on "
-                "valid), so the item's vector comes from its text"]
+                "valid), so the item's vector comes from its text")
+        return WrittenItem(key, tuple(notes))
+
+    def describe_written(self, written: WrittenItem) -> dict:
+        """:meth:`describe` of an item :meth:`write_item` wrote, once this process follows the
+        store up to it, with the write's notes."""
+        described = self.describe(written.key)  # (follows the store first)
+        if written.notes:
+            described["notes"] = list(written.notes)
         return described
 
     @property

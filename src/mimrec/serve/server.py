@@ -37,6 +37,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         create_app,
     )
     from mimrec.serve.bundle import check_bundle, load_bundle
+    from mimrec.serve.heap import settle_heap
     from mimrec.serve.metrics import MULTIPROC_ENV
     from mimrec.serve.protocol import WORKERS_ENV, BoundedHttpToolsProtocol
     from mimrec.serve.scorer import Scorer
@@ -75,8 +76,9 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     options = {"host": host, "port": port, "log_level": "info" if access_log else "warning",
                "access_log": access_log, "http": BoundedHttpToolsProtocol}
     if scorer is not None:
-        uvicorn.run(create_app(scorer, token, read_token=read_token, allowed_hosts=hosts),
-                    **options)
+        app = create_app(scorer, token, read_token=read_token, allowed_hosts=hosts)
+        settle_heap()
+        uvicorn.run(app, **options)
         return
     metrics_dir = tempfile.mkdtemp(prefix="mimrec-metrics-")  # /metrics sums over the workers
     os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",

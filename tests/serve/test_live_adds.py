@@ -137,3 +137,17 @@ def test_appended_rows_equal_the_whole_table_computed_at_once(run_copy):
         for got, want in zip(live_tables._leaves(tables.prepared[name]),
                              live_tables._leaves(value), strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_write_changes_nothing_in_memory_until_the_store_is_followed(run_copy):
+    # the writer thread of a worker persists an add; requests keep their snapshot until the event
+    # loop follows the store, as every other worker does
+    scorer = Scorer(load_bundle(run_copy, "ciubm"))
+    snapshot, known = scorer._snapshot, set(scorer.added_fields)
+    written = scorer.write_item("written-1", {"title": "a heist in the rain"}, None, None)
+    assert scorer._snapshot is snapshot and set(scorer.added_fields) == known
+    assert scorer.catalogue.row("written-1") == 0
+    described = scorer.describe_written(written)
+    assert described["item_id"] == "written-1" and described["title"] == "a heist in the rain"
+    assert described["store_version"] == scorer.catalogue.store_version
+    assert scorer.catalogue.row("written-1") > 0 and "written-1" in scorer.added_fields

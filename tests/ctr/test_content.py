@@ -180,3 +180,24 @@ def test_gsu_on_a_long_sequence_keeps_the_top_k_and_scores_as_that_subsequence(t
     with torch.no_grad():
         torch.testing.assert_close(model(user, item, history),
                                    model(user, item, history.gather(1, keep)))
+
+
+@pytest.mark.parametrize("variant", ["din", "ciubm", "content_only"])
+@pytest.mark.parametrize("softmax", [False, True])
+@pytest.mark.parametrize("k", [0, 3])
+def test_one_users_candidates_score_as_the_copied_batch(tables, variant, softmax, k):
+    # a scoring request expands one history over its candidates (stride 0): the blocks do the
+    # per-sequence work once, and every logit equals the one of the copied (B, L) batch
+    every = ("sa_ta", "simtier", "content_attention", "target_content", "content_taste",
+             "cold_id")
+    model = _model(tables, variant, retrieval_k=k, ciubm_modules=every, attention_softmax=softmax)
+    model.mark_trained(torch.arange(1, 8))
+    item = torch.tensor([4, 5, 6, 20, 29])
+    user = torch.full((5,), 2)
+    for row in ([0, 0, 1, 2, 3], [0, 0, 0, 0, 0], [11, 12, 13, 14, 15]):
+        shared = torch.tensor([row]).expand(5, -1)
+        with torch.no_grad():
+            for batch_tables in (False, True):
+                model.batch_tables = batch_tables
+                torch.testing.assert_close(model(user, item, shared),
+                                           model(user, item, shared.contiguous()))

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from mimrec.ctr.modules import TargetAttention
+from mimrec.ctr.modules import TargetAttention, one_sequence
 
 # Behaviour positions whose content vectors one step gathers: a longer sequence's cosines are
 # computed in slices of this many positions, so their working memory is (B, 128, E) at most.
@@ -42,8 +42,10 @@ class ContentSimilarity(nn.Module):
     def forward(self, content: torch.Tensor, item: torch.Tensor, history: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():  # an exported graph has no data-dependent size
-            distinct, inverse = torch.unique(history, return_inverse=True)  # (U,), (B, L)
+            rows = history[:1] if one_sequence(history) else history  # (one user: its row)
+            distinct, inverse = torch.unique(rows, return_inverse=True)  # (U,), (B or 1, L)
             if len(distinct) <= self.distinct_per_position * history.shape[1]:
+                inverse = inverse.expand_as(history)
                 return (content[item] @ content[distinct].T).gather(1, inverse) * mask
         target = content[item].unsqueeze(-1)  # (B, E, 1)
         sims = [torch.bmm(content[history[:, i:i + self.chunk]], target).squeeze(-1)
@@ -109,16 +111,22 @@ class SimilarityAwareAttention(nn.Module):
                 sims: torch.Tensor, mask: torch.Tensor,
                 tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         key_table, value_table = tables if tables is not None else self.project(catalogue)
-        # one index_select per table on the flat indices (no advanced-indexing intermediates)
-        flat = history.reshape(-1)
-        keys = key_table.index_select(0, flat).view(*history.shape, -1)  # (B, L, D)
-        values = value_table.index_select(0, flat).view(*history.shape, -1)  # (B, L, D)
-        a_id = torch.einsum("bld,bd->bl", keys, self.query(target))
+        if one_sequence(history):  # one user's candidates: its L behaviours, gathered once
+            keys = key_table.index_select(0, history[0])  # (L, D)
+            values = value_table.index_select(0, history[0])  # (L, D)
+            a_id = self.query(target) @ keys.T  # (B, L)
+        else:  # one index_select per table on the flat indices (no advanced-indexing copies)
+            flat = history.reshape(-1)
+            keys = key_table.index_select(0, flat).view(*history.shape, -1)  # (B, L, D)
+            values = value_table.index_select(0, flat).view(*history.shape, -1)  # (B, L, D)
+            a_id = torch.einsum("bld,bd->bl", keys, self.query(target))
         a_id = a_id / math.sqrt(target.shape[-1])  # (B, L)
         r = sims * self.sim_scale
         g1, g2, g3 = self.gates
         scores = (g1 * a_id + g2 * r + g3 * a_id * r).masked_fill(~mask, float("-inf"))
         weights = scores.softmax(-1).nan_to_num(0.0)  # rows without behaviour -> 0
+        if values.dim() == 2:
+            return weights @ values  # (B, D)
         return torch.einsum("bl,bld->bd", weights, values)
 
 

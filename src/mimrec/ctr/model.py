@@ -34,7 +34,7 @@ from mimrec.ctr.config import ModelConfig, ModelSpec
 from mimrec.ctr.content import ContentSimilarity, retrieve_top_k
 from mimrec.ctr.features import FeatureTables
 from mimrec.ctr.ids import ColdId, ItemVectors, UserVectors
-from mimrec.ctr.modules import MLP
+from mimrec.ctr.modules import MLP, one_sequence
 
 
 class CiUBM(nn.Module):
@@ -160,19 +160,27 @@ class CiUBM(nn.Module):
         (inference); computed here when None (training)."""
         if self.trim_history:  # a speed-up only: padding never changes a logit
             history = trim_padding(history)
-        item, history = self.catalogue_index(item), self.catalogue_index(history)
+        # one user's candidates (an expanded history): per-sequence work is done once, on row 0
+        shared = one_sequence(history)
+        item = self.catalogue_index(item)
+        history = (self.catalogue_index(history[:1]).expand_as(history) if shared
+                   else self.catalogue_index(history))
         history, sims = self._sequence(item, history)
         local_item, local_history = item, history
         if tables is None and self.batch_tables:  # the batch's rows only, 0 (padding) first
-            rows, local = torch.unique(torch.cat([item.new_zeros(1), item, history.flatten()]),
+            named = history[:1] if one_sequence(history) else history
+            rows, local = torch.unique(torch.cat([item.new_zeros(1), item, named.flatten()]),
                                        return_inverse=True)
             tables = self.catalogue_tables(rows)
-            local_item, local_history = local[1:1 + len(item)], local[1 + len(item):].view_as(history)
+            local_item = local[1:1 + len(item)]
+            local_history = local[1 + len(item):].view_as(named).expand_as(history)
         tables = tables if tables is not None else self.catalogue_tables()
         target = self.items.drop_target_ids(tables.vectors[local_item])  # (B, D)
         if self.training and self.spec.cold_dropout > 0:
             target = self._show_cold(target, item)
-        ctx = Behaviours(target, local_item, local_history, history > 0, sims, tables, user)
+        mask = ((history[:1] > 0).expand_as(history) if one_sequence(history)
+                else history > 0)  # (B, L)
+        ctx = Behaviours(target, local_item, local_history, mask, sims, tables, user)
         id_parts, content_parts = [self.users(user, user_features), target], []
         for name, block in self.blocks.items():
             out = block(ctx, tables.prepared[name])  # (B, out_dim)

@@ -6,6 +6,13 @@ import torch
 from torch import nn
 
 
+def one_sequence(history: torch.Tensor) -> bool:
+    """Whether every row of a (B, L) tensor is one sequence repeated as an expanded view (stride
+    0 over rows), as a scoring request's history is: B candidates, one user. Blocks then do the
+    per-sequence work once; results equal those on a copied (B, L) tensor."""
+    return history.dim() == 2 and history.shape[0] > 1 and history.stride(0) == 0
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over the positions ``mask`` keeps (0 where it keeps none).
     Shapes: ``values`` (..., M, D), ``mask`` (..., M, 1) float -> (..., D)."""
@@ -92,6 +99,8 @@ class TargetAttention(nn.Module):
         position gets weight 0 (-inf before the softmax) whatever its score, so skipping it
         changes no output and no gradient, and histories are mostly shorter than L.
         """
+        if index is not None and one_sequence(index) and one_sequence(mask):
+            return self._one_sequence(query, keys, mask[0], key_part, index[0])
         wq, _, wd, wp = self._blocks()
         rows, cols = mask.nonzero(as_tuple=True)  # (V,), (V,)
         if index is not None:
@@ -116,3 +125,25 @@ class TargetAttention(nn.Module):
             weights = scores.new_zeros(mask.shape).index_put((rows, cols), scores)  # (B, L)
         pooled = query.new_zeros(query.shape[0], valid_keys.shape[1])
         return pooled.index_add(0, rows, scores.unsqueeze(1) * valid_keys), weights  # (B, D)
+
+    def _one_sequence(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
+                      key_part: torch.Tensor | None, index: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` when every row has the same behaviours (one user's candidates): the
+        L' valid behaviours are gathered once and met with every query by broadcasting, with
+        no per-pair gathers. Shapes: ``query`` (B, D), ``keys`` (N, D), ``mask`` (L,),
+        ``key_part`` (N, H) or None, ``index`` (L,) -> (B, D), (B, L)."""
+        wq, _, wd, wp = self._blocks()
+        cols = mask.nonzero().squeeze(1)  # (L',)
+        at = index.index_select(0, cols)
+        valid_keys = keys.index_select(0, at)  # (L', D)
+        valid_key_part = (self.key_projection(valid_keys) if key_part is None
+                          else key_part.index_select(0, at))  # (L', H)
+        q_part = query @ (wq + wd).T + self.first.bias  # (B, H)
+        pairs = query.unsqueeze(1) * valid_keys  # (B, L', D)
+        hidden = q_part.unsqueeze(1) + valid_key_part + pairs @ wp.T  # (B, L', H)
+        scores = self.rest(torch.relu(hidden)).squeeze(-1)  # (B, L')
+        if self.softmax and len(cols):
+            scores = scores.softmax(-1)
+        weights = scores.new_zeros(query.shape[0], mask.shape[0]).index_copy(1, cols, scores)
+        return scores @ valid_keys, weights  # (B, D), (B, L)

@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mimrec run configs/movielens.toml --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-slow: $(STAMP)
 	bash scripts/setup-browser.sh

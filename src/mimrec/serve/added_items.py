@@ -65,11 +65,6 @@ class AddedItems(Mapping[str, dict]):
             self._fields[key] = fields
         self._offset += end
 
-    def append(self, key: str, fields: dict) -> None:
-        """Add (or replace) ``key``'s fields: :func:`append_record`, then read it back."""
-        append_record(self.path, key, fields)
-        self.catch_up()
-
     def _parse(self, line: bytes) -> tuple[str, dict]:
         try:
             entry = json.loads(line)

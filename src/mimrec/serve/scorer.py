@@ -39,7 +39,7 @@ from mimrec.ctr.blocks import CatalogueTables
 from mimrec.ctr.model import CiUBM
 from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
-from mimrec.serve.added_items import ADDED_ITEMS_FILE, AddedItems, append_record
+from mimrec.serve.added_items import AddedItems, append_record
 from mimrec.serve.bundle import ServingBundle, content_rows
 from mimrec.serve.catalogue import Catalogue
 from mimrec.serve.heap import return_freed_memory
@@ -438,7 +438,7 @@ class Scorer:
         with file_lock(store / ".added_items.lock"):
             if image is not None:
                 _write_atomic(store / ADDED_IMAGES_DIR / _image_name(key), image)
-            append_record(store / ADDED_ITEMS_FILE, key, record)  # before the vector: a
+            append_record(self._added_log.path, key, record)  # before the vector: a
             upsert(store, [key], vector)  # follower that sees the vector finds the fields
         notes = []
         if image is not None and "image" not in embedded:

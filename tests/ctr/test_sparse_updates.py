@@ -10,7 +10,7 @@ from torch import nn
 
 from mimrec.ctr.config import ModelSpec, TrainConfig
 from mimrec.ctr.model import CiUBM
-from mimrec.ctr.sparse_updates import SplitAdam, add_row_l2, make_optimizer
+from mimrec.ctr.sparse_updates import SplitAdam, add_row_l2, coalesce_rows, make_optimizer
 from mimrec.ctr.train import fit, predict, train_epoch
 from mimrec.ctr.weight_average import WeightAverage
 from mimrec.eval.metrics import auc
@@ -38,6 +38,28 @@ def test_a_step_leaves_the_rows_it_did_not_use_untouched():
     unused[used] = False
     assert unused.any() and torch.equal(after[unused], before[unused])
     assert not torch.equal(after[used[used > 0]], before[used[used > 0]])
+
+
+def test_coalescing_without_a_sort_gives_the_rows_and_sums_of_coalesce():
+    """The three paths of ``coalesce_rows``: rows already unique and increasing (marked only), a
+    small table hit many times (summed densely), a large table with repeats (torch's coalesce)."""
+    gen = torch.Generator().manual_seed(0)
+    unique = torch.tensor([1, 4, 9, 30])
+    cases = {"unique rows": (50, unique),
+             "small table": (20, torch.randint(1, 20, (500,), generator=gen)),
+             "large table": (10_000, torch.randint(1, 10_000, (300,), generator=gen)),
+             "one row": (7, torch.tensor([3]))}
+    for name, (rows, idx) in cases.items():
+        values = torch.randn(len(idx), 4, generator=gen)
+        grad = torch.sparse_coo_tensor(idx.unsqueeze(0), values, (rows, 4),
+                                       check_invariants=True)
+        got, want = coalesce_rows(grad), grad.coalesce()
+        assert got.is_coalesced(), name
+        assert torch.equal(got._indices(), want._indices()), name
+        torch.testing.assert_close(got._values(), want._values(), msg=name)
+    marked = coalesce_rows(torch.sparse_coo_tensor(unique.unsqueeze(0), torch.ones(4, 2), (50, 2),
+                                                   check_invariants=True))
+    assert torch.equal(marked._values(), torch.ones(4, 2))  # no copy of the values needed
 
 
 def test_row_l2_is_the_dense_penalty_gradient_on_the_used_rows():

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mimrec.csft.distributed import is_distributed
+from mimrec.ctr.sparse_updates import coalesce_rows
 
 
 @dataclass
@@ -159,7 +160,8 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.
     in the gathered headers, and all gather again at a capacity that fits (one eighth more than
     the largest rank's size, kept for the next steps). The gathered rows are the same as with
     one buffer per rank of the exact size, so the result does not depend on ``capacity``."""
-    grads = [t.weight.grad.coalesce() if t.weight.grad is not None else None for t in tables]
+    grads = [coalesce_rows(t.weight.grad) if t.weight.grad is not None else None
+             for t in tables]
     dims = [t.weight.shape[1] for t in tables]
     dtype, device = tables[0].weight.dtype, tables[0].weight.device
     counts = [g._nnz() if g is not None else 0 for g in grads]
@@ -203,9 +205,9 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.
             parts_rows.append(part[start:start + 8 * n].view(torch.int64).to(device))
             parts_values.append(part[vstart:vstart + dtype.itemsize * n * d].view(dtype)
                                 .to(device).view(n, d))
-        summed = torch.sparse_coo_tensor(torch.cat(parts_rows).unsqueeze(0),
-                                         torch.cat(parts_values) / world,
-                                         table.weight.shape).coalesce()
+        summed = coalesce_rows(torch.sparse_coo_tensor(torch.cat(parts_rows).unsqueeze(0),
+                                                       torch.cat(parts_values) / world,
+                                                       table.weight.shape))
         table.weight.grad = summed
     return capacity
 

@@ -52,6 +52,7 @@ def test_an_item_written_by_another_process_is_served_on_the_next_request(served
     r = client.post("/v1/score", json={"history": _trained(scorer, 3), "candidates": ["other-1"]})
     assert r.status_code == 200, r.text
     assert r.json()["store_version"] == version > before
+    assert r.headers["X-Mimrec-Worker"] == str(os.getpid())  # the answering process
     assert [list(c.ids) for c in reads] == [["other-1"]] and not reads[0].complete
     # the served content row is the stored vector, L2-normalised by the model
     row = scorer.catalogue.row("other-1")

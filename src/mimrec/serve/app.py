@@ -108,6 +108,9 @@ class ItemResponse(BaseModel):
                              "(a photo on a run that serves text-only vectors)")
 
 
+WORKER_HEADER = "X-Mimrec-Worker"  # the answering worker's process id, on score answers
+
+
 def error_body(items: list[tuple[str, str]], summary: str = "invalid request") -> dict:
     return {"error": summary, "detail": [{"field": f, "problem": p} for f, p in items]}
 
@@ -166,16 +169,22 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
         return JSONResponse(error_body([("server", f"unexpected error ({type(exc).__name__}); "
                                                    "see the server log")], "internal error"), 500)
 
+    worker = str(os.getpid())
+
     @app.post("/v1/score", response_model=ScoreResponse)
-    async def score(req: ScoreRequest) -> ScoreResponse:
-        """Click probabilities of the candidates for a user with this behaviour history."""
+    async def score(req: ScoreRequest, response: Response) -> ScoreResponse:
+        """Click probabilities of the candidates for a user with this behaviour history. The
+        ``X-Mimrec-Worker`` header names the worker process that answered (as ``/healthz``
+        does); with ``store_version`` it shows which version of the store each worker scored
+        from."""
         # Runs on the event loop, not in the thread pool: a forward pass is ~3 ms of CPU, and the
         # thread hand-off plus GIL ping-pong cost more tail latency than the blocking does
         # (workers are processes; each serves its requests one after another anyway).
         side = dict(req.model_extra or {})
-        scores = scorer.score(req.history, req.candidates, req.user_id, side)
+        scores, version = scorer.score_at_version(req.history, req.candidates, req.user_id, side)
+        response.headers[WORKER_HEADER] = worker
         return ScoreResponse(scores=scores.tolist(), model=scorer.bundle.model_key,
-                             store_version=scorer.catalogue.store_version)
+                             store_version=version)
 
     writer = ThreadPoolExecutor(1, thread_name_prefix="mimrec-add", initializer=_yield_cpu)
 

@@ -275,6 +275,12 @@ class Scorer:
               side: dict[str, Any] | None = None) -> np.ndarray:
         """Click probabilities of ``candidates`` (in order) for a user with ``history``
         (item ids, most recent last; only the last ``max_seq_len`` are read)."""
+        return self.score_at_version(history, candidates, user_id, side)[0]
+
+    def score_at_version(self, history: list, candidates: list, user_id: Any = None,
+                         side: dict[str, Any] | None = None) -> tuple[np.ndarray, int | None]:
+        """:meth:`score` and the store version of the snapshot it scored from (a concurrent
+        follow of the store cannot make the two disagree)."""
         if not candidates:
             raise RequestError("candidates", "must hold at least one item id")
         if len(candidates) > MAX_CANDIDATES:
@@ -293,7 +299,7 @@ class Scorer:
         features = self.side_features(side or {}, n)
         with torch.inference_mode():
             logits = model(user, items, hist, features, tables=tables)
-        return torch.sigmoid(logits).numpy().astype(float)
+        return torch.sigmoid(logits).numpy().astype(float), catalogue.store_version
 
     # ---- browsing (the HTML page) ---------------------------------------------------------
 

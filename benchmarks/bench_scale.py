@@ -69,8 +69,10 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int,
     from mimrec.ctr.weight_average import WeightAverage
     from mimrec.data.samples import TRAIN
     from mimrec.data.stage import read_data
+    from mimrec.runtime import keep_freed_memory
 
     torch.set_num_threads(1)
+    keep_freed_memory()
     ranks = int(os.environ.get("WORLD_SIZE", "1"))
     if ranks > 1:
         dist.init_process_group("gloo")

@@ -108,6 +108,7 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
     from mimrec.ctr.train import resolve_device
     from mimrec.ctr.variants import listed_specs
     from mimrec.processes import die_with_parent
+    from mimrec.runtime import keep_freed_memory
 
     names = [spec.name for spec in listed_specs(cfg.ctr)]
     index = out / "index" if (out / "index" / "manifest.json").is_file() else None
@@ -116,6 +117,7 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
     backend = "nccl" if resolve_device(cfg.ctr.train.device).type == "cuda" else "gloo"
     if "TORCHELASTIC_RUN_ID" in os.environ:
         die_with_parent(os.getppid())
+    keep_freed_memory()  # before the data is read: this process may train (one worker, a rank)
     with process_group_from_env(backend):
         if rank() == 0:
             console.print(f"[bold]train[/]: {', '.join(names)} x seeds "

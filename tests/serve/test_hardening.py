@@ -156,7 +156,7 @@ def test_an_unexpected_error_is_a_json_500(client, scorer, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(scorer, "score", broken)
+    monkeypatch.setattr(scorer, "score_at_version", broken)  # what the route calls
     r = client.post("/v1/score", json={"candidates": ["1"]})
     assert "RuntimeError" in _refused(r, 500, "server")
     assert r.json()["error"] == "internal error"

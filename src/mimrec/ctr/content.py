@@ -111,7 +111,8 @@ class SimilarityAwareAttention(nn.Module):
                 sims: torch.Tensor, mask: torch.Tensor,
                 tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         key_table, value_table = tables if tables is not None else self.project(catalogue)
-        if one_sequence(history):  # one user's candidates: its L behaviours, gathered once
+        shared = one_sequence(history)
+        if shared:  # one user's candidates: its L behaviours, gathered once
             keys = key_table.index_select(0, history[0])  # (L, D)
             values = value_table.index_select(0, history[0])  # (L, D)
             a_id = self.query(target) @ keys.T  # (B, L)
@@ -125,8 +126,8 @@ class SimilarityAwareAttention(nn.Module):
         g1, g2, g3 = self.gates
         scores = (g1 * a_id + g2 * r + g3 * a_id * r).masked_fill(~mask, float("-inf"))
         weights = scores.softmax(-1).nan_to_num(0.0)  # rows without behaviour -> 0
-        if values.dim() == 2:
-            return weights @ values  # (B, D)
+        if shared:
+            return weights @ values  # (B, L) @ (L, D)
         return torch.einsum("bl,bld->bd", weights, values)
 
 

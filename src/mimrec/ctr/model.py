@@ -161,14 +161,14 @@ class CiUBM(nn.Module):
         if self.trim_history:  # a speed-up only: padding never changes a logit
             history = trim_padding(history)
         # one user's candidates (an expanded history): per-sequence work is done once, on row 0
-        shared = one_sequence(history)
         item = self.catalogue_index(item)
-        history = (self.catalogue_index(history[:1]).expand_as(history) if shared
-                   else self.catalogue_index(history))
+        history = (self.catalogue_index(history[:1]).expand_as(history)
+                   if one_sequence(history) else self.catalogue_index(history))
         history, sims = self._sequence(item, history)
+        shared = one_sequence(history)  # (still, unless the retrieval step picked per row)
         local_item, local_history = item, history
         if tables is None and self.batch_tables:  # the batch's rows only, 0 (padding) first
-            named = history[:1] if one_sequence(history) else history
+            named = history[:1] if shared else history
             rows, local = torch.unique(torch.cat([item.new_zeros(1), item, named.flatten()]),
                                        return_inverse=True)
             tables = self.catalogue_tables(rows)
@@ -178,8 +178,7 @@ class CiUBM(nn.Module):
         target = self.items.drop_target_ids(tables.vectors[local_item])  # (B, D)
         if self.training and self.spec.cold_dropout > 0:
             target = self._show_cold(target, item)
-        mask = ((history[:1] > 0).expand_as(history) if one_sequence(history)
-                else history > 0)  # (B, L)
+        mask = (history[:1] > 0).expand_as(history) if shared else history > 0  # (B, L)
         ctx = Behaviours(target, local_item, local_history, mask, sims, tables, user)
         id_parts, content_parts = [self.users(user, user_features), target], []
         for name, block in self.blocks.items():

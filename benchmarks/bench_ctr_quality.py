@@ -72,6 +72,14 @@ def run_jobs(jobs: list[tuple[str, list[str], Path]], slots: int) -> dict[str, f
     return seconds
 
 
+def run_quietly(cmd: list[str]) -> None:
+    """Run a preparation step, its output kept back; on failure exit with what it printed."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n"
+                 f"{(proc.stdout + proc.stderr)[-3000:]}")
+
+
 def summary(per_seed: dict[str, dict]) -> dict:
     """Mean and std over seeds of AUC, gAUC, LogLoss and the bucket AUCs."""
     out = {"seeds": sorted(per_seed)}
@@ -204,17 +212,16 @@ def main() -> None:
                str(args.run / "fuxictr"), "--reuse", "--threads", "1"]
     if have_fuxictr:  # FuxiCTR's preprocessing once (its local Ray), before the seeds share it
         print(f"  FuxiCTR preprocessing: {' '.join(fx_base)} --no-quality --no-throughput")
-        subprocess.run(fx_base + ["--out", str(out / "fuxictr-prepare.json"), "--no-quality",
-                                  "--no-throughput"], check=True, capture_output=True)
+        run_quietly(fx_base + ["--out", str(out / "fuxictr-prepare.json"), "--no-quality",
+                               "--no-throughput"])
         peers = [(config, fx_base, []) for config in args.fuxictr_configs]
         if args.content and "tuned" in args.fuxictr_configs:
             npz = export_content(args.run, args.content, out)
             fx_content = [str(FUXICTR_PYTHON), "benchmarks/fuxictr_p1.py", str(data), "--work",
                           str(args.run / f"fuxictr-content-{args.content}"), "--reuse",
                           "--threads", "1"]
-            subprocess.run(fx_content + ["--out", str(out / "fuxictr-content-prepare.json"),
-                                         "--no-quality", "--no-throughput", "--content", str(npz)],
-                           check=True, capture_output=True)
+            run_quietly(fx_content + ["--out", str(out / "fuxictr-content-prepare.json"),
+                                      "--no-quality", "--no-throughput", "--content", str(npz)])
             peers.append(("tuned+content", fx_content, ["--content", str(npz)]))
         for label, base, extra in peers:
             config = label.split("+")[0]

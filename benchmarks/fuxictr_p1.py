@@ -6,10 +6,10 @@ hands FuxiCTR the same P1 events through its own preprocessing:
 
 - train/valid/test CSV files (one row per P1 event) -> FuxiCTR's ``FeatureProcessor`` fits the
   vocabularies on train and writes its parquet files and ``feature_map.json``;
-- the behaviour sequence in FuxiCTR's LongCTR form: ``user_info`` holds each user's full sequence
-  of positive items in P1 event order, and each event carries ``seq_len`` = how many of them have
-  a strictly smaller timestamp; its loader keeps the last ``max_len`` = 50 (checked here to equal
-  mimrec's P1 histories, event by event);
+- the behaviour sequence in FuxiCTR's LongCTR form (``user_info`` rows pointed to by each event's
+  ``user_index``, of which its loader keeps the last ``max_len`` = 50 of the first ``seq_len``):
+  one row per event holding that event's P1 history, because under P1-cold a user's history
+  differs by split (checked here to equal mimrec's histories, event by event);
 - ``item_info`` holds the item features (item_id and the item feature columns) encoded with
   FuxiCTR's fitted tokenizers; FuxiCTR's DIN embeds target and behaviour items from it.
 
@@ -155,41 +155,36 @@ def feature_values(f: Feature, column: pd.Series) -> np.ndarray:
     return column.astype(str).to_numpy()
 
 
-def sequence_lengths(s: Samples) -> np.ndarray:
-    """Per event: how many positive events of the same user have a strictly smaller timestamp."""
-    times = np.unique(s.timestamp)
-    stride = len(times) + 1
-    key = s.user * stride + np.searchsorted(times, s.timestamp)
-    pos_key = np.sort(key[s.label > 0])
-    return np.searchsorted(pos_key, key, "left") - np.searchsorted(pos_key, s.user * stride,
-                                                                   "left")
+def event_sequences(s: Samples) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each event's own P1 history in LongCTR form: ``user_info`` row ``n + 1`` holds event
+    ``n``'s history items (model index = row + 1, most recent last; row 0 is empty) and its
+    ``seq_len`` is the history's length.
 
-
-def user_sequences(s: Samples) -> list[np.ndarray]:
-    """Each user's positive items (model index = row + 1) in P1 event order; entry 0 is empty."""
-    pos = np.flatnonzero(s.label > 0)  # events are in P1 order already
-    order = pos[np.argsort(s.user[pos], kind="stable")]
-    seqs = [np.zeros(0, dtype=np.int64) for _ in range(len(s.user_ids) + 1)]
-    users, starts = np.unique(s.user[order], return_index=True)
-    for u, part in zip(users, np.split(s.item[order] + 1, starts[1:]), strict=True):
-        seqs[u + 1] = part.astype(np.int64)
-    return seqs
+    One row per event rather than one sequence per user: under P1-cold the same user's history
+    differs by split (new items are removed from the histories before their launch only), which a
+    single sequence with a pointer cannot express. The loader reads exactly the same items.
+    """
+    history = s.history_rows(np.arange(len(s.label)))
+    seqs = [np.zeros(0, dtype=np.int64)]
+    seqs += [row[row >= 0].astype(np.int64) + 1 for row in history]
+    return seqs, np.array([len(q) for q in seqs[1:]], dtype=np.int64)
 
 
 def check_histories(s: Samples, seqs: list[np.ndarray], seq_len: np.ndarray) -> None:
-    """FuxiCTR's sequence (last 50 of the user's first ``seq_len`` positives) == P1 history."""
-    max_len = s.max_seq_len
+    """What FuxiCTR's LongCTR loader reads (the last ``max_len`` of the first ``seq_len`` items of
+    the event's ``user_info`` row) == the event's P1 history."""
     history = s.history_rows(np.arange(len(s.label)))
     for n in range(len(s.label)):
         mine = history[n][history[n] >= 0] + 1
-        theirs = seqs[s.user[n] + 1][: seq_len[n]][-max_len:]
+        theirs = seqs[n + 1][: seq_len[n]][-s.max_seq_len:]
         if not np.array_equal(mine, theirs):
             raise AssertionError(f"event {n}: FuxiCTR sequence differs from the P1 history")
 
 
 def event_table(s: Samples, items: pd.DataFrame, users: pd.DataFrame | None,
                 seq_len: np.ndarray, features: tuple[Feature, ...]) -> pd.DataFrame:
-    """One CSV row per P1 event: raw feature values, the LongCTR meta columns, the label.
+    """One CSV row per P1 event: raw feature values, the LongCTR meta columns (``user_index``:
+    the event's own ``user_info`` row, see :func:`event_sequences`), the label.
 
     ``users`` rows are in the samples' user order (row ``u`` is ``s.user_ids[u]``); without a
     users table, user_id comes from the samples.
@@ -199,7 +194,8 @@ def event_table(s: Samples, items: pd.DataFrame, users: pd.DataFrame | None,
     tables = {"user": users.iloc[s.user], "item": items.iloc[s.item]}
     return pd.DataFrame({
         **{f.name: feature_values(f, tables[f.source][f.name]) for f in features},
-        "user_index": s.user + 1, "item_index": s.item + 1, "seq_len": seq_len,
+        "user_index": np.arange(1, len(s.label) + 1), "item_index": s.item + 1,
+        "seq_len": seq_len,
         "label": s.label.astype(np.int64),  # int: LongCTR stacks all columns in one array
     })
 
@@ -255,8 +251,7 @@ def prepare(data: Path, work: Path, params: dict, max_users: int | None, reuse: 
     users = (pd.read_parquet(data / "users.parquet") if (data / "users.parquet").is_file()
              else None)
     features = data_features(data, items, users)
-    seq_len = sequence_lengths(s)
-    seqs = user_sequences(s)
+    seqs, seq_len = event_sequences(s)
     check_histories(s, seqs, seq_len)
     raw.mkdir(parents=True, exist_ok=True)
     table = event_table(s, items, users, seq_len, features)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mimrec.data.sample_shards import read_samples
-from mimrec.data.samples import TEST, VALID
+from mimrec.data.samples import TEST, TRAIN, VALID
 from mimrec.store.center import StoreInfo, write_version
 
 FUXICTR_PYTHON = Path(".venv-fuxictr/bin/python")
@@ -107,7 +107,7 @@ def fuxictr_features(data: Path):
              else None)
     features = fx.data_features(data, items, users)
     s = read_samples(data / "samples")
-    table = fx.event_table(s, items, users, fx.sequence_lengths(s), features)
+    table = fx.event_table(s, items, users, fx.event_sequences(s)[1], features)
     return fx, features, items, s, table
 
 
@@ -125,6 +125,28 @@ def test_fuxictr_features_come_from_the_artifact_movielens_unchanged(data_run):
     assert table["genres"].tolist() == ["^".join(g) for g in items["genres"].iloc[s.item]]
     assert table["year"].tolist() == items["year"].iloc[s.item].astype(str).tolist()
     assert table["user_id"].tolist() == s.user_ids[s.user].astype(str).tolist()
+
+
+def test_fuxictr_sequences_hold_each_events_p1_cold_v2_history(tmp_path):
+    """P1-cold v2 removes new items from train histories only, so a user's history differs by
+    split: the FuxiCTR rows hand its loader exactly each event's history, train and valid alike."""
+    out = tmp_path / "run"
+    run(sys.executable, "-m", "mimrec", "data", "configs/movielens.toml", "--out", str(out),
+        "--set", "data.new_item_fraction=0.2", "--set", "data.new_item_launch=valid")
+    fx, _, _, s, table = fuxictr_features(out / "data")
+    seqs, seq_len = fx.event_sequences(s)
+    fx.check_histories(s, seqs, seq_len)  # raises on the first event that differs
+    assert (table["user_index"].to_numpy() == np.arange(1, len(s.label) + 1)).all()
+    assert (table["seq_len"].to_numpy() == seq_len).all()
+    new = s.new_item
+    train, valid = s.split == TRAIN, s.split == VALID
+    hist = [seqs[n + 1] - 1 for n in range(len(s.label))]
+    assert not any(new[h].any() for h, t in zip(hist, train, strict=True) if t)
+    assert any(new[h].any() for h, v in zip(hist, valid, strict=True) if v)  # the case tested
+    broken = [q.copy() for q in seqs]
+    broken[int(np.flatnonzero(valid & (seq_len > 0))[0]) + 1][-1] += 1
+    with pytest.raises(AssertionError, match="differs from the P1 history"):
+        fx.check_histories(s, broken, seq_len)
 
 
 def test_fuxictr_features_on_p4_without_users_table(p4_data_run, tmp_path):

@@ -22,6 +22,14 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def libc() -> ctypes.CDLL | None:
+    """The process's C library, for glibc's memory calls; None where it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
+        return None
+
+
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -37,10 +45,10 @@ def keep_freed_memory() -> bool:
     ``benchmarks/bench_scale.py --child train``, alternating): 17,391 and 17,552 samples/s with,
     16,253 and 15,285 without; peak memory 6.12 GiB either way. Best effort: returns False where
     the C library has no ``mallopt`` (not glibc)."""
+    c = libc()
+    settings = ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, (1 << 31) - 1),
+                (_M_TOP_PAD, 256 << 20))
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        settings = ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, (1 << 31) - 1),
-                    (_M_TOP_PAD, 256 << 20))
-        return all(libc.mallopt(key, value) == 1 for key, value in settings)
-    except (OSError, AttributeError, TypeError):
+        return c is not None and all(c.mallopt(key, value) == 1 for key, value in settings)
+    except (AttributeError, TypeError):  # a C library without mallopt
         return False

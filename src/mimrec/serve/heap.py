@@ -7,10 +7,10 @@ memory stays near its start-up peak (about 1.5 GiB more at a million items).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 from pathlib import Path
+
+from mimrec.runtime import libc
 
 
 def return_freed_memory() -> None:
@@ -19,11 +19,9 @@ def return_freed_memory() -> None:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
+    c = libc()
+    if c is not None and hasattr(c, "malloc_trim"):  # glibc only
+        c.malloc_trim(0)
 
 
 def settle_heap() -> None:

@@ -10,7 +10,8 @@ import pytest
 from mimrec.errors import MimrecError
 from mimrec.eval.selection import selection_line, valid_best
 from mimrec.serve.bundle import choose_model, load_bundle
-from mimrec.serve.scorer import RequestError, Scorer
+from mimrec.serve.request_error import RequestError
+from mimrec.serve.scorer import Scorer
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mimrec import __version__
 from mimrec.serve.access import LOOPBACK_HOSTS, READ_TOKEN_ENV, TOKEN_ENV, AccessGuard, Tokens
+from mimrec.serve.item_writer import WrittenItem
 from mimrec.serve.limits import RequestLimits
 from mimrec.serve.metrics import ServiceMetrics
-from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, RequestError, Scorer, WrittenItem
+from mimrec.serve.request_error import RequestError
+from mimrec.serve.scorer import MAX_CANDIDATES, MAX_HISTORY, Scorer
 from mimrec.validation import MAX_TOKENS, text_problem
 
 __all__ = ["TOKEN_ENV", "READ_TOKEN_ENV", "create_app", "app_from_env"]

@@ -7,7 +7,8 @@ ID tables (its ID embedding is the "unknown" row) and is scored through its cont
 
 Items added through :meth:`Scorer.add_item` are encoded by the bundle's encoder, upserted into the
 store (a new version, atomically), and their fields appended to ``added_items.jsonl`` beside the
-store (:mod:`mimrec.serve.added_items`), so a restarted service knows them again. Every request
+store (:mod:`mimrec.serve.item_writer`, :mod:`mimrec.serve.added_items`), so a restarted service
+knows them again. Every request
 first asks the store for its latest version (one manifest look-up,
 :class:`~mimrec.store.follow.StoreFollower`); when another worker wrote one, only the rows (and
 added items' lines) written since are read and applied.
@@ -22,12 +23,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import os
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +34,18 @@ import torch
 
 from mimrec.ctr.blocks import CatalogueTables
 from mimrec.ctr.model import CiUBM
-from mimrec.encoders.image import decode_image
 from mimrec.errors import MimrecError
-from mimrec.serve.added_items import AddedItems, append_record
+from mimrec.serve.added_items import AddedItems
 from mimrec.serve.bundle import ServingBundle, content_rows
 from mimrec.serve.catalogue import Catalogue
 from mimrec.serve.heap import return_freed_memory
+from mimrec.serve.item_writer import ItemWriter, WrittenItem, added_image_path, as_id, jsonable
 from mimrec.serve.live_tables import LiveTables
-from mimrec.store.center import RepresentationCenter, file_lock, open_table, upsert
+from mimrec.serve.request_error import RequestError
+from mimrec.store.center import RepresentationCenter
 from mimrec.store.follow import Changes, StoreFollower
-from mimrec.validation import id_problem, shown, tokens_problem
+from mimrec.validation import shown
 
-ADDED_IMAGES_DIR = "added_images"
 MAX_HISTORY = 1000  # longer requests are refused; the model reads the last ``max_seq_len``
 MAX_CANDIDATES = 1000
 # Above this many catalogue items a worker keeps no whole-catalogue derived tables (item vectors,
@@ -57,30 +54,6 @@ MAX_CANDIDATES = 1000
 # are computed once (faster per request), above it they would cost more memory than they save
 # time (at a million items about 1 GiB per worker).
 REQUEST_TABLES_ABOVE = 100_000
-
-
-@dataclass(frozen=True)
-class WrittenItem:
-    """An item :meth:`Scorer.write_item` persisted: its id and notes for the client."""
-
-    key: str
-    notes: tuple[str, ...] = ()
-
-
-class RequestError(MimrecError):
-    """A client mistake in a request: names the field and the problem (-> HTTP 4xx)."""
-
-    def __init__(self, field_name: str, problem: str, status: int = 422) -> None:
-        super().__init__(f"{field_name}: {problem}")
-        self.field = field_name
-        self.problem = problem
-        self.status = status
-
-
-def _as_id(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(value)
-    return str(value)
 
 
 class Scorer:
@@ -134,8 +107,10 @@ class Scorer:
         self._vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
                        for bag in bundle.tables.users}
         self._widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.users}
-        if self.can_add_items:
-            self._warm_up_adds()
+        self._writer: ItemWriter | None = None  # adds items (a store and an encoder)
+        if bundle.store is not None and bundle.encoder is not None:
+            self._writer = ItemWriter(bundle.store, bundle.encoder)
+            self._writer.warm_up(self.text_fields)
         return_freed_memory()  # start-up read the store and built the tables
 
     # ---- scoring -------------------------------------------------------------------------
@@ -184,17 +159,9 @@ class Scorer:
             rows.append(index)
         return rows
 
-    def _warm_up_adds(self) -> None:
-        """Pay the write path's first-use costs at start-up: importing LanceDB, opening the
-        table and the encoder's first forward pass took seconds under the GIL, and the first
-        add of each worker stalled its requests for as long (1.4-2.2 s at a million items)."""
-        assert self.bundle.store is not None
-        open_table(self.bundle.store)
-        self._encode("warm-up", {name: "warm up" for name in self.text_fields}, None, None)
-
     @property
     def can_add_items(self) -> bool:
-        return self.bundle.store is not None and self.bundle.encoder is not None
+        return self._writer is not None
 
     @property
     def model(self) -> CiUBM:
@@ -226,7 +193,7 @@ class Scorer:
     def item_indices(self, ids: list, name: str, catalogue: Catalogue | None = None) -> np.ndarray:
         """Model indices of ``ids``; unknown ids raise a :class:`RequestError` naming them."""
         try:
-            keys = [_as_id(v) for v in ids]
+            keys = [as_id(v) for v in ids]
         except TypeError as exc:
             raise RequestError(name, f"item ids are integers or strings, got {exc.args[0]!r}") from None
         rows = (catalogue or self.catalogue).rows_of(keys)
@@ -349,7 +316,7 @@ class Scorer:
         trained = pos < cat.num_trained
         if trained:
             row = self.bundle.items.iloc[pos]
-            fields = {k: _jsonable(row[k]) for k in self.bundle.items.columns if k != "item_id"}
+            fields = {k: jsonable(row[k]) for k in self.bundle.items.columns if k != "item_id"}
         else:
             fields = self.added_fields.get(key, {})
         if key in self.added_fields:
@@ -370,7 +337,7 @@ class Scorer:
         path; a relative path is read from the data folder)."""
         key = str(item_id)
         if key in self.added_fields and self.bundle.store is not None:
-            path = self.bundle.store / ADDED_IMAGES_DIR / _image_name(key)
+            path = added_image_path(self.bundle.store, key)
             if path.is_file():
                 return path.read_bytes()
         pos = self.catalogue.row(key) - 1
@@ -420,39 +387,14 @@ class Scorer:
 
     def write_item(self, item_id: Any, fields: dict[str, Any], image: bytes | None,
                    attributes: list[str] | None) -> WrittenItem:
-        """The persistent half of :meth:`add_item`: check, encode, then (one add at a time,
-        across threads and processes) the image, the fields' log line and the store's upsert.
-        Nothing in memory changes: this process, like every other worker, takes the item in
-        when it next follows the store (:meth:`describe_written`). So a worker thread can run
-        this while requests are scored, and they never wait for it."""
+        """The persistent half of :meth:`add_item` (:meth:`ItemWriter.write
+        <mimrec.serve.item_writer.ItemWriter.write>`): nothing in memory changes, this process
+        takes the item in when it next follows the store (:meth:`describe_written`), like every
+        other worker. So a worker thread can run this while requests are scored, and they never
+        wait for it."""
         self.check_can_add()
-        key = _as_id(item_id)
-        problem = id_problem(key)
-        if problem:
-            raise RequestError("item_id", problem)
-        problem = tokens_problem(attributes or [])
-        if problem:
-            raise RequestError("attributes", problem)
-        vector, embedded = self._encode(key, fields, image, attributes)  # (1, E)
-        record = {k: _jsonable(v) for k, v in fields.items()}
-        if attributes:
-            record["attributes"] = list(attributes)
-        record["embedded_from"] = embedded
-        record["added"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        store = self.bundle.store
-        assert store is not None
-        with file_lock(store / ".added_items.lock"):
-            if image is not None:
-                _write_atomic(store / ADDED_IMAGES_DIR / _image_name(key), image)
-            append_record(self._added_log.path, key, record)  # before the vector: a
-            upsert(store, [key], vector)  # follower that sees the vector finds the fields
-        notes = []
-        if image is not None and "image" not in embedded:
-            notes.append(
-                "the photo is stored and shown, not embedded: this run serves text-only "
-                f"vectors (the index stage's source {self._source!r}; they scored best on "
-                "valid), so the item's vector comes from its text")
-        return WrittenItem(key, tuple(notes))
+        assert self._writer is not None
+        return self._writer.write(item_id, fields, image, attributes)
 
     def describe_written(self, written: WrittenItem) -> dict:
         """:meth:`describe` of an item :meth:`write_item` wrote, once this process follows the
@@ -461,11 +403,6 @@ class Scorer:
         if written.notes:
             described["notes"] = list(written.notes)
         return described
-
-    @property
-    def _source(self) -> str:
-        """The index source whose vectors this bundle serves (the store folder's name)."""
-        return self.bundle.store.name if self.bundle.store is not None else "none"
 
     def follow_store(self) -> None:
         """Pick up versions other processes wrote (another worker of this service added an
@@ -477,41 +414,6 @@ class Scorer:
             if self._follower.latest() != self.catalogue.store_version:
                 self._added_log.catch_up()
                 self._refresh()
-
-    def _encode(self, key: str, fields: dict[str, Any], image: bytes | None,
-                attributes: list[str] | None) -> tuple[np.ndarray, list[str]]:
-        """The item's content vector (1, E) and what it was embedded from (the non-empty text
-        fields, ``image``, ``attributes``). A photo is always checked; on an encoder without an
-        image tower (a store of raw text vectors, or ``encoder.use_image`` off) it is kept for
-        display and the vector comes from the text."""
-        encoder = self.bundle.encoder
-        assert encoder is not None
-        row: dict[str, Any] = {"item_id": key}
-        embedded: list[str] = []
-        if image is not None:  # decoded first: a broken or oversized image is named as such
-            try:
-                decoded = decode_image(image)
-            except MimrecError as exc:
-                raise RequestError("image", f"not a readable PNG or JPEG ({exc})") from None
-            if getattr(encoder, "image_tower", None) is not None:
-                row["image"] = decoded
-                embedded.append("image")
-        for name in encoder.cfg.text_fields:
-            value = fields.get(name)
-            row[name] = value if value is not None else ""
-            if value not in (None, "", []):
-                embedded.append(name)
-        row["attributes"] = list(attributes or [])
-        if attributes and getattr(encoder, "attribute_tower", None) is not None:
-            embedded.append("attributes")
-        try:
-            return encoder.encode_items(pd.DataFrame([row])), embedded
-        except MimrecError as exc:
-            if image is not None and "image" not in embedded:
-                raise RequestError("item", f"{exc}; the photo cannot stand in: this run serves "
-                                           f"text-only vectors (index source {self._source!r})"
-                                   ) from None
-            raise RequestError("item", str(exc)) from None
 
     def _refresh(self) -> None:
         """Apply the store's rows written since this catalogue's version: new items (and new
@@ -596,27 +498,3 @@ def _values(value: Any) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _image_name(key: str) -> str:
-    """The file of an added item's image (a hash: ids may hold any character)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:32] + ".img"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value

@@ -322,20 +322,25 @@ def _decode_base64(text: str) -> bytes:
     return data
 
 
+def set_up_serving_process(threads: int) -> None:
+    """A serving process's settings, made before it loads its bundle: ``threads`` torch threads
+    (0: torch's default) and the short GIL switch interval (:data:`GIL_SWITCH_S`)."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    sys.setswitchinterval(GIL_SWITCH_S)
+
+
 def app_from_env() -> FastAPI:
     """An app built from ``MIMREC_RUN`` / ``MIMREC_MODEL`` / ``MIMREC_API_TOKEN`` /
     ``MIMREC_READ_TOKEN`` / ``MIMREC_ALLOWED_HOSTS`` / ``MIMREC_THREADS`` (for worker processes,
     and ASGI servers started by other tools, e.g.
     ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
-    import torch
-
     from mimrec.serve.bundle import load_bundle
     from mimrec.serve.heap import settle_heap
 
-    threads = int(os.environ.get("MIMREC_THREADS") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    sys.setswitchinterval(GIL_SWITCH_S)
+    set_up_serving_process(int(os.environ.get("MIMREC_THREADS") or 0))
     bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
     hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
     app = create_app(Scorer(bundle), os.environ.get(TOKEN_ENV) or None,

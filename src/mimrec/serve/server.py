@@ -26,15 +26,14 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     :func:`default_hosts`). ``access_log``: one line per request on stderr (uvicorn's access
     log: client, method, path, status); off by default.
     """
-    import torch
     import uvicorn
 
     from mimrec.serve.app import (
         ALLOWED_HOSTS_ENV,
-        GIL_SWITCH_S,
         READ_TOKEN_ENV,
         TOKEN_ENV,
         create_app,
+        set_up_serving_process,
     )
     from mimrec.serve.bundle import check_bundle, load_bundle
     from mimrec.serve.heap import settle_heap
@@ -49,9 +48,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     if threads < 0:
         raise MimrecError(f"--threads {threads}: must be 0 (torch's default) or more")
     check_port_free(host, port)  # before the bundle loads, not after
-    if threads > 0:
-        torch.set_num_threads(threads)
-    sys.setswitchinterval(GIL_SWITCH_S)
+    set_up_serving_process(threads)
     token = os.environ.get(TOKEN_ENV) or None
     read_token = os.environ.get(READ_TOKEN_ENV) or None
     hosts = allowed_hosts or default_hosts(host)

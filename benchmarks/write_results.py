@@ -1,7 +1,9 @@
 """Compose ``benchmarks/RESULTS.md`` from the outputs ``run_all.py`` keeps under ``RUN/results``.
 
 A free-text note on the conditions of the run (a shared machine, scripts run one by one) is
-taken from ``RUN/results/notes.md`` when present.
+taken from ``RUN/results/notes.md`` when present. Sections of the existing file that this script
+does not write (measurements made by hand, e.g. "1b. ... not from `make bench`") are kept, each
+after the section it followed.
 
 Usage: .venv/bin/python benchmarks/write_results.py [--run runs/bench]
 """
@@ -107,6 +109,52 @@ def scale_section(result: dict | None) -> list[str]:
     return lines
 
 
+QUALITY_TITLE = "1. Quality on P1 (test split, mimrec's metrics on every model's predictions)"
+THROUGHPUT_TITLE = "2. CTR throughput (same P1 data, same batch size, same torch threads)"
+SECTION_TITLES = (("text_encoding", "3. Text encoding"),
+                  ("store_lookup", "4. Representation Center lookups"),
+                  ("sample_builder", "5a. Scaling: P1 sample building"),
+                  ("ctr_scaling", "5b. Scaling: CTR training (one DIN epoch)"),
+                  ("serve", "6. Serving load (benchmarks/bench_serve.py)"),
+                  ("scale", "7. Scale: synthetic 1M / 10M events, data stage and one DIN epoch"))
+COMMANDS_TITLE = "Commands and wall times"
+GENERATED = {"Environment", "Summary", QUALITY_TITLE, THROUGHPUT_TITLE, COMMANDS_TITLE,
+             "Note on this run", *(title for _, title in SECTION_TITLES)}
+
+
+def sections(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """Markdown lines cut at each ``##`` / ``###`` heading: (title, the heading and its lines);
+    the lines before the first heading come first with the title ""."""
+    out: list[tuple[str, list[str]]] = [("", [])]
+    for line in lines:
+        m = re.match(r"#{2,3} (.*)", line)
+        if m:
+            out.append((m.group(1).strip(), []))
+        out[-1][1].append(line)
+    return out
+
+
+def keep_hand_sections(generated: list[str], old: str) -> list[str]:
+    """``generated`` with the sections of ``old`` that the generator does not write put back,
+    each after the generated section it followed there (before "Commands and wall times" when
+    that one is not written now)."""
+    kept: dict[str, list[str]] = {}
+    after = ""
+    for title, chunk in sections(old.splitlines()):
+        if title in GENERATED or not title:
+            after = title
+        else:
+            kept.setdefault(after, []).extend(chunk)
+    written = {title for title, _ in sections(generated)}
+    out: list[str] = []
+    for title, chunk in sections(generated):
+        if title == COMMANDS_TITLE:  # whatever followed a section not written this time
+            for key in [k for k in kept if k not in written]:
+                out += kept.pop(key)
+        out += chunk + kept.pop(title, [])
+    return out
+
+
 def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
     res = run / "results"
     here = str(Path.cwd()) + "/"  # commands as typed from the repository root
@@ -153,11 +201,11 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
         "",
         *summary,
         "",
-        "## 1. Quality on P1 (test split, mimrec's metrics on every model's predictions)",
+        f"## {QUALITY_TITLE}",
         "",
         *quality_section(res),
         "",
-        "## 2. CTR throughput (same P1 data, same batch size, same torch threads)",
+        f"## {THROUGHPUT_TITLE}",
         "",
         "| model | train samples/s | predict samples/s |",
         "|---|---|---|",
@@ -170,13 +218,7 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
         "larger model. Train rates include each library's data loading.",
         "",
     ]
-    for name, title in (("text_encoding", "3. Text encoding"),
-                        ("store_lookup", "4. Representation Center lookups"),
-                        ("sample_builder", "5a. Scaling: P1 sample building"),
-                        ("ctr_scaling", "5b. Scaling: CTR training (one DIN epoch)"),
-                        ("serve", "6. Serving load (benchmarks/bench_serve.py)"),
-                        ("scale", "7. Scale: synthetic 1M / 10M events, data stage and one "
-                                  "DIN epoch")):
+    for name, title in SECTION_TITLES:
         if name in log or _text(res, name):
             lines += [f"## {title}", ""]
         if name in log:
@@ -185,7 +227,7 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
             lines += ["```", _text(res, name), "```", ""]
         if name == "scale" and _json(res, "scale"):
             lines += [*scale_section(_json(res, "scale")), ""]
-    lines += ["## Commands and wall times", "", "| benchmark | command | seconds |", "|---|---|---|"]
+    lines += [f"## {COMMANDS_TITLE}", "", "| benchmark | command | seconds |", "|---|---|---|"]
     lines += [f"| {k} | `{v['command']}` | {v['seconds']:.0f} |" for k, v in log.items()
               if isinstance(v, dict)]
     if "_total_seconds" in log:
@@ -193,6 +235,8 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
     notes = res / "notes.md"  # conditions of the measurement, written by whoever ran it
     lines += ["", "## Note on this run", "",
               notes.read_text().strip() if notes.is_file() else "No note: measured by `make bench`."]
+    if out.is_file():
+        lines = keep_hand_sections(lines, out.read_text())
     out.write_text("\n".join(lines) + "\n")
 
 

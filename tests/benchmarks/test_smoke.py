@@ -349,3 +349,38 @@ def test_scale_benchmark_smoke(tmp_path):
     assert result["ranks"] == 2 and result["weight_average"] is True
     assert result["train_samples"] == 128  # the global batches' rows, over both ranks
     assert "(sparse updates, 2 ranks, weight average)" in r.stdout
+
+
+def test_make_bench_keeps_the_sections_measured_by_hand(tmp_path, monkeypatch):
+    """RESULTS.md is rewritten by `make bench`; sections it does not write (measurements made
+    by hand) stay, each after the section it followed, and generated ones are replaced."""
+    monkeypatch.syspath_prepend("benchmarks")  # write_results imports its sibling module
+    wr = load_script("write_results")
+    res = tmp_path / "run" / "results"
+    res.mkdir(parents=True)
+    (res / "text_encoding.txt").write_text("ratio ours/theirs : 1.50\n")
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmarks\n\nold preamble\n\n## Summary\n\nold summary\n\n"
+                   f"## {wr.QUALITY_TITLE}\n\nold quality\n\n"
+                   "## 1b. By hand, after quality\n\nkept 1\n\n"
+                   "## 3. Text encoding\n\nold encoding numbers\n\n"
+                   "### 3b. By hand, after encoding\n\nkept 3\n\n"
+                   "## 7. Scale: synthetic 1M / 10M events, data stage and one DIN epoch\n\n"
+                   "old scale\n\n## 7b. By hand, after a section not run this time\n\nkept 7\n\n"
+                   "## Commands and wall times\n\nold commands\n")
+    log = {"text_encoding": {"command": "enc", "seconds": 1.0}}
+    wr.write_results(tmp_path / "run", log, ["- env"], out)
+    text = out.read_text()
+    for old in ("old preamble", "old summary", "old quality", "old encoding numbers", "old scale",
+                "old commands"):
+        assert old not in text
+    titles = [line for line in text.splitlines() if line.startswith("##")]
+    assert titles.index("## 1b. By hand, after quality") == titles.index(
+        f"## {wr.QUALITY_TITLE}") + 1
+    assert titles.index("### 3b. By hand, after encoding") == titles.index(
+        "## 3. Text encoding") + 1
+    assert titles.index("## 7b. By hand, after a section not run this time") == titles.index(
+        "## Commands and wall times") - 1
+    assert "1.50x" in text and all(f"kept {k}" in text for k in (1, 3, 7))
+    wr.write_results(tmp_path / "run", log, ["- env"], out)  # again: nothing doubles
+    assert out.read_text().count("kept 3") == 1

@@ -12,6 +12,8 @@ or all; reading all loads one column at a time, so memory peaks near the arrays 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +35,21 @@ DICTIONARY_COLUMNS = ["split", "label", "hist_len", "bucket", "click_probability
 
 
 def write_samples(samples: Samples, folder: Path, shard_rows: int = SHARD_ROWS) -> None:
-    """Write ``samples`` into ``folder`` (created; the caller's stage folder is temporary)."""
+    """Write ``samples`` into ``folder`` (created; the caller's stage folder is temporary).
+    Shards are encoded on up to two threads at once (parquet's writer releases the GIL; each
+    shard's columns are views of the samples' arrays, so no copy is made)."""
     folder.mkdir(parents=True)
     n = len(samples.split)
-    for shard, start in enumerate(range(0, max(n, 1), shard_rows)):
-        stop = min(start + shard_rows, n)
-        table = pa.table({k: getattr(samples, k)[start:stop] for k in EVENT_COLUMNS})
+
+    def write_shard(shard: int) -> None:
+        start = shard * shard_rows
+        table = pa.table({k: getattr(samples, k)[start:start + shard_rows]
+                          for k in EVENT_COLUMNS})
         pq.write_table(table, folder / f"events-{shard:05d}.parquet", compression="lz4",
                        use_dictionary=DICTIONARY_COLUMNS)
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        list(pool.map(write_shard, range(max(1, -(-n // shard_rows)))))  # one when N is 0
     np.save(folder / "sequences.npy", samples.seq_items)
     np.savez(folder / "catalogue.npz", max_seq_len=np.asarray(samples.max_seq_len),
              **{k: getattr(samples, k) for k in CATALOGUE})

@@ -97,11 +97,16 @@ def test_integer_ids_find_their_rows_and_unknown_ids_none(scale):
     assert np.array_equal(index.rows(probe.astype(str)), expected)  # the string path agrees
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+@pytest.mark.parametrize("block", [7, 512, 1 << 22])
 @pytest.mark.parametrize("rows", [1, 64, 1000, 10_000])
-def test_key_chunks_cut_the_key_range_into_whole_ranges(rows):
+def test_key_chunks_cut_the_key_range_into_whole_ranges(rows, block, ordered):
     rng = np.random.default_rng(rows)
     key = rng.zipf(1.5, 5000) % 700 - 200  # skewed, negative, one value far more common
-    chunks = list(key_chunks(key, rows))
+    if ordered:  # near key order (a log in time order): a few values out of place
+        key = np.sort(key)
+        key[rng.integers(0, len(key), 50)] = rng.integers(-200, 500, 50)
+    chunks = list(key_chunks(key, rows, block))
     assert np.array_equal(np.sort(np.concatenate(chunks)), np.arange(len(key)))  # a partition
     for a, b in zip(chunks, chunks[1:], strict=False):
         assert key[a].max() < key[b].min()  # ranges in key order: equal keys share a chunk

@@ -76,8 +76,10 @@ def key_chunks(key: np.ndarray, rows: int, block: int = 1 << 22) -> Iterator[np.
     one range, no range empty (but one when N is 0). Work done a chunk at a time stays in
     cache; the ranges are cut at quantiles of a strided sample of the key (deterministic), so a
     chunk holds ``rows`` events give or take a few percent, more when one key value alone has
-    more. Positions are read fastest when the input is near key order (a log in time order,
-    chunked by time); far from it, a chunk's rows are spread over the whole input.
+    more. A chunk's positions are looked for only in the blocks of ``block`` events that hold
+    it: O(N) in all when the input is near key order (a log in time order, chunked by time);
+    far from it, every chunk reads the whole input (O(N x chunks): 6 s of 100M time-ordered
+    events took that before).
 
     Args:
         key: (N,) integer keys.
@@ -91,10 +93,15 @@ def key_chunks(key: np.ndarray, rows: int, block: int = 1 << 22) -> Iterator[np.
     sample = np.sort(key[::max(1, n // (64 * -(-n // rows)))])
     step = max(1, len(sample) * rows // n)
     cuts = np.unique(sample[step::step])
+    chunks = len(cuts) + 1
     chunk = np.empty(n, dtype=np.uint16 if len(cuts) < 1 << 16 else np.int32)
-    for a in range(0, n, block):
+    first_block = np.full(chunks, -1, dtype=np.int64)  # the blocks each chunk's events lie in
+    last_block = np.full(chunks, -1, dtype=np.int64)
+    for i, a in enumerate(range(0, n, block)):
         chunk[a:a + block] = np.searchsorted(cuts, key[a:a + block], side="right")
-    for c in range(len(cuts) + 1):
-        rows_of_c = np.flatnonzero(chunk == c)
-        if len(rows_of_c):  # the first range is empty when the smallest key is a cut
-            yield rows_of_c
+        present = np.bincount(chunk[a:a + block], minlength=chunks) > 0
+        first_block[present & (first_block < 0)] = i
+        last_block[present] = i
+    for c in np.flatnonzero(last_block >= 0):  # the first range is empty when the smallest
+        lo, hi = first_block[c] * block, min((last_block[c] + 1) * block, n)  # key is a cut
+        yield lo + np.flatnonzero(chunk[lo:hi] == c)  # only the blocks that hold chunk c

@@ -1,18 +1,22 @@
-"""Process-level runtime settings shared by every stage (a leaf module: imports no mimrec code)."""
+"""Process-level runtime settings shared by every stage (a leaf module: imports no mimrec code,
+and torch only where a function needs it)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-
-import torch
 
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Use ``n`` torch CPU threads inside the block (0 = leave the setting alone)."""
+    import torch  # here: the data stage uses this module without torch
+
     before = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
@@ -20,6 +24,27 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def data_threads() -> int:
+    """Threads for the data stage's array work (numpy's sorts and gathers and parquet's writer
+    release the GIL): the CPUs this process may run on, at most 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def run_threaded(jobs: Iterable[Callable[[], None]], threads: int | None = None) -> None:
+    """Run ``jobs`` (made lazily, in order) on ``threads`` threads (default
+    :func:`data_threads`), at most two per thread made ahead of the ones running; the first
+    error is raised once the started jobs are done."""
+    threads = threads or data_threads()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque[Future] = deque()
+        for job in jobs:
+            pending.append(pool.submit(job))
+            if len(pending) > 2 * threads:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
 
 
 def libc() -> ctypes.CDLL | None:

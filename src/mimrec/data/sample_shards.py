@@ -12,8 +12,7 @@ or all; reading all loads one column at a time, so memory peaks near the arrays 
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from mimrec.data.samples import Samples
 from mimrec.errors import DataError
+from mimrec.runtime import run_threaded
 
 EVENT_COLUMNS = ("split", "user", "item", "timestamp", "label", "hist_end", "hist_len", "bucket",
                  "click_probability")
@@ -36,8 +36,9 @@ DICTIONARY_COLUMNS = ["split", "label", "hist_len", "bucket", "click_probability
 
 def write_samples(samples: Samples, folder: Path, shard_rows: int = SHARD_ROWS) -> None:
     """Write ``samples`` into ``folder`` (created; the caller's stage folder is temporary).
-    Shards are encoded on up to two threads at once (parquet's writer releases the GIL; each
-    shard's columns are views of the samples' arrays, so no copy is made)."""
+    Shards are encoded on several threads at once (:func:`~mimrec.runtime.run_threaded`:
+    parquet's writer releases the GIL; each shard's columns are views of the samples' arrays,
+    so no copy is made)."""
     folder.mkdir(parents=True)
     n = len(samples.split)
 
@@ -48,8 +49,7 @@ def write_samples(samples: Samples, folder: Path, shard_rows: int = SHARD_ROWS) 
         pq.write_table(table, folder / f"events-{shard:05d}.parquet", compression="lz4",
                        use_dictionary=DICTIONARY_COLUMNS)
 
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        list(pool.map(write_shard, range(max(1, -(-n // shard_rows)))))  # one when N is 0
+    run_threaded(partial(write_shard, k) for k in range(max(1, -(-n // shard_rows))))  # 1 if N=0
     np.save(folder / "sequences.npy", samples.seq_items)
     np.savez(folder / "catalogue.npz", max_seq_len=np.asarray(samples.max_seq_len),
              **{k: getattr(samples, k) for k in CATALOGUE})

@@ -36,3 +36,30 @@ def test_a_training_process_reuses_the_memory_its_steps_free():
     applied, kept = _page_faults(keep=True)
     assert applied == "True"
     assert kept * 3 < _page_faults(keep=False)[1]
+
+
+def test_run_threaded_runs_every_job_made_lazily_and_raises_the_first_error():
+    import threading
+
+    from mimrec.runtime import data_threads, run_threaded
+
+    assert 1 <= data_threads() <= 8
+    done, made, ahead, lock = [], [], [], threading.Lock()
+
+    def job(k):
+        with lock:
+            done.append(k)
+            ahead.append(len(made) - k)  # jobs made beyond this one when it runs
+
+    def jobs(n):
+        for k in range(n):
+            made.append(k)
+            yield lambda k=k: job(k)
+    run_threaded(jobs(50), threads=2)
+    assert sorted(done) == list(range(50)) and made == list(range(50))
+    assert max(ahead) <= 2 * 2 + 1  # made lazily: a bounded queue, not the whole list at once
+
+    def failing():
+        raise ValueError("job 3 broke")
+    with pytest.raises(ValueError, match="job 3 broke"):
+        run_threaded([lambda: None, failing, lambda: None], threads=2)

@@ -25,8 +25,10 @@ from write_results import write_results
 PY = sys.executable
 # Run only when named with --only: two torch threads per process are only meaningful on an idle
 # machine, and the default run stays within the hour on 2 cores.
-# "scale" (1M and 10M synthetic events, about 10 min on an idle machine) too.
-OPTIONAL = {"throughput_2threads", "store_scale_1m", "scale"}
+# "scale" (1M and 10M synthetic events, about 10 min on an idle machine) too, and "quality_p4"
+# (P4's 25,000-row test split: each FuxiCTR seed takes about half an hour on one core, so its
+# six seeds alone are hours here).
+OPTIONAL = {"throughput_2threads", "store_scale_1m", "scale", "quality_p4"}
 
 
 def commands(run: Path) -> dict[str, list[str]]:
@@ -35,6 +37,14 @@ def commands(run: Path) -> dict[str, list[str]]:
     cmds = {
         "quality": [PY, "benchmarks/bench_ctr_quality.py", "--run", str(run), "--reuse",
                     "--json", str(res / "quality.json")],
+        # the same peers on P1-cold v2 and P4, each in its own run folder
+        "quality_cold_v2": [PY, "benchmarks/bench_ctr_quality.py", "--run", str(run / "cold-v2"),
+                            "--reuse", "--set", "data.new_item_fraction=0.2", "--set",
+                            "data.new_item_launch=valid", "--json",
+                            str(res / "quality_cold_v2.json")],
+        "quality_p4": [PY, "benchmarks/bench_ctr_quality.py", "--run", str(run / "p4"),
+                       "--config", "configs/fashion_ctr.toml", "--reuse",
+                       "--json", str(res / "quality_p4.json")],
         "throughput": [PY, "benchmarks/bench_ctr_throughput.py", "--run", str(run),
                        "--threads", "1", "--json", str(res / "throughput.json")],
         "throughput_2threads": [PY, "benchmarks/bench_ctr_throughput.py", "--run", str(run),

@@ -33,22 +33,49 @@ def _verdict(value: float, target: float) -> str:
     return "met" if value >= target else "**missed**"
 
 
-def quality_section(res: Path) -> list[str]:
-    q = _json(res, "quality")
+def quality_section(res: Path, name: str = "quality") -> list[str]:
+    """The models side by side (mean ± std over seeds), the oracle where the protocol knows the
+    true click probability, the bucket sizes, and CiUBM minus each peer with its paired-bootstrap
+    interval, overall and per bucket, saying which differences the data resolves."""
+    q = _json(res, name)
     if not q:
         return ["(not run)"]
     lines = ["| model | AUC | gAUC | LogLoss | AUC cold | AUC tail | AUC mid | AUC head | "
              "RelaImpr vs FuxiCTR DIN (tuned) |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, s in q["models"].items():
+    for model, s in q["models"].items():
         lines.append(
-            f"| {name} | {s['auc']['mean']:.4f} ± {s['auc']['std']:.4f} | "
+            f"| {model} | {s['auc']['mean']:.4f} ± {s['auc']['std']:.4f} | "
             f"{s['gauc']['mean']:.4f} ± {s['gauc']['std']:.4f} | {s['logloss']['mean']:.4f} | "
-            + " | ".join(f"{s['auc_' + b]['mean']:.4f}" for b in ("cold", "tail", "mid", "head"))
+            + " | ".join(f"{s['auc_' + b]['mean']:.4f}" for b in BUCKETS)
             + f" | {s.get('rela_impr_vs_fuxictr_tuned', float('nan')):+.2f}% |")
+    oracle = q.get("oracle")
+    if oracle:
+        lines.append(f"| oracle (true click probability) | {oracle['auc']:.4f} | "
+                     f"{oracle['gauc']:.4f} | {oracle['logloss']:.4f} | " + " | ".join(
+                         f"{(oracle['buckets'].get(b) or {}).get('auc', float('nan')):.4f}"
+                         for b in BUCKETS) + " | |")
     any_model = next(iter(q["models"].values()))
     lines += ["", f"Seeds {q['seeds']}; bucket sizes (test impressions): " + ", ".join(
-        f"{b} {any_model['auc_' + b]['n']}" for b in ("cold", "tail", "mid", "head"))
-        + ". Per-seed values are in `RUN/results/quality.json`."]
+        f"{b} {any_model['auc_' + b]['n']}" for b in BUCKETS)
+        + f". Per-seed values are in `RUN/results/{name}.json`."]
+    gaps = [f"{model} {s['oracle_gap_closed_vs_mimrec_din']:+.1%}"
+            for model, s in q["models"].items() if "oracle_gap_closed_vs_mimrec_din" in s]
+    if gaps:
+        lines += ["", "Share of the mimrec DIN-to-oracle AUC gap closed: " + ", ".join(gaps) + "."]
+    if q.get("ciubm_versus"):
+        lines += ["", "mimrec CiUBM minus each peer (test; paired bootstrap over users, seed k "
+                  "against seed k, 95%):", "",
+                  "| peer | rows | ΔAUC [95%] | ΔgAUC [95%] | ΔAUC resolved |", "|---|---|---|---|---|"]
+        for peer, r in q["ciubm_versus"].items():
+            for bucket, b in [("all", r["all"]), *r["buckets"].items()]:
+                if b is None:
+                    continue
+                lo, hi = b["delta_auc_interval"]
+                glo, ghi = b.get("delta_gauc_interval", (float("nan"),) * 2)
+                rows = f"{bucket} ({b['n']:,})" if "n" in b else bucket
+                verdict = "yes" if lo > 0 or hi < 0 else "no (the interval holds 0)"
+                lines.append(f"| {peer} | {rows} | {b['delta_auc']:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+                             f"| {b['delta_gauc']:+.4f} [{glo:+.4f}, {ghi:+.4f}] | {verdict} |")
     return lines
 
 
@@ -109,7 +136,12 @@ def scale_section(result: dict | None) -> list[str]:
     return lines
 
 
+BUCKETS = ("cold", "tail", "mid", "head")
 QUALITY_TITLE = "1. Quality on P1 (test split, mimrec's metrics on every model's predictions)"
+QUALITY_PROTOCOLS = (("quality_cold_v2", "1c. Quality on P1-cold v2 (test split, cold items "
+                                         "launched with the valid period)"),
+                     ("quality_p4", "1d. Quality on P4 (Fashion-MNIST photos, simulated "
+                                    "behaviour with a known click probability)"))
 THROUGHPUT_TITLE = "2. CTR throughput (same P1 data, same batch size, same torch threads)"
 SECTION_TITLES = (("text_encoding", "3. Text encoding"),
                   ("store_lookup", "4. Representation Center lookups"),
@@ -119,7 +151,7 @@ SECTION_TITLES = (("text_encoding", "3. Text encoding"),
                   ("scale", "7. Scale: synthetic 1M / 10M events, data stage and one DIN epoch"))
 COMMANDS_TITLE = "Commands and wall times"
 GENERATED = {"Environment", "Summary", QUALITY_TITLE, THROUGHPUT_TITLE, COMMANDS_TITLE,
-             "Note on this run", *(title for _, title in SECTION_TITLES)}
+             "Note on this run", *(title for _, title in SECTION_TITLES + QUALITY_PROTOCOLS)}
 
 
 def sections(lines: list[str]) -> list[tuple[str, list[str]]]:
@@ -205,6 +237,9 @@ def write_results(run: Path, log: dict, env: list[str], out: Path) -> None:
         "",
         *quality_section(res),
         "",
+        *[line for name, title in QUALITY_PROTOCOLS if _json(res, name)
+          for line in (f"## {title}", "", f"`{log[name]['command']}`" if name in log else "",
+                       "", *quality_section(res, name), "")],
         f"## {THROUGHPUT_TITLE}",
         "",
         "| model | train samples/s | predict samples/s |",

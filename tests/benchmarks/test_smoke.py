@@ -384,3 +384,38 @@ def test_make_bench_keeps_the_sections_measured_by_hand(tmp_path, monkeypatch):
     assert "1.50x" in text and all(f"kept {k}" in text for k in (1, 3, 7))
     wr.write_results(tmp_path / "run", log, ["- env"], out)  # again: nothing doubles
     assert out.read_text().count("kept 3") == 1
+
+
+def test_quality_sections_give_each_protocol_its_intervals(tmp_path, monkeypatch):
+    """A protocol's quality section: the models, the oracle where known, the bucket sizes and
+    CiUBM minus each peer with its interval, saying which differences the data resolves."""
+    monkeypatch.syspath_prepend("benchmarks")
+    wr = load_script("write_results")
+    res = tmp_path / "results"
+    res.mkdir()
+    model = {m: {"mean": 0.7, "std": 0.001} for m in ("auc", "gauc", "logloss")}
+    model.update({f"auc_{b}": {"mean": 0.7, "n": n} for b, n in zip(
+        wr.BUCKETS, (4807, 290, 18486, 1372), strict=True)})
+
+    def delta(lo: float, hi: float, n: int | None = None) -> dict:
+        d = {"delta_auc": (lo + hi) / 2, "delta_auc_interval": [lo, hi],
+             "delta_gauc": 0.0, "delta_gauc_interval": [-0.001, 0.001]}
+        return d if n is None else {**d, "n": n}
+
+    q = {"seeds": "0 1 2", "models": {"mimrec din": model, "mimrec ciubm": {
+        **model, "oracle_gap_closed_vs_mimrec_din": 0.25}},
+        "oracle": {"auc": 0.84, "gauc": 0.83, "logloss": 0.48,
+                   "buckets": {b: {"auc": 0.85} for b in wr.BUCKETS}},
+        "ciubm_versus": {"fuxictr din (tuned)": {
+            "all": delta(0.0014, 0.0060),
+            "buckets": {"cold": delta(-0.002, 0.004, 4807), "tail": None}}}}
+    (res / "quality_p4.json").write_text(json.dumps(q))
+    lines = wr.quality_section(res, "quality_p4")
+    text = "\n".join(lines)
+    assert "| oracle (true click probability) | 0.8400 |" in text
+    assert "cold 4807" in text and "mimrec ciubm +25.0%" in text
+    assert ("| fuxictr din (tuned) | all | +0.0037 [+0.0014, +0.0060] | +0.0000 [-0.0010, +0.0010] "
+            "| yes |") in text
+    row = next(line for line in lines if "cold (4,807)" in line)
+    assert row.endswith("| no (the interval holds 0) |")
+    assert wr.quality_section(res, "quality_cold_v2") == ["(not run)"]

@@ -140,3 +140,18 @@ def test_histories_of_p1_ordered_events_are_the_same_by_either_path():
     grouped = compact_histories(user, time, item, positive, 5, grouped=True)
     for a, b in zip(general, grouped, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_a_large_sort_in_parts_equals_one_sort(monkeypatch):
+    """Above the threshold the parts are sorted on threads, then merged: the same values."""
+    import mimrec.data.key_sort as ks
+
+    monkeypatch.setattr(ks, "PARALLEL_SORT_ABOVE", 1000)
+    monkeypatch.setattr(ks, "data_threads", lambda: 3)
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 2**63, 10_001, dtype=np.uint64)
+    expected = np.sort(values)
+    ks.sort_values(values)
+    assert np.array_equal(values, expected)
+    key = rng.integers(0, 50, 5000)  # a stable pass over the threaded sort
+    assert np.array_equal(ks.stable_order((key,)), np.argsort(key, kind="stable"))

@@ -15,12 +15,15 @@ takes ``ceil(b / (63 - log2 N))`` passes (one for most keys). Memory beyond the 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import numpy as np
 
 from mimrec.data.events import index_dtype
+from mimrec.runtime import data_threads, run_threaded
 
 _CHUNK = 1 << 22
+PARALLEL_SORT_ABOVE = 1 << 24  # values; below, one thread sorts faster than split + merge
 
 
 def stable_order(keys: Sequence[np.ndarray]) -> np.ndarray:
@@ -65,9 +68,24 @@ def _pass(key: np.ndarray, order: np.ndarray, low: int, bit: int, digit_bits: in
     work <<= np.uint64(shift_bits)
     for a in range(0, len(work), _CHUNK):  # | current position, without an (N,) arange
         work[a:a + _CHUNK] |= np.arange(a, min(a + _CHUNK, len(work)), dtype=np.uint64)
-    work.sort()
+    sort_values(work)
     work &= np.uint64((1 << shift_bits) - 1)
     return order[work]
+
+
+def sort_values(values: np.ndarray) -> None:
+    """Sort ``values`` in place. Above :data:`PARALLEL_SORT_ABOVE` values its parts are sorted
+    on :func:`~mimrec.runtime.data_threads` threads at once (numpy's sort releases the GIL), then
+    one stable sort merges the sorted runs (timsort: a few merges, linear in N, N / 2 values of
+    scratch). 100M random uint64 on 2 cores: 4.9 + 0.6 s against 7.7 s in one sort."""
+    threads = data_threads()
+    if len(values) <= PARALLEL_SORT_ABOVE or threads < 2:
+        values.sort()
+        return
+    bounds = np.linspace(0, len(values), threads + 1).astype(np.int64)
+    run_threaded((partial(np.ndarray.sort, values[a:b]) for a, b in zip(bounds, bounds[1:],
+                                                                        strict=False)), threads)
+    values.sort(kind="stable")
 
 
 def key_chunks(key: np.ndarray, rows: int, block: int = 1 << 22) -> Iterator[np.ndarray]:

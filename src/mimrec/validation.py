@@ -40,6 +40,8 @@ _ID_BAD = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]"
 _TEXT_BAD = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]"
 _ID_BAD_RE = re.compile(_ID_BAD)
 _TEXT_BAD_RE = re.compile(_TEXT_BAD)
+# _TEXT_BAD for Arrow strings (RE2 syntax; valid UTF-8 holds no surrogates)
+TEXT_BAD_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 
 
 def shown(value: Any, limit: int = 40) -> str:

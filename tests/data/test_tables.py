@@ -1,6 +1,8 @@
+import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -175,3 +177,46 @@ def test_any_table_loads_into_valid_data_or_is_one_line_error(data):
     assert ds.interactions["item_id"].isin(ds.items["item_id"]).all()
     assert ds.interactions["label"].isin([0, 1]).all()
     assert all(text_problem(t) is None for t in ds.items["title"] if not pd.isna(t))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("a\x07b", "control character '\\x07'"),
+    ("a\x85b", "control character '\\x85'"),
+    ("x" * 10_001, "at most 10,000 characters"),
+    ("lone \ud800 surrogate", "control character"),
+    (float("inf"), "must be finite"),
+])
+def test_text_columns_are_checked_whole_and_the_first_bad_row_is_named(value, message):
+    """A column of plain strings is checked in one pass (Arrow); any problem, or a value that is
+    not a string, sends it through the per-value check that names the row."""
+    from mimrec.data.tables import _plain_texts_pass, check_text_columns
+
+    titles = pd.Series([f"title {i}\twith tab\nand line" for i in range(5000)] + [None],
+                       dtype=object)
+    assert _plain_texts_pass(titles)
+    assert _plain_texts_pass(titles.astype("string"))  # pandas' own strings (Arrow-backed)
+    check_text_columns(pd.DataFrame({"title": titles}), ("title",), "items.csv")
+    titles[3210] = value
+    assert not _plain_texts_pass(titles)
+    if isinstance(value, str) and "\ud800" not in value:
+        assert not _plain_texts_pass(titles.astype("string"))
+    with pytest.raises(DataError, match=f"items.csv: column 'title': .*{re.escape(message)}.* "
+                                        "at row 3211"):
+        check_text_columns(pd.DataFrame({"title": titles}), ("title",), "items.csv")
+    genres = pd.Series([np.array(["Drama", f"g{i}"], dtype=object) for i in range(5000)]
+                       + [[], None], dtype=object)  # lists of strings, as parquet gives them
+    assert _plain_texts_pass(genres)
+    genres[4321] = np.array(["Drama", value], dtype=object)
+    assert not _plain_texts_pass(genres)
+    with pytest.raises(DataError, match=f"items.csv: column 'genres': .*{re.escape(message)}.* "
+                                        "at row 4322"):
+        check_text_columns(pd.DataFrame({"genres": genres}), ("genres",), "items.csv")
+
+
+def test_a_missing_string_inside_a_list_is_named_as_before():
+    from mimrec.data.tables import _plain_texts_pass, check_text_columns
+
+    genres = pd.Series([["Drama"], ["Comedy", None]], dtype=object)
+    assert not _plain_texts_pass(genres)
+    with pytest.raises(DataError, match="column 'genres': .* at row 2"):
+        check_text_columns(pd.DataFrame({"genres": genres}), ("genres",), "items.csv")

@@ -32,6 +32,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mimrec.runtime import end_process
+
 CONFIG = Path("configs/movielens.toml")
 
 
@@ -176,7 +178,7 @@ def main() -> None:
                else child_train(Path(args[0]), int(args[1]), bool(int(args[2])), int(args[3]),
                                 bool(int(args[4])) if len(args) > 4 else False))
         print(json.dumps(out))
-        return
+        end_process(0)  # a torchrun rank ends without the interpreter's shutdown (see there)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", required=True)
     parser.add_argument("--json", type=Path, required=True)

@@ -63,3 +63,15 @@ def test_run_threaded_runs_every_job_made_lazily_and_raises_the_first_error():
         raise ValueError("job 3 broke")
     with pytest.raises(ValueError, match="job 3 broke"):
         run_threaded([lambda: None, failing, lambda: None], threads=2)
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_end_process_skips_the_interpreter_shutdown_only_in_a_torchrun_rank(world_size):
+    import os
+
+    code = ("import atexit; from mimrec.runtime import end_process; "
+            "atexit.register(print, 'at exit'); print('done', end=''); end_process(3)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                       env={**os.environ, "WORLD_SIZE": world_size})
+    assert r.returncode == 3
+    assert r.stdout == ("done" if world_size == "2" else "doneat exit\n")  # output flushed

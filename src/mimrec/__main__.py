@@ -1,3 +1,4 @@
 from mimrec.cli import main
+from mimrec.runtime import end_process
 
-raise SystemExit(main())
+end_process(main())

@@ -13,7 +13,6 @@ rank with a message instead of leaving them waiting. Without torchrun (``WORLD_S
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -23,13 +22,9 @@ import torch
 import torch.distributed as dist
 
 from mimrec.errors import MimrecError
+from mimrec.runtime import launched_by_torchrun
 
 WAIT_TIMEOUT = timedelta(days=2)  # how long the other ranks wait for one rank-0 stage
-
-
-def launched_by_torchrun() -> bool:
-    """Whether this process is one of several ranks that torchrun started."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 class RankStages:

@@ -81,6 +81,11 @@ def keep_freed_memory() -> bool:
         return False
 
 
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several ranks that torchrun started."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def end_process(code: int) -> NoReturn:
     """End the process with ``code``. A rank that torchrun started (``WORLD_SIZE`` > 1) ends
     with ``os._exit`` once its output is flushed, skipping the interpreter's shutdown: torch's
@@ -92,7 +97,7 @@ def end_process(code: int) -> NoReturn:
     ``ProcessGroupGloo::runLoop`` destroying an ``AsyncBroadcastWork``); a barrier before
     ``destroy_process_group`` did not prevent it. Every stage closes its files and folders in
     ``with`` blocks before this point; only ``atexit`` handlers are skipped."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_by_torchrun():
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(code)

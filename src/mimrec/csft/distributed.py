@@ -9,12 +9,13 @@ not summed. Without an initialised process group every function is the single-pr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+
+from mimrec.runtime import launched_by_torchrun
 
 
 def is_distributed() -> bool:
@@ -75,7 +76,7 @@ def process_group_from_env(backend: str = "gloo") -> Iterator[None]:
 
     Without ``WORLD_SIZE > 1`` in the environment (a plain ``python -m`` run) nothing happens.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if not launched_by_torchrun() or dist.is_initialized():
         yield
         return
     dist.init_process_group(backend)

@@ -26,8 +26,8 @@ PY = sys.executable
 # Run only when named with --only: two torch threads per process are only meaningful on an idle
 # machine, and the default run stays within the hour on 2 cores.
 # "scale" (1M and 10M synthetic events, about 10 min on an idle machine) too, and "quality_p4"
-# (P4's 25,000-row test split: each FuxiCTR seed takes about half an hour on one core, so its
-# six seeds alone are hours here).
+# (P4's 250,000 samples: its six FuxiCTR seeds took 466-702 s each at one thread on a quiet
+# machine, about an hour of one core, beside mimrec's pipeline).
 OPTIONAL = {"throughput_2threads", "store_scale_1m", "scale", "quality_p4"}
 
 

@@ -96,7 +96,8 @@ def test_requests_during_adds_read_one_consistent_snapshot(run_copy):
     reallocated on the way), and every request succeeds."""
     scorer = Scorer(load_bundle(run_copy, "ciubm"))
     live = scorer._live
-    live._buffers = live._allocate(live._views(), live.rows + 3)  # force reallocations
+    # force reallocations (clones: views of the buffers would be taken over as they are)
+    live._buffers = live._allocate([v.clone() for v in live._views()], live.rows + 3)
     history, cands = list(scorer.catalogue.ids[:8]), list(scorer.catalogue.ids[8:40])
     expected = scorer.score(history, cands)
     errors, stop = [], threading.Event()
@@ -151,3 +152,28 @@ def test_a_write_changes_nothing_in_memory_until_the_store_is_followed(run_copy)
     assert described["item_id"] == "written-1" and described["title"] == "a heist in the rain"
     assert described["store_version"] == scorer.catalogue.store_version
     assert scorer.catalogue.row("written-1") > 0 and "written-1" in scorer.added_fields
+
+
+def test_start_up_holds_the_content_table_once(run_copy, monkeypatch):
+    """The bundle's content table is read from the store into one array allocated with the live
+    tables' headroom (the store's vector column is never read whole), and the live tables take
+    that array over as their buffer instead of copying it: one catalogue-sized content array."""
+    reads = []
+    real = RepresentationCenter.read_vectors_into
+    monkeypatch.setattr(RepresentationCenter, "read_vectors_into",
+                        lambda self, out, positions, **kw: reads.append(out.shape)
+                        or real(self, out, positions, **kw))
+    bundle = load_bundle(run_copy, "ciubm")
+    content = bundle.model.content
+    rows = content.shape[0]
+    assert reads == [(rows + live_tables.headroom(rows), content.shape[1])]
+    scorer = Scorer(bundle)
+    assert scorer.model.content.data_ptr() == content.data_ptr()  # not copied
+    assert scorer._live.capacity == rows + live_tables.headroom(rows)
+    center = RepresentationCenter(scorer.bundle.store)
+    ids = scorer.catalogue.names
+    expected = center.lookup(ids)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(scorer.model.content[1:].numpy(), expected, rtol=1e-5, atol=1e-6)
+    scorer.add_item("live-1", {"title": "toy story comedy"}, None, None)  # into the headroom
+    assert scorer._live.grown == 0 and scorer.model.content.data_ptr() == content.data_ptr()

@@ -213,3 +213,22 @@ def test_vectors_are_copied_chunk_by_chunk_in_row_order():
     out = _vectors(column, 4)
     assert out.dtype == np.float32 and out.flags.writeable and np.array_equal(out, rows)
     assert _vectors(pa.chunked_array([], type=array.type), 4).shape == (0, 4)
+
+
+def test_vectors_stream_into_the_callers_order_without_the_whole_column(store):
+    """``vectors=False`` reads the ids only; ``read_vectors_into`` puts each row where the caller
+    says, a few rows at a time, across the fragments upserts leave (the version read is the one
+    opened, not a later one)."""
+    folder, ids, vectors = store
+    upsert(folder, ["new", "3"], np.full((2, 8), 7, dtype=np.float32))  # a second fragment
+    full = RepresentationCenter(folder)
+    lazy = RepresentationCenter(folder, vectors=False)
+    upsert(folder, ["later"], np.ones((1, 8), dtype=np.float32))  # after opening: not read
+    assert list(lazy.ids) == list(full.ids) and lazy.version == full.version
+    with pytest.raises(MimrecError, match="opened without its vectors"):
+        lazy.lookup(["1"])
+    positions = np.random.default_rng(1).permutation(len(lazy)) + 1
+    out = np.zeros((len(lazy) + 1, 8), np.float32)
+    lazy.read_vectors_into(out, positions, batch_rows=7)
+    np.testing.assert_array_equal(out[positions], full.vectors)
+    assert not out[0].any()

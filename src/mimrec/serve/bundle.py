@@ -48,6 +48,7 @@ from mimrec.errors import MimrecError
 from mimrec.eval.selection import best_seed, is_control, valid_best
 from mimrec.serialize import from_dict
 from mimrec.serve.heap import return_freed_memory
+from mimrec.serve.live_tables import headroom
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
 
@@ -116,7 +117,7 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     items = pd.read_parquet(folder / ITEMS_FILE)
     if reads_content(spec):
         store, store_info = _store_of(manifest, entry)
-        center = RepresentationCenter(store)  # the one read of the store at start-up
+        center = RepresentationCenter(store, vectors=False)  # the one read of the store
         center.check_compatible(store_info)
         content, added = content_rows(center, items["item_id"].astype(str).to_numpy())
         read_version = center.version
@@ -223,7 +224,9 @@ def raw_store_encoder(cfg: EncoderConfig, info: StoreInfo) -> RawTextEncoder:
 def content_rows(center: RepresentationCenter, catalogue: np.ndarray
                  ) -> tuple[torch.Tensor, np.ndarray]:
     """Content vectors by model item index: row 0 padding, then the catalogue in order, then the
-    items added after training (store ids not in the catalogue, in store order).
+    items added after training (store ids not in the catalogue, in store order). The table is
+    the first rows of one with :func:`~mimrec.serve.live_tables.headroom` rows more, which the
+    live tables take over as their buffer instead of copying it.
 
     Returns the (1 + I + A, E) table and the A added ids.
     """
@@ -233,10 +236,14 @@ def content_rows(center: RepresentationCenter, catalogue: np.ndarray
     rest = np.ones(len(center), dtype=bool)
     rest[rows] = False
     order = np.concatenate([rows, np.flatnonzero(rest)])
-    table = np.empty((1 + len(order), center.dim), np.float32)  # one copy, no intermediate
+    if len(order) != len(center):
+        raise MimrecError(f"the catalogue names {len(catalogue) - len(np.unique(rows))} item "
+                          "ids more than once")
+    positions = np.empty(len(order), np.int64)  # store row -> model index
+    positions[order] = np.arange(1, len(order) + 1)
+    rows = 1 + len(order)
+    table = np.empty((rows + headroom(rows), center.dim), np.float32)  # the one such array
     table[0] = 0.0
-    vectors = center.vectors if center.vectors.dtype == np.float32 else center.vectors.astype(
-        np.float32)
-    np.take(vectors, order, axis=0, out=table[1:])
-    return torch.from_numpy(table), center.ids[rest]
+    center.read_vectors_into(table, positions)
+    return torch.from_numpy(table)[:rows], center.ids[rest]
 

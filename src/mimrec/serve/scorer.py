@@ -89,11 +89,11 @@ class Scorer:
         if bundle.store is not None:
             self._follower = StoreFollower(bundle.store)
             if bundle.added_ids is None:  # a bundle built without its store read: read it
-                center = RepresentationCenter(bundle.store)
+                center = RepresentationCenter(bundle.store, vectors=False)
                 table, added = content_rows(center, trained)
                 version = center.version
                 del center
-                bundle.model.set_content(table)
+                bundle.model.set_content(table, in_place=True)
                 del table
             else:  # load_bundle read the store once: its model holds these rows already
                 added, version = bundle.added_ids, bundle.store_read_version

@@ -158,13 +158,20 @@ class RepresentationCenter:
     Shapes: ``vectors`` (N, D) float32, row order = ``ids``.
     """
 
-    def __init__(self, folder: str | Path, version: int | None = None) -> None:
+    def __init__(self, folder: str | Path, version: int | None = None, *,
+                 vectors: bool = True) -> None:
         self.folder = Path(folder)
         dataset = open_dataset(self.folder, version)
         self.version = dataset.version
         self.info = info_of(dataset.schema, self.folder)
-        table = dataset.to_table(columns=["item_id", "vector"])
-        self.ids, self.vectors = table_rows(table, self.info.dim)  # (N,), (N, D) writable
+        self._dataset = dataset  # this version, for read_vectors_into
+        self._vectors: np.ndarray | None = None
+        if vectors:
+            table = dataset.to_table(columns=["item_id", "vector"])
+            self.ids, self._vectors = table_rows(table, self.info.dim)  # (N,), (N, D) writable
+        else:  # ids only: the vectors are streamed into the caller's array (read_vectors_into)
+            column = dataset.to_table(columns=["item_id"]).column("item_id")
+            self.ids = np.asarray(column.to_numpy(zero_copy_only=False)).astype(str)
         self.manifest = {"version": self.version, "items": len(self.ids), "dim": self.info.dim,
                          "dtype": self.info.dtype, "info": asdict(self.info)}
         self._index_ids()
@@ -179,6 +186,34 @@ class RepresentationCenter:
                 f" appears more than once in version {self.version}; roll back to an earlier one "
                 f"(`mimrec store rollback {run_of(self.folder)} --version V`) or rebuild the store "
                 "with `mimrec index`")
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """This version's vectors, row order = ``ids``. Shapes: (N, D)."""
+        if self._vectors is None:
+            raise MimrecError(f"store {self.folder} was opened without its vectors "
+                              "(RepresentationCenter(..., vectors=False)); use read_vectors_into")
+        return self._vectors
+
+    def read_vectors_into(self, out: np.ndarray, positions: np.ndarray,
+                          batch_rows: int = 65_536) -> None:
+        """Write row ``r`` of this version's vectors to ``out[positions[r]]``, reading the
+        vector column ``batch_rows`` rows at a time: a caller that wants the vectors in its own
+        order (a model's content table) holds one catalogue-sized array, not two (at a million
+        128-d items the whole column read at once is 512 MB more at start-up, and as many again
+        for Arrow's copy). Shapes: ``out`` (M, D), ``positions`` (N,) into ``out``'s rows."""
+        if len(positions) != len(self.ids):
+            raise ValueError(f"{len(positions)} positions for {len(self.ids)} rows")
+        dim, at = self.info.dim, 0
+        for batch in self._dataset.to_batches(columns=["vector"], batch_size=batch_rows,
+                                              scan_in_order=True):
+            rows = batch.num_rows
+            flat = batch.column(0).flatten().to_numpy(zero_copy_only=False)
+            out[positions[at: at + rows]] = flat.reshape(rows, dim)
+            at += rows
+        if at != len(self.ids):
+            raise MimrecError(f"store {self.folder} version {self.version}: read {at} vectors "
+                              f"for {len(self.ids)} ids")
 
     @property
     def dim(self) -> int:

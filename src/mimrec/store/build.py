@@ -143,7 +143,8 @@ def run_index(sources: dict[str, Path | None], encoder_cfg: EncoderConfig, items
                                                            record["raw_p2_valid"]) else "raw"
                 if record["vectors"] == "raw":
                     vectors, info = raw
-            write_version(tmp / name, items["item_id"].to_numpy(), vectors.astype(np.float32), info)
+            write_version(tmp / name, items["item_id"].to_numpy(),
+                          vectors.astype(np.float32, copy=False), info)  # no copy
             metrics[name] = {"items": len(items), "dim": info.dim, "encoder": info.encoder, **record}
         config = {"sources": {k: str(v) for k, v in sources.items()},
                   "encoder": to_dict(encoder_cfg), "select_metric": f"p2_valid {SELECT_METRIC}"}

@@ -11,7 +11,7 @@ rename) in a folder beside the index artifact, ``RUN/.index-shards/<source>-<key
 - **Watchable.** A progress bar per source with items/s and the time left; the returned
   :class:`ShardedRun` says how many shards were reused and the rate measured.
 
-Memory: the encoder, one shard's batch, and at the end the (N, D) float32 vectors.
+Memory: the encoder, one shard's batch, and at the end the (N, D) float32 vectors (once).
 """
 
 from __future__ import annotations
@@ -155,9 +155,17 @@ def encode_in_shards(encode: Callable[[pd.DataFrame], np.ndarray], items: pd.Dat
     barrier()
     if rank() != 0:
         return None, run
-    parts = [np.load(_shard_path(folder, k)) for k in range(shards)]
-    vectors = np.concatenate(parts) if n else np.zeros((0, parts[0].shape[1]), np.float32)
-    return vectors.astype(np.float32, copy=False), run
+    return read_shards(folder, bounds), run
+
+
+def read_shards(folder: Path, bounds: list[tuple[int, int]]) -> np.ndarray:
+    """The shards' vectors in one (N, D) float32 array, each shard read into its rows (no list
+    of parts and no concatenated copy: the vectors are held once)."""
+    first = np.load(_shard_path(folder, 0), mmap_mode="r")
+    vectors = np.empty((bounds[-1][1], first.shape[1]), np.float32)
+    for k, (lo, hi) in enumerate(bounds):
+        vectors[lo:hi] = np.load(_shard_path(folder, k), mmap_mode="r")
+    return vectors
 
 
 def remove_shards(root: Path) -> None:

@@ -195,13 +195,16 @@ def reduce_sparse_gradients(tables: list[nn.Embedding], world: int, comm: torch.
         at += n
     per_rank = torch.stack([part[8:head].view(torch.int64).cpu() for part in gathered])
     sizes = per_rank * torch.tensor(dims, dtype=torch.int64)  # (world, tables) values
-    # where table i's rows and values start in rank r's buffer: (world, tables), in bytes
-    starts = body + 8 * (per_rank.cumsum(1) - per_rank)
-    vstarts = body + 8 * per_rank.sum(1, keepdim=True) + dtype.itemsize * (sizes.cumsum(1) - sizes)
+    # where table i's rows and values start in rank r's buffer: (world, tables), in bytes; as
+    # Python lists (read element by element below: a tensor element costs an op each)
+    starts = (body + 8 * (per_rank.cumsum(1) - per_rank)).tolist()
+    vstarts = (body + 8 * per_rank.sum(1, keepdim=True)
+               + dtype.itemsize * (sizes.cumsum(1) - sizes)).tolist()
+    counts_of = per_rank.tolist()
     for i, (table, d) in enumerate(zip(tables, dims, strict=True)):
         parts_rows, parts_values = [], []
         for r, part in enumerate(gathered):
-            start, vstart, n = int(starts[r, i]), int(vstarts[r, i]), int(per_rank[r, i])
+            start, vstart, n = starts[r][i], vstarts[r][i], counts_of[r][i]
             parts_rows.append(part[start:start + 8 * n].view(torch.int64).to(device))
             parts_values.append(part[vstart:vstart + dtype.itemsize * n * d].view(dtype)
                                 .to(device).view(n, d))

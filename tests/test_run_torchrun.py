@@ -56,3 +56,49 @@ def test_a_failed_rank0_stage_ends_every_rank(tmp_path):
     assert r.returncode != 0
     assert "rank 0 failed in the data stage" in r.stderr
     assert str(tmp_path / "missing") in r.stderr
+
+
+def test_a_rank_ends_when_its_torchrun_is_killed(tmp_path):
+    """``kill -9`` of torchrun (which cannot pass SIGKILL on; its ranks sit in their own process
+    groups) ends every rank that joined a process group through mimrec: before, a rank of a
+    killed ``mimrec index`` went on encoding and removed the shards its rerun was reusing."""
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os, time\n"
+        "from mimrec.csft.distributed import process_group_from_env\n"
+        "with process_group_from_env():\n"
+        f"    open(os.path.join({str(tmp_path)!r}, f'pid-{{os.getpid()}}'), 'w').close()\n"
+        "    time.sleep(120)\n")
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc_per_node=2", str(script)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("pid-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ranks = [int(p.name.removeprefix("pid-")) for p in tmp_path.glob("pid-*")]
+        assert len(ranks) == 2, "the ranks did not start"
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in ranks), "a rank outlived its killed torchrun"
+    finally:
+        for p in tmp_path.glob("pid-*"):
+            pid = int(p.name.removeprefix("pid-"))
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -4,7 +4,6 @@ order; with ``data.dataset = "fashion"`` it runs the image-text alignment pipeli
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich import box
@@ -107,7 +106,7 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
     from mimrec.ctr.stage import run_ctr
     from mimrec.ctr.train import resolve_device
     from mimrec.ctr.variants import listed_specs
-    from mimrec.processes import die_with_parent
+    from mimrec.processes import end_with_launcher
     from mimrec.runtime import keep_freed_memory
 
     names = [spec.name for spec in listed_specs(cfg.ctr)]
@@ -115,8 +114,7 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
     # under torchrun: one process group (NCCL on GPUs, gloo on CPUs); rank 0 writes; a rank
     # ends with its launcher, also when that is killed with kill -9
     backend = "nccl" if resolve_device(cfg.ctr.train.device).type == "cuda" else "gloo"
-    if "TORCHELASTIC_RUN_ID" in os.environ:
-        die_with_parent(os.getppid())
+    end_with_launcher()
     keep_freed_memory()  # before the data is read: this process may train (one worker, a rank)
     with process_group_from_env(backend):
         if rank() == 0:
@@ -175,11 +173,10 @@ def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
     rank, sharing the work. Returns the report (empty on ranks other than 0).
     """
     from mimrec.ctr.train import resolve_device
-    from mimrec.processes import die_with_parent
+    from mimrec.processes import end_with_launcher
     from mimrec.rank_stages import rank_stages
 
-    if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank ends with its launcher, even by kill -9
-        die_with_parent(os.getppid())
+    end_with_launcher()  # a rank ends with its launcher, even by kill -9
     with rank_stages(resolve_device(cfg.ctr.train.device).type) as ranks:
         if cfg.data.dataset == "fashion":
             return ranks.lead("fashion", run_fashion, cfg, out, console) or {}

@@ -54,6 +54,22 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+_ENDS_WITH_LAUNCHER = False  # end_with_launcher ran in this process
+
+
+def end_with_launcher() -> None:
+    """Under ``torchrun`` (``TORCHELASTIC_RUN_ID`` in the environment): make this rank end when
+    its launcher ends, even by ``kill -9`` (:func:`die_with_parent`; torchrun cannot pass a
+    SIGKILL on, and its ranks are in their own process groups). Without it a rank of a killed
+    ``torchrun ... mimrec index`` went on encoding, wrote the store and removed the shards that
+    the rerun was reusing. A no-op outside torchrun and on a second call."""
+    global _ENDS_WITH_LAUNCHER
+    if _ENDS_WITH_LAUNCHER or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    _ENDS_WITH_LAUNCHER = True
+    die_with_parent(os.getppid())
+
+
 def remove_stale_temps(folder: Path, pattern: str) -> list[Path]:
     """Remove files and folders in ``folder`` matching ``pattern`` (a glob) whose name ends in
     ``.tmp-<pid>`` / ``.old-<pid>`` of a process that no longer runs; returns what went."""

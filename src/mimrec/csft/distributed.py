@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from mimrec.processes import end_with_launcher
 from mimrec.runtime import launched_by_torchrun
 
 
@@ -76,6 +77,7 @@ def process_group_from_env(backend: str = "gloo") -> Iterator[None]:
 
     Without ``WORLD_SIZE > 1`` in the environment (a plain ``python -m`` run) nothing happens.
     """
+    end_with_launcher()  # a rank ends with torchrun, even by kill -9
     if not launched_by_torchrun() or dist.is_initialized():
         yield
         return

@@ -106,15 +106,13 @@ def stage_train(cfg: PipelineConfig, out: Path, console: Console, replace: bool 
     from mimrec.ctr.stage import run_ctr
     from mimrec.ctr.train import resolve_device
     from mimrec.ctr.variants import listed_specs
-    from mimrec.processes import end_with_launcher
     from mimrec.runtime import keep_freed_memory
 
     names = [spec.name for spec in listed_specs(cfg.ctr)]
     index = out / "index" if (out / "index" / "manifest.json").is_file() else None
     # under torchrun: one process group (NCCL on GPUs, gloo on CPUs); rank 0 writes; a rank
-    # ends with its launcher, also when that is killed with kill -9
+    # ends with its launcher, also when that is killed with kill -9 (process_group_from_env)
     backend = "nccl" if resolve_device(cfg.ctr.train.device).type == "cuda" else "gloo"
-    end_with_launcher()
     keep_freed_memory()  # before the data is read: this process may train (one worker, a rank)
     with process_group_from_env(backend):
         if rank() == 0:
@@ -173,10 +171,8 @@ def run_all(cfg: PipelineConfig, out: Path, console: Console) -> dict:
     rank, sharing the work. Returns the report (empty on ranks other than 0).
     """
     from mimrec.ctr.train import resolve_device
-    from mimrec.processes import end_with_launcher
     from mimrec.rank_stages import rank_stages
 
-    end_with_launcher()  # a rank ends with its launcher, even by kill -9
     with rank_stages(resolve_device(cfg.ctr.train.device).type) as ranks:
         if cfg.data.dataset == "fashion":
             return ranks.lead("fashion", run_fashion, cfg, out, console) or {}

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from mimrec.errors import MimrecError
+from mimrec.processes import end_with_launcher
 from mimrec.runtime import launched_by_torchrun
 
 WAIT_TIMEOUT = timedelta(days=2)  # how long the other ranks wait for one rank-0 stage
@@ -68,7 +69,8 @@ class RankStages:
 def rank_stages(device: str) -> Iterator[RankStages]:
     """Join torchrun's process group for a whole ``mimrec run`` (``device``: the CTR device;
     ``cuda`` adds NCCL for CUDA tensors); without torchrun, a :class:`RankStages` that runs
-    every stage here."""
+    every stage here. A rank ends with its launcher, even by ``kill -9``."""
+    end_with_launcher()
     if not launched_by_torchrun() or dist.is_initialized():
         yield RankStages()
         return

@@ -241,9 +241,9 @@ def content_rows(center: RepresentationCenter, catalogue: np.ndarray
                           "ids more than once")
     positions = np.empty(len(order), np.int64)  # store row -> model index
     positions[order] = np.arange(1, len(order) + 1)
-    rows = 1 + len(order)
-    table = np.empty((rows + headroom(rows), center.dim), np.float32)  # the one such array
+    size = 1 + len(order)
+    table = np.empty((size + headroom(size), center.dim), np.float32)  # the one such array
     table[0] = 0.0
     center.read_vectors_into(table, positions)
-    return torch.from_numpy(table)[:rows], center.ids[rest]
+    return torch.from_numpy(table)[:size], center.ids[rest]
 

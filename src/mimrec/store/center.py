@@ -130,8 +130,12 @@ def arrow_rows(ids: np.ndarray, vectors: np.ndarray, written: int, info: StoreIn
 def table_rows(table: pa.Table, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """A store table's ``item_id`` column as str and its ``vector`` column as one writable
     (N, ``dim``) array (:func:`_vectors`). Shapes: (N,), (N, D)."""
-    ids = np.asarray(table.column("item_id").to_numpy(zero_copy_only=False)).astype(str)
-    return ids, _vectors(table.column("vector"), dim)
+    return ids_of(table.column("item_id")), _vectors(table.column("vector"), dim)
+
+
+def ids_of(column: pa.ChunkedArray) -> np.ndarray:
+    """A store table's ``item_id`` column as a str array. Shapes: (N,)."""
+    return np.asarray(column.to_numpy(zero_copy_only=False)).astype(str)
 
 
 def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
@@ -170,8 +174,7 @@ class RepresentationCenter:
             table = dataset.to_table(columns=["item_id", "vector"])
             self.ids, self._vectors = table_rows(table, self.info.dim)  # (N,), (N, D) writable
         else:  # ids only: the vectors are streamed into the caller's array (read_vectors_into)
-            column = dataset.to_table(columns=["item_id"]).column("item_id")
-            self.ids = np.asarray(column.to_numpy(zero_copy_only=False)).astype(str)
+            self.ids = ids_of(dataset.to_table(columns=["item_id"]).column("item_id"))
         self.manifest = {"version": self.version, "items": len(self.ids), "dim": self.info.dim,
                          "dtype": self.info.dtype, "info": asdict(self.info)}
         self._index_ids()

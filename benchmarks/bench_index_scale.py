@@ -82,6 +82,9 @@ def kill_after(run: Path, threads: int, ranks: int, shards: int) -> dict:
     proc = launch(run, threads, ranks)
     while shards_written(run) < shards and proc.poll() is None:
         time.sleep(0.2)
+    if proc.poll() is not None:  # it finished (or failed) before the kill: nothing to resume
+        raise SystemExit(f"the index child ended (code {proc.returncode}) before {shards} "
+                         "shards were written: use more --items or a smaller --kill-after")
     os.killpg(proc.pid, signal.SIGKILL)  # the child, or torchrun (its ranks have own groups)
     proc.wait()
     time.sleep(3.0)  # ranks end with their launcher (mimrec.processes.end_with_launcher)

@@ -265,6 +265,17 @@ def test_fuxictr_content_peer_smoke(data_run, tmp_path):
     assert item["vocab_size"] >= len(items) + 1  # every catalogue item has a row (+ padding)
 
 
+def test_index_scale_benchmark_smoke(tmp_path):
+    """bench_index_scale end to end on 2,000 items (one shard, no kill): the data stage, the
+    index stage with the packaged text model, the store read back."""
+    out = tmp_path / "index.json"
+    run(sys.executable, "benchmarks/bench_index_scale.py", "--items", "2000", "--kill-after", "0",
+        "--work", str(tmp_path / "w"), "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["store_items"] == result["encoded"] == 2000 and result["reused"] == 0
+    assert result["encode_items_per_s"] > 0 and result["index_peak_rss"] > 0
+
+
 def test_ctr_scaling_benchmark_smoke(tmp_path):
     run(sys.executable, "benchmarks/bench_ctr_scaling.py", "--smoke", "--sizes", "1", "4",
         "--json", str(tmp_path / "r.json"))

@@ -48,6 +48,7 @@ from mimrec.errors import MimrecError
 from mimrec.eval.selection import best_seed, is_control, valid_best
 from mimrec.serialize import from_dict
 from mimrec.serve.heap import return_freed_memory
+from mimrec.serve.item_writer import ItemWriter
 from mimrec.serve.live_tables import headroom
 from mimrec.store.center import RepresentationCenter, StoreInfo
 
@@ -158,6 +159,21 @@ def check_bundle(run: str | Path, model: str | None = None) -> tuple[str, int | 
         return key, None
     store, store_info = _store_of(manifest, entry)
     return key, store_count(store, store_info)
+
+
+def load_writer(run: str | Path, model: str) -> ItemWriter:
+    """The item writer of a served content model: its store and the encoder that made the
+    store's vectors, and nothing else of the bundle (the child process of
+    :mod:`mimrec.serve.writer_process`)."""
+    manifest, _, key, spec = _chosen(Path(run), model)
+    entry = manifest.models[key]
+    if not reads_content(spec):
+        raise MimrecError(f"model {key} reads no content vectors: it adds no items")
+    store, store_info = _store_of(manifest, entry)
+    encoder = bundle_encoder(manifest, entry, store_info)
+    if encoder is None:
+        raise MimrecError(f"{manifest.folder}: the bundle names no encoder for {store}")
+    return ItemWriter(store, encoder)
 
 
 def _chosen(run: Path, model: str | None) -> tuple[BundleManifest, CtrConfig, str, ModelSpec]:

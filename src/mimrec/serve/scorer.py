@@ -42,6 +42,7 @@ from mimrec.serve.heap import return_freed_memory
 from mimrec.serve.item_writer import ItemWriter, WrittenItem, added_image_path, as_id, jsonable
 from mimrec.serve.live_tables import LiveTables
 from mimrec.serve.request_error import RequestError
+from mimrec.serve.writer_process import WriterProcess
 from mimrec.store.center import RepresentationCenter
 from mimrec.store.follow import Changes, StoreFollower
 from mimrec.validation import shown
@@ -72,7 +73,10 @@ class Scorer:
     passes of concurrent requests run in parallel (torch releases the GIL in its ops).
     """
 
-    def __init__(self, bundle: ServingBundle) -> None:
+    def __init__(self, bundle: ServingBundle, writer_process: bool = False) -> None:
+        """``writer_process``: adds run in a child process of the lowest CPU priority
+        (:class:`~mimrec.serve.writer_process.WriterProcess`, what ``mimrec serve`` does)
+        instead of in the calling thread."""
         self.bundle = bundle
         self._refresh_lock = threading.Lock()  # snapshot refreshes (follow_store)
         trained = bundle.items["item_id"].astype(str).to_numpy()
@@ -107,10 +111,13 @@ class Scorer:
         self._vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
                        for bag in bundle.tables.users}
         self._widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.users}
-        self._writer: ItemWriter | None = None  # adds items (a store and an encoder)
+        self._writer: ItemWriter | WriterProcess | None = None  # adds items
         if bundle.store is not None and bundle.encoder is not None:
-            self._writer = ItemWriter(bundle.store, bundle.encoder)
-            self._writer.warm_up(self.text_fields)
+            if writer_process:
+                self._writer = WriterProcess(bundle.run, bundle.model_key, self.text_fields)
+            else:
+                self._writer = ItemWriter(bundle.store, bundle.encoder)
+                self._writer.warm_up(self.text_fields)
         return_freed_memory()  # start-up read the store and built the tables
 
     # ---- scoring -------------------------------------------------------------------------

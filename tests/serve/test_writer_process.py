@@ -37,7 +37,8 @@ def _gone(pid: int, within: float) -> bool:
 
 @pytest.fixture
 def scorer(run_copy):
-    s = Scorer(load_bundle(run_copy, "ciubm"), writer_process=True)
+    """A scorer whose bundle holds no encoder (as ``mimrec serve`` loads it with writes on)."""
+    s = Scorer(load_bundle(run_copy, "ciubm", encoder=False), writer_process=True)
     yield s
     s._writer.close()
 
@@ -47,13 +48,15 @@ def test_an_add_in_the_child_is_stored_as_the_served_encoder_embeds_it(scorer):
     assert pid is not None and pid != os.getpid()
     if sys.platform.startswith("linux"):
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    assert scorer.bundle.encoder is None and scorer.text_fields == ("title", "year", "genres")
+    assert scorer.can_add_items and not scorer.has_images
     described = scorer.add_item("wp-1", dict(FIELDS), None, None)
     assert described["added_while_serving"] and described["title"] == FIELDS["title"]
     scores = scorer.score([scorer.catalogue.id_at(1)], ["wp-1", scorer.catalogue.id_at(2)])
     assert scores.shape == (2,) and np.isfinite(scores).all()
     stored = RepresentationCenter(scorer.bundle.store).lookup(["wp-1"])
-    expected, _ = ItemWriter(scorer.bundle.store, scorer.bundle.encoder).encode(
-        "wp-1", dict(FIELDS), None, None)  # in this process, as the in-thread writer would
+    expected, _ = ItemWriter(scorer.bundle.store, load_bundle(scorer.bundle.run, "ciubm").encoder
+                             ).encode("wp-1", dict(FIELDS), None, None)  # as in-thread writes do
     np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -81,7 +84,7 @@ def test_a_child_that_died_is_replaced_by_the_next_add(scorer):
 def test_the_child_ends_with_its_parent_even_on_kill_9(run_copy):
     key, _ = check_bundle(run_copy, "ciubm")
     code = ("import sys, time; from mimrec.serve.writer_process import WriterProcess; "
-            f"w = WriterProcess({str(run_copy)!r}, {key!r}, ('title',)); "
+            f"w = WriterProcess({str(run_copy)!r}, {key!r}); "
             "print(f'child={w.pid}', flush=True); time.sleep(120)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

@@ -341,10 +341,12 @@ def app_from_env() -> FastAPI:
     from mimrec.serve.heap import settle_heap
 
     set_up_serving_process(int(os.environ.get("MIMREC_THREADS") or 0))
-    bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None)
-    hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
     token = os.environ.get(TOKEN_ENV) or None
-    app = create_app(Scorer(bundle, writer_process=token is not None), token,
+    writes_apart = token is not None  # adds in a writer process, which holds the encoder
+    bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None,
+                         encoder=not writes_apart)
+    hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    app = create_app(Scorer(bundle, writer_process=writes_apart), token,
                      read_token=os.environ.get(READ_TOKEN_ENV) or None,
                      allowed_hosts=hosts or LOOPBACK_HOSTS)
     settle_heap()

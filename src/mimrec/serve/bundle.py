@@ -79,6 +79,7 @@ class ServingBundle:
     # model's content rows are that version's. None: the model holds no store rows yet.
     added_ids: np.ndarray | None = None
     store_read_version: int | None = None
+    encoder_named: bool = False  # the bundle names the store's encoder (None above: not loaded)
 
 
 def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
@@ -100,7 +101,8 @@ def choose_model(metrics: dict, wanted: str | None, baseline: str = "din",
     return best_seed(metrics, wanted or valid_best(metrics, baseline, margin))
 
 
-def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
+def load_bundle(run: str | Path, model: str | None = None, encoder: bool = True
+                ) -> ServingBundle:
     """Read the serving bundle of a finished run folder (``mimrec run`` / ``make demo``
     output) and the store it names; nothing else of the run is read.
 
@@ -108,13 +110,15 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         run: the run folder (holding ``serve/``, and for content models the store and encoder
             the bundle names).
         model: which trained model to serve (see :func:`choose_model`).
+        encoder: load the store's encoder (False: a process whose adds run in a writer process
+            does not hold it; 140 MiB of a worker at a million items).
     """
     run = Path(run)
     manifest, ctr_cfg, key, spec = _chosen(run, model)
     folder, entry = manifest.folder, manifest.models[key]
     tables = load_feature_tables(folder)
     users = pd.read_parquet(folder / USERS_FILE)
-    store = store_info = encoder = content = added = read_version = None
+    store = store_info = item_encoder = content = added = read_version = None
     items = pd.read_parquet(folder / ITEMS_FILE)
     if reads_content(spec):
         store, store_info = _store_of(manifest, entry)
@@ -124,7 +128,8 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
         read_version = center.version
         del center  # its vectors are in ``content`` now
         return_freed_memory()  # Arrow's pool keeps the read's buffers otherwise
-        encoder = bundle_encoder(manifest, entry, store_info)
+        if encoder:
+            item_encoder = bundle_encoder(manifest, entry, store_info)
     # built on the padding row (the content dim sizes the blocks), then given the whole table,
     # normalised in place: one catalogue-sized copy at start-up instead of two
     net = CiUBM(ctr_cfg.model, spec, tables, None if content is None else content[:1].clone())
@@ -139,8 +144,9 @@ def load_bundle(run: str | Path, model: str | None = None) -> ServingBundle:
     data_folder = Path(manifest.data_folder) if manifest.data_folder else None
     return ServingBundle(run, key, net, tables, items, users["user_id"].astype(str).to_numpy(),
                          BrowseTables.load(folder, users["positives"].to_numpy()), store,
-                         store_info, encoder, manifest.user_features, manifest.max_seq_len,
-                         data_folder, entry.store_version, added, read_version)
+                         store_info, item_encoder, manifest.user_features, manifest.max_seq_len,
+                         data_folder, entry.store_version, added, read_version,
+                         encoder_named=store is not None and names_encoder(entry))
 
 
 def check_bundle(run: str | Path, model: str | None = None) -> tuple[str, int | None]:
@@ -198,6 +204,13 @@ def _store_of(manifest: BundleManifest, entry: BundleModel) -> tuple[Path, Store
     return manifest.path(entry.store), StoreInfo(**entry.content)
 
 
+def names_encoder(entry: BundleModel) -> bool:
+    """Whether a bundle model's entry names the encoder of its store (a trained stage or a raw
+    text model); bundles written before the index manifest kept an encoder config do not."""
+    reference = entry.encoder or {}
+    return "stage" in reference or "raw" in reference
+
+
 def bundle_encoder(manifest: BundleManifest, entry: BundleModel, info: StoreInfo
                    ) -> ItemEncoder | RawTextEncoder | None:
     """The encoder that made a store's vectors, to embed items added while serving.
@@ -207,11 +220,11 @@ def bundle_encoder(manifest: BundleManifest, entry: BundleModel, info: StoreInfo
     None when the bundle names no encoder (the store predates the index manifest's encoder
     config).
     """
-    reference = entry.encoder or {}
+    if not names_encoder(entry):
+        return None
+    reference = entry.encoder
     if "stage" in reference:
         return load_item_encoder(manifest.path(reference["stage"]))
-    if "raw" not in reference:
-        return None
     return raw_store_encoder(from_dict(EncoderConfig, reference["raw"], "encoder"), info)
 
 

@@ -58,6 +58,17 @@ class ItemWriter:
         self.encoder = encoder
 
     @property
+    def text_fields(self) -> tuple[str, ...]:
+        """The item text fields the encoder reads (none without a text tower)."""
+        encoder = self.encoder
+        return tuple(encoder.cfg.text_fields) if encoder.text_tower else ()
+
+    @property
+    def has_image_tower(self) -> bool:
+        """Whether the encoder embeds photos."""
+        return getattr(self.encoder, "image_tower", None) is not None
+
+    @property
     def source(self) -> str:
         """The index source whose vectors are served (the store folder's name)."""
         return self.store.name

@@ -75,8 +75,9 @@ class Scorer:
 
     def __init__(self, bundle: ServingBundle, writer_process: bool = False) -> None:
         """``writer_process``: adds run in a child process of the lowest CPU priority
-        (:class:`~mimrec.serve.writer_process.WriterProcess`, what ``mimrec serve`` does)
-        instead of in the calling thread."""
+        (:class:`~mimrec.serve.writer_process.WriterProcess`, what ``mimrec serve`` does when
+        writes are enabled; the bundle then need not hold the encoder, see
+        :func:`~mimrec.serve.bundle.load_bundle`) instead of in the calling thread."""
         self.bundle = bundle
         self._refresh_lock = threading.Lock()  # snapshot refreshes (follow_store)
         trained = bundle.items["item_id"].astype(str).to_numpy()
@@ -112,12 +113,12 @@ class Scorer:
                        for bag in bundle.tables.users}
         self._widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.users}
         self._writer: ItemWriter | WriterProcess | None = None  # adds items
-        if bundle.store is not None and bundle.encoder is not None:
-            if writer_process:
-                self._writer = WriterProcess(bundle.run, bundle.model_key, self.text_fields)
-            else:
+        if bundle.store is not None and bundle.encoder_named:
+            if writer_process:  # (the bundle may come without its encoder: the child loads it)
+                self._writer = WriterProcess(bundle.run, bundle.model_key)
+            elif bundle.encoder is not None:
                 self._writer = ItemWriter(bundle.store, bundle.encoder)
-                self._writer.warm_up(self.text_fields)
+                self._writer.warm_up(self._writer.text_fields)
         return_freed_memory()  # start-up read the store and built the tables
 
     # ---- scoring -------------------------------------------------------------------------
@@ -125,8 +126,7 @@ class Scorer:
     @property
     def text_fields(self) -> tuple[str, ...]:
         """The item text fields the encoder reads (what ``POST /v1/items`` accepts)."""
-        encoder = self.bundle.encoder
-        return tuple(encoder.cfg.text_fields) if encoder and encoder.text_tower else ()
+        return self._writer.text_fields if self._writer is not None else ()
 
     @property
     def item_features(self) -> tuple[str, ...]:
@@ -138,9 +138,8 @@ class Scorer:
     def has_images(self) -> bool:
         """Whether items can carry a picture (the catalogue has an image column, or the
         encoder an image tower)."""
-        encoder = self.bundle.encoder
         return "image" in self.bundle.items.columns or bool(
-            encoder is not None and getattr(encoder, "image_tower", None) is not None)
+            self._writer is not None and self._writer.has_image_tower)
 
     def unknown_values(self, fields: dict[str, Any]) -> dict[str, list[str]]:
         """Per categorical feature, the given values training never saw (read as no value)."""

@@ -55,7 +55,8 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     writes = ("enabled (bearer token from " + TOKEN_ENV + ")" if token
               else f"disabled (set {TOKEN_ENV} to enable POST /v1/items)")
     if workers == 1:
-        scorer = Scorer(load_bundle(run, model), writer_process=token is not None)
+        writes_apart = token is not None  # adds in a writer process, which holds the encoder
+        scorer = Scorer(load_bundle(run, model, encoder=not writes_apart), writer_process=writes_apart)
         key, count, can_add = scorer.bundle.model_key, scorer.catalogue.count, scorer.can_add_items
     else:  # the workers load the bundle; this process only checks it (no model, no store rows)
         scorer = None

@@ -46,11 +46,12 @@ class WriterProcess:
     Args:
         run: the run folder whose serving bundle names the store and its encoder.
         model_key: the served model (``<model>-seed<k>``).
-        text_fields: text fields the child encodes once at start-up (its warm-up).
     """
 
-    def __init__(self, run: Path, model_key: str, text_fields: tuple[str, ...]) -> None:
-        self.run, self.model_key, self.text_fields = Path(run), model_key, tuple(text_fields)
+    def __init__(self, run: Path, model_key: str) -> None:
+        self.run, self.model_key = Path(run), model_key
+        self.text_fields: tuple[str, ...] = ()  # what the child's encoder reads (its answer)
+        self.has_image_tower = False
         self._lock = threading.Lock()  # one add at a time through the pipe
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
@@ -64,8 +65,7 @@ class WriterProcess:
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
         cmd = [sys.executable, "-m", "mimrec.serve.writer_process", "--fd", str(theirs.fileno()),
-               "--parent", str(os.getpid()), "--run", str(self.run), "--model", self.model_key,
-               "--fields", *self.text_fields]
+               "--parent", str(os.getpid()), "--run", str(self.run), "--model", self.model_key]
         try:
             self._proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),),
                                           stdin=subprocess.DEVNULL)
@@ -86,6 +86,7 @@ class WriterProcess:
         if kind != "ready":
             self.close()
             raise MimrecError(f"the item writer process could not start: {rest[0]}")
+        self.text_fields, self.has_image_tower = tuple(rest[0]), bool(rest[1])
 
     def write(self, item_id: Any, fields: dict[str, Any], image: bytes | None,
               attributes: list[str] | None) -> WrittenItem:
@@ -144,17 +145,17 @@ def lowest_cpu_priority() -> str:
     return "unchanged"
 
 
-def _serve(conn: Connection, run: Path, model: str, fields: tuple[str, ...]) -> None:
+def _serve(conn: Connection, run: Path, model: str) -> None:
     """The child's loop: answer each ``("write", ...)`` until the parent closes the pipe."""
     try:
         from mimrec.serve.bundle import load_writer
 
         writer = load_writer(run, model)
-        writer.warm_up(fields)
+        writer.warm_up(writer.text_fields)
     except Exception as exc:  # noqa: BLE001 - told to the parent, which names it
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         raise
-    conn.send(("ready",))
+    conn.send(("ready", writer.text_fields, writer.has_image_tower))
     while True:
         try:
             _, item_id, item_fields, image, attributes = conn.recv()
@@ -177,7 +178,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--fields", nargs="*", default=[])
     args = parser.parse_args(argv)
     lowest_cpu_priority()  # first: the threads torch and LanceDB start inherit it
     from mimrec.processes import die_with_parent
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _serve(Connection(args.fd), args.run, args.model, tuple(args.fields))
+    _serve(Connection(args.fd), args.run, args.model)
 
 
 if __name__ == "__main__":

@@ -194,8 +194,9 @@ def create_app(scorer: Scorer, token: str | None = None, *, read_token: str | No
     async def add_item(req: ItemRequest) -> dict:
         """Encode an item from its content and make it scorable at once (persisted). Needs the
         write token (``Authorization: Bearer ...``)."""
-        # encoded and persisted on the writer thread (lower CPU priority than the event loop
-        # that scores requests); taken in here, on the event loop, as every worker does
+        # encoded and persisted by the scorer's writer (under mimrec serve a child process that
+        # runs only on idle CPU; in-process, on this writer thread at a lower priority), waited
+        # for on the writer thread; taken in here, on the event loop, as every worker does
         written = await asyncio.get_running_loop().run_in_executor(writer, _write, req)
         described = scorer.describe_written(written)
         metrics.set_items(scorer)

@@ -216,22 +216,13 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
 def memory_of(pid: int) -> dict:
     """Resident and peak resident MiB of a worker process (``/proc/<pid>/status``; None:
     unreadable) and of its child processes together (its item writer, ``writer_*``)."""
+    from mimrec.processes import child_pids
     from mimrec.serve.heap import rss_mib
 
     rss, peak = rss_mib(pid) or (None, None)
-    kids = [rss_mib(k) or (0.0, 0.0) for k in _children(pid)]
+    kids = [rss_mib(k) or (0.0, 0.0) for k in child_pids(pid)]
     return {"rss_mib": rss, "peak_rss_mib": peak,
             "writer_rss_mib": sum(k[0] for k in kids), "writer_peak_rss_mib": sum(k[1] for k in kids)}
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
-                    kids.append(int(entry.name))
-    return kids
 
 
 class LiveWriter:

@@ -54,6 +54,19 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux: read from ``/proc``; empty elsewhere)."""
+    kids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
 _ENDS_WITH_LAUNCHER = False  # end_with_launcher ran in this process
 
 

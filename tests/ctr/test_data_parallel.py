@@ -15,7 +15,7 @@ import torch
 
 from mimrec.ctr.data_parallel import DataParallel
 from mimrec.data.stage import read_data
-from tests.proc import child_pids
+from mimrec.processes import child_pids
 
 from .test_resume import _running
 

@@ -20,8 +20,7 @@ from mimrec.ctr import train
 from mimrec.ctr.checkpoint import checkpoint_folder
 from mimrec.ctr.config import CtrConfig, ModelConfig, TrainConfig
 from mimrec.ctr.stage import run_ctr
-from mimrec.processes import pid_alive
-from tests.proc import child_pids
+from mimrec.processes import child_pids, pid_alive
 
 
 def _cfg(lr: float = 1e-3, variants: tuple = ("din", "ciubm"), sparse: bool = False) -> CtrConfig:

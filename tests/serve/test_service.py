@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.proc import child_pids
+from mimrec.processes import child_pids
 from tests.serve.conftest import TOKEN, Server
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

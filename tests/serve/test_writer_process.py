@@ -11,12 +11,12 @@ import time
 import numpy as np
 import pytest
 
+from mimrec.processes import child_pids
 from mimrec.serve.bundle import check_bundle, load_bundle
 from mimrec.serve.item_writer import ItemWriter
 from mimrec.serve.request_error import RequestError
 from mimrec.serve.scorer import Scorer
 from mimrec.store.center import RepresentationCenter
-from tests.proc import child_pids
 
 FIELDS = {"title": "Space Drama of the Far Moons", "year": "2026"}
 

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -333,21 +334,27 @@ def set_up_serving_process(threads: int) -> None:
     sys.setswitchinterval(GIL_SWITCH_S)
 
 
+def serving_scorer(run: str | Path, model: str | None, writes: bool) -> Scorer:
+    """The scorer of a serving process: with ``writes`` (a write token is set) its adds run in a
+    writer process, which loads the store's encoder, so this process does not."""
+    from mimrec.serve.bundle import load_bundle
+
+    return Scorer(load_bundle(run, model, encoder=not writes), writer_process=writes)
+
+
 def app_from_env() -> FastAPI:
     """An app built from ``MIMREC_RUN`` / ``MIMREC_MODEL`` / ``MIMREC_API_TOKEN`` /
     ``MIMREC_READ_TOKEN`` / ``MIMREC_ALLOWED_HOSTS`` / ``MIMREC_THREADS`` (for worker processes,
     and ASGI servers started by other tools, e.g.
     ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
-    from mimrec.serve.bundle import load_bundle
     from mimrec.serve.heap import settle_heap
 
     set_up_serving_process(int(os.environ.get("MIMREC_THREADS") or 0))
     token = os.environ.get(TOKEN_ENV) or None
-    writes_apart = token is not None  # adds in a writer process, which holds the encoder
-    bundle = load_bundle(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None,
-                         encoder=not writes_apart)
+    scorer = serving_scorer(os.environ["MIMREC_RUN"], os.environ.get("MIMREC_MODEL") or None,
+                            writes=token is not None)
     hosts = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
-    app = create_app(Scorer(bundle, writer_process=writes_apart), token,
+    app = create_app(scorer, token,
                      read_token=os.environ.get(READ_TOKEN_ENV) or None,
                      allowed_hosts=hosts or LOOPBACK_HOSTS)
     settle_heap()

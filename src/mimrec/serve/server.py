@@ -33,13 +33,13 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         READ_TOKEN_ENV,
         TOKEN_ENV,
         create_app,
+        serving_scorer,
         set_up_serving_process,
     )
-    from mimrec.serve.bundle import check_bundle, load_bundle
+    from mimrec.serve.bundle import check_bundle
     from mimrec.serve.heap import settle_heap
     from mimrec.serve.metrics import MULTIPROC_ENV
     from mimrec.serve.protocol import WORKERS_ENV, BoundedHttpToolsProtocol
-    from mimrec.serve.scorer import Scorer
 
     if not 0 < port < 65536:
         raise MimrecError(f"--port {port}: not a TCP port")
@@ -55,8 +55,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     writes = ("enabled (bearer token from " + TOKEN_ENV + ")" if token
               else f"disabled (set {TOKEN_ENV} to enable POST /v1/items)")
     if workers == 1:
-        writes_apart = token is not None  # adds in a writer process, which holds the encoder
-        scorer = Scorer(load_bundle(run, model, encoder=not writes_apart), writer_process=writes_apart)
+        scorer = serving_scorer(run, model, writes=token is not None)
         key, count, can_add = scorer.bundle.model_key, scorer.catalogue.count, scorer.can_add_items
     else:  # the workers load the bundle; this process only checks it (no model, no store rows)
         scorer = None

@@ -82,6 +82,9 @@ def summarise(run: Path, baseline: str = "din", model: str = "ciubm") -> dict:
         if control:
             row[split]["vs_control"] = {"delta_auc": control["delta_auc"],
                                         "interval": control["delta_auc_interval"]}
+    off = (report.get("content_off") or {}).get(model)
+    if off:  # did not beat its control on valid: its weights are its DIN start
+        row["content_off"] = off
     index = run / "index" / "manifest.json"
     if index.is_file():
         metrics = json.loads(index.read_text())["metrics"]
@@ -125,6 +128,16 @@ def _control(split: dict | None) -> str:
     return _delta(control["delta_auc"], control["interval"]) if control else "-"
 
 
+def _control_cell(row: dict) -> str:
+    """CiUBM against its control on valid / test, or why its content was switched off."""
+    off = row.get("content_off")
+    if off:
+        return (f"switched off (valid AUC as trained {off['valid_auc']:.4f}, control "
+                f"{off['control_valid_auc']:.4f}; test AUC as trained "
+                f"{off['test_as_trained']['auc']:.4f})")
+    return f"{_control(row.get('valid'))} / {_control(row.get('test'))}"
+
+
 def markdown(rows: dict[str, dict]) -> str:
     """The robustness table, then the buckets table, as README-ready markdown."""
     lines = ["| protocol | valid gAUC DIN / CiUBM | test gAUC DIN / CiUBM (Δ [95%]) | test AUC Δ [95%] "
@@ -139,8 +152,8 @@ def markdown(rows: dict[str, dict]) -> str:
         lines.append(
             f"| {row['protocol']} | {valid} | {t['din_gauc']:.4f} / {t['ciubm_gauc']:.4f} "
             f"({_delta(t['delta_gauc'], t['delta_gauc_interval'])}) | "
-            f"{_delta(t['delta_auc'], t['delta_auc_interval'])} | {_control(v)} / "
-            f"{_control(t)} | {row['served']} | "
+            f"{_delta(t['delta_auc'], t['delta_auc_interval'])} | {_control_cell(row)} | "
+            f"{row['served']} | "
             f"{row.get('vectors', {}).get('csft', '-')} | "
             f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |")
     lines += ["", "| protocol | bucket | rows | CiUBM - DIN test AUC [95%] | resolved |",

@@ -15,7 +15,7 @@ from mimrec.ctr.variants import model_specs
 from mimrec.errors import ConfigError, MimrecError
 from mimrec.eval.config import EvalConfig
 from mimrec.eval.report import build_report
-from mimrec.eval.selection import control_pairs, selection_line, valid_best
+from mimrec.eval.selection import control_pairs, selection_line, to_switch_off, valid_best
 
 
 def test_shuffled_rows_permute_the_items_and_keep_the_padding_row():
@@ -72,14 +72,35 @@ def test_a_control_is_never_chosen_and_content_must_beat_it():
     assert selection_line(records).startswith("content did not beat the ID-only model")
 
 
+def _config(**model) -> CtrConfig:
+    return CtrConfig(model=ModelConfig(mlp_units=(16,), ciubm_modules=("sa_ta", "simtier"),
+                                       **model),
+                     variants=("din", "ciubm"), shuffled_controls=True,
+                     train=TrainConfig(max_epochs=1, seeds=(0,), threads=1))
+
+
+def test_content_that_does_not_beat_its_control_is_switched_off():
+    """A model started from another whose valid gain is its control's (within the margin) is
+    listed; one from scratch, or ahead of its control by more than the margin, is not."""
+    records = {"din-seed0": _record("din", 0.70),
+               "ciubm-seed0": _record("ciubm", 0.72, init_from="din"),
+               "ciubm_shuffled-seed0": _record("ciubm_shuffled", 0.7195, init_from="din",
+                                               shuffled_content=True)}
+    assert to_switch_off(records, margin=0.001) == {"ciubm": "ciubm_shuffled"}
+    assert to_switch_off(records, margin=0.0) == {}
+    records["ciubm-seed0"]["spec"]["init_from"] = ""
+    records["ciubm_shuffled-seed0"]["spec"]["init_from"] = ""
+    assert to_switch_off(records, margin=0.001) == {}  # no start to return to
+
+
 def test_a_run_with_the_control_reports_contents_share_and_does_not_serve_it(artifacts,
                                                                             tmp_path):
+    """(CiUBM from scratch here: one started from DIN that loses to its control has its content
+    switched off, the next test.)"""
     data_cfg, data, index = artifacts
     run = index.parent
-    cfg = CtrConfig(model=ModelConfig(mlp_units=(16,), ciubm_modules=("sa_ta", "simtier")),
-                    variants=("din", "ciubm"), shuffled_controls=True,
-                    train=TrainConfig(max_epochs=1, seeds=(0,), threads=1))
-    records = run_ctr(cfg, data_cfg, data, run / "ctr", index_dir=index)
+    records = run_ctr(_config(ciubm_from_din=False), data_cfg, data, run / "ctr", index_dir=index)
+    assert not any("content_off" in r for r in records.values())
     assert records["ciubm_shuffled-seed0"]["content"]["shuffled"] == SHUFFLE_SEED
     assert "shuffled" not in records["ciubm-seed0"]["content"]
     with np.load(run / "ctr" / "predictions.npz") as p:
@@ -106,3 +127,41 @@ def test_a_run_with_the_control_reports_contents_share_and_does_not_serve_it(art
     assert served.model_key == f"{report['valid_best']}-seed0"
     with pytest.raises(MimrecError, match="shuffled-content control.*not servable"):
         load_bundle(run, "ciubm_shuffled")
+
+
+def test_a_content_model_that_loses_to_its_control_keeps_its_din_start(artifacts, tmp_path):
+    """CiUBM started from DIN, one epoch: its control is ahead on valid (0.7529 vs 0.7525 here),
+    so its content is switched off: its weights are its DIN start, its predictions DIN's to the
+    last bit, and the report, the selection line and the manifest say so, with what it scored
+    as trained. The service still serves DIN, and serves the switched-off CiUBM when asked."""
+    data_cfg, data, index = artifacts
+    run = index.parent
+    records = run_ctr(_config(), data_cfg, data, run / "ctr", index_dir=index)
+    off = records["ciubm-seed0"]["content_off"]
+    assert off["control"] == "ciubm_shuffled" and off["valid_auc"] <= off["control_valid_auc"]
+    as_trained = records["ciubm-seed0"]["epochs"]
+    assert off["as_trained"]["valid_auc"] == max(e["valid_auc"] for e in as_trained)
+    assert off["as_trained"]["test"] != records["ciubm-seed0"]["test"]
+    assert records["ciubm-seed0"]["test"] == records["din-seed0"]["test"]
+    assert "content_off" not in records["ciubm_shuffled-seed0"]
+    with np.load(run / "ctr" / "predictions.npz") as p:
+        for split in ("valid", "test"):
+            assert np.array_equal(p[f"ciubm-seed0/{split}"], p[f"din-seed0/{split}"])
+    assert not list((run / "ctr").glob("*.npy"))  # no prediction files left behind
+
+    report = build_report(EvalConfig(bootstrap_resamples=50, plot=False), run / "ctr",
+                          run / "report")
+    assert report["valid_best"] == "din"
+    assert "content switched off in ciubm: its weights are its start" in report["selection"]
+    summary = report["content_off"]["ciubm"]
+    assert summary["test_as_trained"]["auc"] == pytest.approx(off["as_trained"]["test"]["auc"])
+    assert "vs_control" not in report["models"]["ciubm"]
+    assert report["models"]["ciubm"]["auc"] == report["models"]["din"]["auc"]
+    assert "Content switched off in `ciubm`" in (run / "report" / "report.md").read_text()
+
+    from mimrec.ctr.bundle_writer import write_serving_bundle
+    from mimrec.serve.bundle import load_bundle
+
+    write_serving_bundle(run)
+    assert load_bundle(run).model_key == "din-seed0"
+    assert load_bundle(run, "ciubm", encoder=False).model_key == "ciubm-seed0"

@@ -267,7 +267,10 @@ class CtrConfig:
             control ``<name>_shuffled`` (``ModelSpec.shuffled_content``: the same model on
             vectors permuted across items). The report gives each model's difference to its
             control (content's own share), and a model is served only when it beats its control
-            on valid too. Costs one more training per content model and seed. Off here (a
+            on valid too; one that starts from DIN (``init_from``) and does not beat its control
+            by more than ``select_margin`` has its content switched off (its weights become its
+            DIN start, which computes exactly DIN; the manifest keeps what it scored as
+            trained). Costs one more training per content model and seed. Off here (a
             library default that trains only what is listed); the shipped configs and
             ``mimrec init`` switch it on.
     """

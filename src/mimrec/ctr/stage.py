@@ -54,6 +54,7 @@ from mimrec.data.config import DataConfig
 from mimrec.data.samples import SPLITS, TEST, TRAIN, VALID
 from mimrec.data.stage import DataArtifact, check_splits, read_data
 from mimrec.errors import MimrecError
+from mimrec.eval.selection import best_valid_auc, to_switch_off, valid_scores
 from mimrec.eval.streaming import STREAM_ABOVE_ROWS, split_metrics
 from mimrec.processes import remove_stale_temps
 from mimrec.runtime import keep_freed_memory
@@ -102,6 +103,19 @@ def spec_record(spec: ModelSpec) -> dict:
             "blocks": [block_name(b) for b in spec.blocks]}
 
 
+def start_model(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
+                train: Batchable, content: torch.Tensor | None,
+                start_weights: dict | None = None) -> CiUBM:
+    """A model as its training starts (seeded): fresh weights, or ``start_weights`` (the
+    trained weights of ``spec.init_from``, frozen) with every content part at its zero start."""
+    seed_everything(seed, cfg.train.deterministic)
+    model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
+    model.mark_trained(train.model_items())
+    if start_weights is not None:
+        model.start_from(start_weights)
+    return model.to(resolve_device(cfg.train.device))
+
+
 def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
               splits: dict[str, Batchable], progress: Progress | None,
               content: torch.Tensor | None, start_weights: dict | None = None,
@@ -111,12 +125,7 @@ def train_one(cfg: CtrConfig, spec: ModelSpec, seed: int, tables: FeatureTables,
     ``start_weights``: the trained weights of ``spec.init_from`` (same seed), kept frozen;
     ``on_epoch`` receives each epoch's record as it ends; ``checkpoint``: where the state after
     each epoch is kept, and resumed from."""
-    seed_everything(seed, cfg.train.deterministic)
-    model = CiUBM(cfg.model, spec, tables, content if reads_content(spec) else None)
-    model.mark_trained(splits["train"].model_items())
-    if start_weights is not None:
-        model.start_from(start_weights)
-    model = model.to(resolve_device(cfg.train.device))
+    model = start_model(cfg, spec, seed, tables, splits["train"], content, start_weights)
     log = fit(model, splits["train"], splits["valid"], cfg.train, progress,
               judge_start=start_weights is not None, on_epoch=on_epoch, checkpoint=checkpoint)
     seconds = log[-1]["seconds"]  # since training started, before a resume too
@@ -348,6 +357,7 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                           f"gAUC {record['test']['gauc']:.4f}  "
                           f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
         lines.close()
+        _switch_off_content(cfg, data_cfg, data, tmp, index_dir, records, predictions, console)
         if board is not None:
             console.print(f"  TensorBoard: tensorboard --logdir {out.parent / TENSORBOARD}")
         np.savez(tmp / "predictions.npz", **predictions)  # memory maps are copied in chunks
@@ -357,6 +367,47 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
         write_manifest(tmp, "ctr", config, parents=parents, metrics=records)
     checkpoints.clear()
     return records
+
+
+def _switch_off_content(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact,
+                        folder: Path, index_dir: Path | None, records: dict, predictions: dict,
+                        console: Console) -> None:
+    """Switch off the content of each model trained here that did not beat its shuffled-content
+    control on valid (:func:`~mimrec.eval.selection.to_switch_off`): every seed's weights
+    become its start (``init_from``'s weights, content parts at zero, which computes exactly
+    what that model computes), its predictions and test metrics are the start's, and its record
+    keeps what it scored as trained under ``content_off``."""
+    specs = {spec.name: spec for spec in model_specs(cfg, {r["model"] for r in records.values()})}
+    chosen = {name: control for name, control in to_switch_off(records, cfg.select_margin).items()
+              if name in specs}
+    if not chosen:
+        return
+    scores = valid_scores(records, as_trained=True)
+    tables, splits, test = feature_tables(data, data_cfg), _splits(data), data.samples.subset(TEST)
+    for name, control in chosen.items():
+        spec = specs[name]
+        content, _ = _content_of(spec, data.items, index_dir)
+        for key in [k for k, r in records.items() if r["model"] == name]:
+            record, seed = records[key], records[key]["seed"]
+            start = load_file(folder / f"{spec.init_from}-seed{seed}.safetensors")
+            model = start_model(cfg, spec, seed, tables, splits["train"], content, start)
+            model.eval()
+            save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
+                      folder / f"{key}.safetensors")
+            valid = _probabilities(model, splits["valid"], folder, f"{key}-start.valid")
+            probs = _probabilities(model, splits["test"], folder, f"{key}-start.test")
+            predictions[f"{key}/valid"], predictions[f"{key}/test"] = valid, probs
+            record["content_off"] = {
+                "control": control, "start": spec.init_from, "margin": cfg.select_margin,
+                "valid_auc": scores[name], "control_valid_auc": scores[control],
+                "as_trained": {"valid_auc": best_valid_auc(record, as_trained=True),
+                               "test": record["test"]}}
+            record["test"] = split_metrics(test["user"], test["label"], probs, test["bucket"],
+                                           stream_above=STREAM_ABOVE_ROWS)
+        console.print(f"  {name}: content switched off (valid AUC {scores[name]:.4f} as trained, "
+                      f"its shuffled-content control {scores[control]:.4f}, margin "
+                      f"{cfg.select_margin:g}): its weights are its {spec.init_from} start "
+                      "(what it scored as trained stays in the manifest)", highlight=False)
 
 
 def _help_train(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,

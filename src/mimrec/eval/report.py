@@ -14,7 +14,13 @@ from mimrec.eval.config import EvalConfig
 from mimrec.eval.metrics import rela_impr
 from mimrec.eval.npz_members import npz_memmaps
 from mimrec.eval.plot import plot_bucket_auc, plot_training_curves
-from mimrec.eval.selection import control_pairs, selection_line, valid_best, valid_scores
+from mimrec.eval.selection import (
+    control_pairs,
+    selection_line,
+    switched_off,
+    valid_best,
+    valid_scores,
+)
 from mimrec.eval.selection import controls as control_models
 from mimrec.eval.significance import bootstrap_rows, bucket_bootstrap, paired_bootstrap
 from mimrec.eval.split_rows import BucketInfo, read_buckets, read_split_rows
@@ -185,7 +191,8 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     test_rows = read_split_rows(data_dir, TEST)
     ctr_manifest = require_stage(ctr_dir, "ctr")
     records = ctr_manifest["metrics"]
-    controls = control_pairs(records)
+    off = switched_off(records)  # no content share: their predictions are their starts'
+    controls = {m: c for m, c in control_pairs(records).items() if m not in off}
     test = split_report(cfg, test_rows, split_predictions(ctr_dir, "test"), names, controls)
     summary = bucket_summary(buckets, test_rows["bucket"])
     del test_rows
@@ -201,7 +208,8 @@ def build_report(cfg: EvalConfig, ctr_dir: Path, out: Path, extra: dict | None =
     report = {"protocol": protocol, "baseline": cfg.baseline,
               "valid_best": valid_best(records, cfg.baseline, margin),
               "selection": selection_line(records, cfg.baseline, margin),
-              "controls": sorted(control_models(records)), **test, "valid": valid,
+              "controls": sorted(control_models(records)),
+              "content_off": content_off_summary(records), **test, "valid": valid,
               "data": data_manifest["metrics"], "buckets": summary,
               **(extra or {})}
     if protocol in PROTOCOL_NOTES:
@@ -306,13 +314,44 @@ def difference_table(report: dict, split: str = "test") -> list[str]:
     return lines
 
 
+def content_off_summary(records: dict[str, dict]) -> dict[str, dict]:
+    """Per model whose content the CTR stage switched off: its control, the valid scores that
+    decided it, and its test AUC / gAUC as trained (means over its seeds)."""
+    out: dict[str, dict] = {}
+    for record in records.values():
+        off = record.get("content_off")
+        if off:
+            entry = out.setdefault(record["model"], {
+                "control": off["control"], "start": off["start"], "margin": off["margin"],
+                "valid_auc": off["valid_auc"],
+                "control_valid_auc": off["control_valid_auc"], "test_as_trained": []})
+            entry["test_as_trained"].append(off["as_trained"]["test"])
+    for entry in out.values():
+        tests = entry.pop("test_as_trained")
+        entry["test_as_trained"] = {k: float(np.mean([t[k] for t in tests]))
+                                    for k in ("auc", "gauc")}
+    return out
+
+
+def content_off_lines(report: dict) -> list[str]:
+    """One sentence per model whose content was switched off, with what it scored as trained."""
+    return [f"Content switched off in `{name}`: as trained its valid AUC was {e['valid_auc']:.4f} "
+            f"against {e['control_valid_auc']:.4f} for its shuffled-content control "
+            f"`{e['control']}` (it must be ahead by more than {e['margin']:g}), so its weights "
+            f"are its `{e['start']}` start and its rows above equal `{e['start']}`'s; as trained "
+            f"its test AUC was "
+            f"{e['test_as_trained']['auc']:.4f} and gAUC {e['test_as_trained']['gauc']:.4f}."
+            for name, e in (report.get("content_off") or {}).items()]
+
+
 def content_share_lines(report: dict) -> list[str]:
     """Each model's difference to its shuffled-content control (the same model reading
-    another item's vectors): what content itself adds, with its interval."""
+    another item's vectors): what content itself adds, with its interval; and the models
+    whose content was switched off."""
     rows = [(name, m["vs_control"]) for name, m in report["models"].items()
             if m.get("vs_control")]
     if not rows:
-        return []
+        return content_off_lines(report)
     lines = ["Content's own share: each model against its shuffled-content control (the same "
              "model trained on vectors permuted across items; what the control gains over the "
              "baseline is the content path's capacity, not content):", "",
@@ -321,7 +360,8 @@ def content_share_lines(report: dict) -> list[str]:
     for name, vs in rows:
         lines.append(f"| {name} | {vs['control']} | {interval_text(vs, 'delta_auc')} | "
                      f"{interval_text(vs, 'delta_gauc')} | {'yes' if vs['resolved'] else 'no'} |")
-    return lines
+    off = content_off_lines(report)
+    return lines + ([""] + off if off else [])
 
 
 def _sample_note(vs: dict) -> str:

@@ -72,9 +72,19 @@ def keep_freed_memory() -> bool:
     ``benchmarks/bench_scale.py --child train``, alternating): 17,391 and 17,552 samples/s with,
     16,253 and 15,285 without; peak memory 6.12 GiB either way. Best effort: returns False where
     the C library has no ``mallopt`` (not glibc)."""
+    return set_malloc(mmap_threshold=1 << 30, trim_threshold=(1 << 31) - 1, top_pad=256 << 20)
+
+
+def set_malloc(mmap_threshold: int, trim_threshold: int, top_pad: int | None = None) -> bool:
+    """glibc's ``mallopt``: blocks of at least ``mmap_threshold`` bytes get their own mapping
+    (smaller ones come from the heap), the heap's free top is given back to the system beyond
+    ``trim_threshold`` bytes, and each growth of the heap adds ``top_pad`` bytes (None: leave
+    it). Setting them turns off glibc's own adjustment of the first two. Returns False where the
+    C library has no ``mallopt`` (not glibc) or refuses a value."""
     c = libc()
-    settings = ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, (1 << 31) - 1),
-                (_M_TOP_PAD, 256 << 20))
+    settings = [(_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold)]
+    if top_pad is not None:
+        settings.append((_M_TOP_PAD, top_pad))
     try:
         return c is not None and all(c.mallopt(key, value) == 1 for key, value in settings)
     except (AttributeError, TypeError):  # a C library without mallopt

@@ -347,7 +347,7 @@ def app_from_env() -> FastAPI:
     ``MIMREC_READ_TOKEN`` / ``MIMREC_ALLOWED_HOSTS`` / ``MIMREC_THREADS`` (for worker processes,
     and ASGI servers started by other tools, e.g.
     ``uvicorn --factory mimrec.serve.app:app_from_env``)."""
-    from mimrec.serve.heap import settle_heap
+    from mimrec.serve.heap import keep_request_memory, settle_heap
 
     set_up_serving_process(int(os.environ.get("MIMREC_THREADS") or 0))
     token = os.environ.get(TOKEN_ENV) or None
@@ -358,4 +358,5 @@ def app_from_env() -> FastAPI:
                      read_token=os.environ.get(READ_TOKEN_ENV) or None,
                      allowed_hosts=hosts or LOOPBACK_HOSTS)
     settle_heap()
+    keep_request_memory()
     return app

@@ -37,7 +37,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         set_up_serving_process,
     )
     from mimrec.serve.bundle import check_bundle
-    from mimrec.serve.heap import settle_heap
+    from mimrec.serve.heap import keep_request_memory, settle_heap
     from mimrec.serve.metrics import MULTIPROC_ENV
     from mimrec.serve.protocol import WORKERS_ENV, BoundedHttpToolsProtocol
 
@@ -75,6 +75,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     if scorer is not None:
         app = create_app(scorer, token, read_token=read_token, allowed_hosts=hosts)
         settle_heap()
+        keep_request_memory()
         uvicorn.run(app, **options)
         return
     metrics_dir = tempfile.mkdtemp(prefix="mimrec-metrics-")  # /metrics sums over the workers

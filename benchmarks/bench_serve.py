@@ -31,6 +31,9 @@ worker ``GET /v1/items/{id}`` once per item, each on its own keep-alive connecti
 connection's worker is named by ``/healthz`` when it opens), and counts a first answer that is
 not 200 as a stale read; ``checked`` is the time to those 200s. The checker asks one item after
 another, so under load its times include its own queue of items waiting to be asked about.
+The ``visible<=1s`` target: no worker scored an older version after an acknowledgement, and the
+checker found every item on every worker within 1 s (``visible`` itself also counts any time a
+worker had no score traffic, which says how requests were spread, not how fresh a worker is).
 Each worker's resident memory (``VmRSS``, peak ``VmHWM``) is read from ``/proc`` at the end,
 and that of its item writer (the child process that encodes and stores adds); the 2 GiB per
 worker target counts both.
@@ -354,13 +357,17 @@ def visibility(acks: list[tuple[float, int]], trace: list) -> dict:
     requests that worker answered having been sent after the acknowledgement. The first of them
     must have scored from a version >= V (else it is a stale score); ``visible_ms`` is the time
     from the acknowledgement to the answer of the first one that did. A worker with no request
-    sent after an add (the phase ended) counts in ``unseen``."""
+    sent after an add (the phase ended) counts in ``unseen``. ``visible_ms`` includes the time a
+    worker had no score traffic: a busy worker closes keep-alive connections now and then
+    (``mimrec.serve.protocol``), and the reconnects may all land on the other one for a while;
+    ``traffic_gap_max_ms`` is the longest a worker went without a score request sent to it."""
     by_worker: dict[str, list[tuple[float, float, int]]] = {}
     for sent, done, worker, version in sorted(trace):
         by_worker.setdefault(worker, []).append((sent, done, version))
-    visible, stale, unseen = [], 0, 0
+    visible, stale, unseen, gap = [], 0, 0, 0.0
     for worker_rows in by_worker.values():
         sent, done, version = (np.asarray(c) for c in zip(*worker_rows, strict=True))
+        gap = max(gap, float(np.diff(sent).max()) if len(sent) > 1 else 0.0)
         for at, wanted in acks:
             first = int(np.searchsorted(sent, at))
             fresh = np.flatnonzero(version[first:] >= wanted)
@@ -370,7 +377,7 @@ def visibility(acks: list[tuple[float, int]], trace: list) -> dict:
             stale += int(fresh[0] > 0)
             visible.append((done[first + fresh[0]] - at) * 1000)
     return {"visible_ms": visible, "stale_scores": stale, "unseen": unseen,
-            "scoring_workers": len(by_worker)}
+            "scoring_workers": len(by_worker), "traffic_gap_max_ms": gap * 1000}
 
 
 def at_rate_with_adds(port: int, body: bytes, args: argparse.Namespace) -> dict:
@@ -458,7 +465,9 @@ def main(argv: list[str] | None = None) -> dict:
         adds = m["at_rate"]["live_adds"]
         targets["no_stale_reads"] = (adds["stale_reads"] == 0 and adds["stale_scores"] == 0
                                      and adds["unchecked_items"] == 0)
-        targets["visible<=1s"] = adds["visible_max_ms"] <= 1000
+        # every worker, asked directly, had every item within 1 s, and none scored an older
+        # version after the acknowledgement (visible_ms also counts time without traffic)
+        targets["visible<=1s"] = adds["checked_max_ms"] <= 1000 and adds["stale_scores"] == 0
         targets["rss<=2GiB/worker"] = bool(adds["workers"]) and all(  # its writer included
             w["rss_mib"] + w["writer_rss_mib"] <= 2048 for w in adds["workers"].values())
     print(f"mimrec / trivial: capacity x{ratios['capacity_ratio']:.2f}, "
@@ -490,7 +499,9 @@ def _print_adds(adds: dict) -> None:
           f"{adds['write_p99_ms']:.1f} ms; stale reads {adds['stale_reads']}, stale scores "
           f"{adds['stale_scores']}, unchecked {adds['unchecked_items']}; scored from by every "
           f"worker: p99 {adds['visible_p99_ms']:.1f} ms, max {adds['visible_max_ms']:.1f} ms "
-          f"({adds['scoring_workers']} workers); read back by the checker: p99 "
+          f"({adds['scoring_workers']} workers; a worker went up to "
+          f"{adds['traffic_gap_max_ms']:.0f} ms without score traffic); read back by the "
+          f"checker (each worker asked directly): p99 "
           f"{adds['checked_p99_ms']:.1f} ms, max {adds['checked_max_ms']:.1f} ms; worker RSS "
           f"{memory}", flush=True)
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def test_serve_benchmark_smoke(run_copy, tmp_path):
@@ -35,6 +36,7 @@ def test_visibility_is_read_from_each_workers_next_score_after_an_add():
     # a at v5: 20 ms; b at v5: 200 ms; a's first answer after the second add was stale (v5),
     # its next one current at 2.3; b at v6: 600 ms
     np.testing.assert_allclose(sorted(seen.pop("visible_ms")), [20, 200, 300, 600])
+    assert seen.pop("traffic_gap_max_ms") == pytest.approx(1400)  # b: nothing from 1.1 to 2.5
     assert seen == {"stale_scores": 1, "unseen": 0, "scoring_workers": 2}
     late = visibility([(3.0, 7)], trace)  # nothing was sent after it
     assert late["unseen"] == 2 and late["visible_ms"] == []

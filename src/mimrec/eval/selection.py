@@ -13,7 +13,7 @@ model that needs the store and the encoder. The line says how the control did.
 
 Such a model that starts from another (``ModelSpec.init_from``: every content block enters at
 zero, so its start computes exactly what that model computes) also has its content switched off
-by the CTR stage (:func:`to_switch_off`, :mod:`mimrec.ctr.content_off`): its weights become its
+by the CTR stage (:func:`to_switch_off`, used by :mod:`mimrec.ctr.stage`): its weights become its
 start, its record keeps what it scored as trained (``content_off``). The kept weights are then
 the start's, and its valid score is its start's (epoch 0).
 """

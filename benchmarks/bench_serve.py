@@ -34,9 +34,10 @@ another, so under load its times include its own queue of items waiting to be as
 The ``visible<=1s`` target: no worker scored an older version after an acknowledgement, and the
 checker found every item on every worker within 1 s (``visible`` itself also counts any time a
 worker had no score traffic, which says how requests were spread, not how fresh a worker is).
-Each worker's resident memory (``VmRSS``, peak ``VmHWM``) is read from ``/proc`` at the end,
-and that of its item writer (the child process that encodes and stores adds); the 2 GiB per
-worker target counts both.
+The resident memory (``VmRSS``, peak ``VmHWM``) of every process of the service is read from
+``/proc`` at the end of the at-rate phase: the supervisor, each worker, the item writer they
+share (the child process that encodes and stores adds) and multiprocessing's resource tracker;
+the 2 GiB per worker target is their total divided by the workers.
 
 At catalogue scale (``--scale-items N``): the run is copied with N synthetic items in its store
 (``benchmarks/scale_bundle.py``: ids of the scale generator's catalogue, random vectors) and the
@@ -217,15 +218,33 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
 
 
 def memory_of(pid: int) -> dict:
-    """Resident and peak resident MiB of a worker process (``/proc/<pid>/status``; None:
-    unreadable) and of its child processes together (its item writer, ``writer_*``)."""
-    from mimrec.processes import child_pids
+    """Resident and peak resident MiB of a process (``/proc/<pid>/status``; None: unreadable)."""
     from mimrec.serve.heap import rss_mib
 
     rss, peak = rss_mib(pid) or (None, None)
-    kids = [rss_mib(k) or (0.0, 0.0) for k in child_pids(pid)]
-    return {"rss_mib": rss, "peak_rss_mib": peak,
-            "writer_rss_mib": sum(k[0] for k in kids), "writer_peak_rss_mib": sum(k[1] for k in kids)}
+    return {"rss_mib": rss, "peak_rss_mib": peak}
+
+
+def service_memory(pid: int, workers: int) -> dict:
+    """Resident MiB of the service started as ``pid`` and every process under it (the
+    supervisor, its workers, the item writer they share, multiprocessing's resource tracker),
+    each named by its role, the total, and the total per worker (the 2 GiB target)."""
+    from mimrec.processes import child_pids
+
+    parts, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        todo += child_pids(p)
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        role = ("writer" if "mimrec.serve.writer_process" in cmd
+                else "worker" if "spawn_main" in cmd
+                else "supervisor" if p == pid else "other")
+        parts.append({"pid": p, "role": role, **memory_of(p)})
+    total = sum(m["rss_mib"] or 0.0 for m in parts)
+    return {"processes": parts, "total_rss_mib": total, "per_worker_mib": total / workers}
 
 
 class LiveWriter:
@@ -347,9 +366,7 @@ class LiveWriter:
                 "visible_p99_ms": float(np.percentile(visible, 99)),
                 "visible_max_ms": float(visible.max()), **seen,
                 "checked_p99_ms": float(np.percentile(checked, 99)),
-                "checked_max_ms": float(checked.max()),
-                "workers": {str(pid): memory_of(pid) for pid in sorted(self.pids)
-                            if Path(f"/proc/{pid}").is_dir()}}
+                "checked_max_ms": float(checked.max())}
 
 
 def visibility(acks: list[tuple[float, int]], trace: list) -> dict:
@@ -443,16 +460,20 @@ def main(argv: list[str] | None = None) -> dict:
                 | _loadavg(),
             }
             results[name]["start_s"] = up_s
+            if name == "mimrec":
+                results[name]["memory"] = service_memory(proc.pid, args.workers)
         finally:
             stop(proc)
         for phase, r in results[name].items():
-            if phase == "start_s":
+            if phase in ("start_s", "memory"):
                 continue
             print(f"{name:8s} {phase:8s} {r['requests']:7d} requests  {r['errors']} errors  "
                   f"{r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
                   f"(load average {r['loadavg_1m']:.1f})", flush=True)
             if "live_adds" in r:
                 _print_adds(r["live_adds"])
+        if "memory" in results[name]:
+            _print_memory(results[name]["memory"], args.workers)
     m, t = results["mimrec"], results["trivial"]
     ratios = {"capacity_ratio": m["capacity"]["rps"] / t["capacity"]["rps"],
               "p99_at_rate_ratio": m["at_rate"]["p99_ms"] / t["at_rate"]["p99_ms"]}
@@ -468,8 +489,8 @@ def main(argv: list[str] | None = None) -> dict:
         # every worker, asked directly, had every item within 1 s, and none scored an older
         # version after the acknowledgement (visible_ms also counts time without traffic)
         targets["visible<=1s"] = adds["checked_max_ms"] <= 1000 and adds["stale_scores"] == 0
-        targets["rss<=2GiB/worker"] = bool(adds["workers"]) and all(  # its writer included
-            w["rss_mib"] + w["writer_rss_mib"] <= 2048 for w in adds["workers"].values())
+        # every process of the service (supervisor, workers, the writer they share) per worker
+        targets["rss<=2GiB/worker"] = m["memory"]["per_worker_mib"] <= 2048
     print(f"mimrec / trivial: capacity x{ratios['capacity_ratio']:.2f}, "
           f"p99 at {args.rate:.0f}/s x{ratios['p99_at_rate_ratio']:.2f}")
     print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
@@ -491,9 +512,6 @@ def _loadavg() -> dict:
 
 
 def _print_adds(adds: dict) -> None:
-    memory = ", ".join(f"{w['rss_mib']:.0f} MiB (peak {w['peak_rss_mib']:.0f}) + writer "
-                       f"{w['writer_rss_mib']:.0f} MiB (peak {w['writer_peak_rss_mib']:.0f})"
-                       for w in adds["workers"].values())
     print(f"  live adds at {adds['rate']:.0f}/s: {adds['acknowledged']} acknowledged, "
           f"{adds['write_errors']} errors, write p50 {adds['write_p50_ms']:.1f} ms p99 "
           f"{adds['write_p99_ms']:.1f} ms; stale reads {adds['stale_reads']}, stale scores "
@@ -502,8 +520,14 @@ def _print_adds(adds: dict) -> None:
           f"({adds['scoring_workers']} workers; a worker went up to "
           f"{adds['traffic_gap_max_ms']:.0f} ms without score traffic); read back by the "
           f"checker (each worker asked directly): p99 "
-          f"{adds['checked_p99_ms']:.1f} ms, max {adds['checked_max_ms']:.1f} ms; worker RSS "
-          f"{memory}", flush=True)
+          f"{adds['checked_p99_ms']:.1f} ms, max {adds['checked_max_ms']:.1f} ms", flush=True)
+
+
+def _print_memory(memory: dict, workers: int) -> None:
+    parts = ", ".join(f"{m['role']} {m['rss_mib']:.0f} MiB (peak {m['peak_rss_mib']:.0f})"
+                      for m in memory["processes"] if m["rss_mib"] is not None)
+    print(f"  service RSS at the end: {parts}; total {memory['total_rss_mib']:.0f} MiB = "
+          f"{memory['per_worker_mib']:.0f} MiB per worker ({workers})", flush=True)
 
 
 if __name__ == "__main__":

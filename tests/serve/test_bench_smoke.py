@@ -22,6 +22,11 @@ def test_serve_benchmark_smoke(run_copy, tmp_path):
         mimrec = result["results"]["mimrec"][phase]
         assert mimrec["requests"] > 0 and mimrec["errors"] == 0
     assert "mimrec / trivial" in r.stdout
+    memory = result["results"]["mimrec"]["memory"]  # every process of the service, by role
+    roles = [m["role"] for m in memory["processes"]]
+    assert roles[0] == "supervisor" and all(m["rss_mib"] > 0 for m in memory["processes"])
+    assert memory["per_worker_mib"] == pytest.approx(memory["total_rss_mib"])  # one worker
+    assert "service RSS at the end: supervisor" in r.stdout
 
 
 def test_visibility_is_read_from_each_workers_next_score_after_an_add():

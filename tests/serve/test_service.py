@@ -175,6 +175,12 @@ def test_a_concurrent_burst_gives_no_error(server):
 def test_two_workers_both_score_an_item_added_through_either(run_copy):
     s = Server(run_copy, TOKEN, "--workers", "2")
     try:
+        # one item writer for the service, started by the supervisor (not one per worker)
+        commands = {pid: open(f"/proc/{pid}/cmdline", "rb").read()
+                    for pid in child_pids(s.proc.pid)}
+        writers = [p for p, c in commands.items() if b"mimrec.serve.writer_process" in c]
+        assert len(writers) == 1
+        assert all(child_pids(p) == [] for p, c in commands.items() if b"spawn_main" in c)
         history = _ids(s, 5)
         for k in range(3):
             assert s.client.post("/v1/items", json={"item_id": f"w{k}", "title": f"film {k}"},

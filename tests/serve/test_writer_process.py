@@ -16,6 +16,7 @@ from mimrec.serve.bundle import check_bundle, load_bundle
 from mimrec.serve.item_writer import ItemWriter
 from mimrec.serve.request_error import RequestError
 from mimrec.serve.scorer import Scorer
+from mimrec.serve.writer_process import SharedWriter, WriterClient, WriterProcess
 from mimrec.store.center import RepresentationCenter
 
 FIELDS = {"title": "Space Drama of the Far Moons", "year": "2026"}
@@ -98,3 +99,58 @@ def test_the_child_ends_with_its_parent_even_on_kill_9(run_copy):
         parent.kill()
         parent.wait()
     assert _gone(child, 10), "the writer process outlived its parent"
+
+
+@pytest.fixture
+def shared(run_copy, tmp_path):
+    """The writer child a service with several workers shares (started as its supervisor
+    does), and where it listens."""
+    key, _ = check_bundle(run_copy, "ciubm")
+    where = SharedWriter.new(tmp_path)
+    owner = WriterProcess(run_copy, key, shared=where)
+    yield owner, where
+    owner.close()
+
+
+def test_workers_share_one_writer_child_and_their_adds_are_all_stored(shared, run_copy):
+    owner, where = shared
+    clients = [WriterClient(where) for _ in range(2)]
+    assert all(c.text_fields == ("title", "year", "genres") for c in clients)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def add(k: int) -> str:
+        return clients[k % 2].write(f"sh-{k}", dict(FIELDS), None, None).key
+
+    with ThreadPoolExecutor(4) as pool:
+        written = list(pool.map(add, range(8)))
+    assert written == [f"sh-{k}" for k in range(8)]
+    assert set(written) <= set(RepresentationCenter(run_copy / "index" / "csft").ids)
+    assert child_pids(os.getpid()).count(owner.pid) == 1  # the one child writes for both
+    with pytest.raises(RequestError) as bad:  # a client mistake, as from an own child
+        clients[0].write("bad\x00id", dict(FIELDS), None, None)
+    assert bad.value.field == "item_id" and bad.value.status == 422
+    for c in clients:
+        c.close()
+
+
+def test_a_connection_without_the_key_is_refused(shared):
+    from multiprocessing import AuthenticationError
+
+    _, where = shared
+    with pytest.raises(AuthenticationError):
+        WriterClient(SharedWriter(where.path, b"wrong key"))
+    assert WriterClient(where).write("sh-key", dict(FIELDS), None, None).key == "sh-key"
+
+
+def test_a_shared_child_that_died_is_started_again_and_workers_reconnect(shared):
+    owner, where = shared
+    client = WriterClient(where)
+    owner.keep_running()
+    first = owner.pid
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while owner.pid == first and time.monotonic() < deadline:
+        time.sleep(0.1)  # (until the watcher reaped it: every thread of it ended)
+    # the next add waits for the new child (the watcher is starting it)
+    assert client.write("sh-again", dict(FIELDS), None, None).key == "sh-again"
+    assert owner.pid not in (None, first)

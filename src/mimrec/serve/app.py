@@ -336,10 +336,15 @@ def set_up_serving_process(threads: int) -> None:
 
 def serving_scorer(run: str | Path, model: str | None, writes: bool) -> Scorer:
     """The scorer of a serving process: with ``writes`` (a write token is set) its adds run in a
-    writer process, which loads the store's encoder, so this process does not."""
+    writer process, which loads the store's encoder, so this process does not: the service's
+    shared one where the environment names it (a worker of ``mimrec serve --workers N``), else a
+    child of this process."""
     from mimrec.serve.bundle import load_bundle
+    from mimrec.serve.writer_process import SharedWriter
 
-    return Scorer(load_bundle(run, model, encoder=not writes), writer_process=writes)
+    shared = SharedWriter.from_env() if writes else None
+    return Scorer(load_bundle(run, model, encoder=not writes), writer_process=writes,
+                  shared_writer=shared)
 
 
 def app_from_env() -> FastAPI:

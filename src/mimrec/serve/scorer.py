@@ -42,7 +42,7 @@ from mimrec.serve.heap import return_freed_memory
 from mimrec.serve.item_writer import ItemWriter, WrittenItem, added_image_path, as_id, jsonable
 from mimrec.serve.live_tables import LiveTables
 from mimrec.serve.request_error import RequestError
-from mimrec.serve.writer_process import WriterProcess
+from mimrec.serve.writer_process import SharedWriter, WriterClient, WriterProcess
 from mimrec.store.center import RepresentationCenter
 from mimrec.store.follow import Changes, StoreFollower
 from mimrec.validation import shown
@@ -73,11 +73,14 @@ class Scorer:
     passes of concurrent requests run in parallel (torch releases the GIL in its ops).
     """
 
-    def __init__(self, bundle: ServingBundle, writer_process: bool = False) -> None:
+    def __init__(self, bundle: ServingBundle, writer_process: bool = False,
+                 shared_writer: SharedWriter | None = None) -> None:
         """``writer_process``: adds run in a child process of the lowest CPU priority
         (:class:`~mimrec.serve.writer_process.WriterProcess`, what ``mimrec serve`` does when
         writes are enabled; the bundle then need not hold the encoder, see
-        :func:`~mimrec.serve.bundle.load_bundle`) instead of in the calling thread."""
+        :func:`~mimrec.serve.bundle.load_bundle`) instead of in the calling thread; with
+        ``shared_writer`` (a worker of ``mimrec serve --workers N``), in the service's one
+        writer process, started by the supervisor."""
         self.bundle = bundle
         self._refresh_lock = threading.Lock()  # snapshot refreshes (follow_store)
         trained = bundle.items["item_id"].astype(str).to_numpy()
@@ -112,9 +115,11 @@ class Scorer:
         self._vocab = {bag.name: {v: i + 1 for i, v in enumerate(bag.vocab)}
                        for bag in bundle.tables.users}
         self._widths = {bag.name: bag.index.shape[1] for bag in bundle.tables.users}
-        self._writer: ItemWriter | WriterProcess | None = None  # adds items
+        self._writer: ItemWriter | WriterProcess | WriterClient | None = None  # adds items
         if bundle.store is not None and bundle.encoder_named:
-            if writer_process:  # (the bundle may come without its encoder: the child loads it)
+            if shared_writer is not None:
+                self._writer = WriterClient(shared_writer)
+            elif writer_process:  # (the bundle may come without its encoder: the child loads it)
                 self._writer = WriterProcess(bundle.run, bundle.model_key)
             elif bundle.encoder is not None:
                 self._writer = ItemWriter(bundle.store, bundle.encoder)

@@ -7,8 +7,12 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mimrec.errors import MimrecError
+
+if TYPE_CHECKING:
+    from mimrec.serve.writer_process import WriterProcess
 
 
 def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
@@ -18,8 +22,10 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
 
     With ``workers`` > 1, uvicorn runs that many processes, each with its own copy of the bundle
     (this supervisor process only checks the bundle, :func:`~mimrec.serve.bundle.check_bundle`:
-    it never holds the model or the store's rows); an item added through one is seen by the
-    others at their next request (each request asks the store for its latest version), and
+    it never holds the model or the store's rows; with writes enabled it starts the one item
+    writer process the workers share, :func:`start_shared_writer`); an item added through one
+    is seen by the others at their next request (each request asks the store for its latest
+    version), and
     ``/metrics`` sums over the workers; a busy worker hands keep-alive connections over to idle
     ones (:mod:`mimrec.serve.protocol`).
     ``allowed_hosts``: the host names requests may name (default:
@@ -48,13 +54,13 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
     if threads < 0:
         raise MimrecError(f"--threads {threads}: must be 0 (torch's default) or more")
     check_port_free(host, port)  # before the bundle loads, not after
-    set_up_serving_process(threads)
     token = os.environ.get(TOKEN_ENV) or None
     read_token = os.environ.get(READ_TOKEN_ENV) or None
     hosts = allowed_hosts or default_hosts(host)
     writes = ("enabled (bearer token from " + TOKEN_ENV + ")" if token
               else f"disabled (set {TOKEN_ENV} to enable POST /v1/items)")
     if workers == 1:
+        set_up_serving_process(threads)  # (workers set themselves up: app_from_env)
         scorer = serving_scorer(run, model, writes=token is not None)
         key, count, can_add = scorer.bundle.model_key, scorer.catalogue.count, scorer.can_add_items
     else:  # the workers load the bundle; this process only checks it (no model, no store rows)
@@ -78,14 +84,33 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         keep_request_memory()
         uvicorn.run(app, **options)
         return
-    metrics_dir = tempfile.mkdtemp(prefix="mimrec-metrics-")  # /metrics sums over the workers
-    os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
-                       "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts),
-                       MULTIPROC_ENV: metrics_dir, WORKERS_ENV: str(workers)})
+    folder = Path(tempfile.mkdtemp(prefix="mimrec-serve-"))  # only this user can open it
+    metrics_dir = folder / "metrics"  # /metrics sums over the workers
+    metrics_dir.mkdir()
+    writer = None
     try:
+        os.environ.update({"MIMREC_RUN": str(run), "MIMREC_MODEL": model or "",
+                           "MIMREC_THREADS": str(threads), ALLOWED_HOSTS_ENV: ",".join(hosts),
+                           MULTIPROC_ENV: str(metrics_dir), WORKERS_ENV: str(workers)})
+        if token is not None and can_add:  # one writer for every worker
+            writer = start_shared_writer(run, key, folder)
         uvicorn.run("mimrec.serve.app:app_from_env", factory=True, workers=workers, **options)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if writer is not None:
+            writer.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_shared_writer(run: Path, key: str, folder: Path) -> WriterProcess:
+    """Start the item writer process the workers share (it listens in ``folder``), name it to
+    them through the environment, and keep it running."""
+    from mimrec.serve.writer_process import SharedWriter, WriterProcess
+
+    shared = SharedWriter.new(folder)
+    writer = WriterProcess(run, key, shared=shared)
+    os.environ.update(shared.env())
+    writer.keep_running()
+    return writer
 
 
 def default_hosts(host: str) -> tuple[str, ...]:

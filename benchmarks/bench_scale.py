@@ -9,8 +9,13 @@ peak RSS: reading the artifact, feature tables, the model and the epoch). Each c
 its own peak RSS (``getrusage``), so the stages are apart. Prints and writes JSON; never asserts.
 
 ``--ranks N`` trains the same epoch data-parallel under ``torchrun --standalone`` with N ranks
-(gloo, one thread each, each rank its shard; ``--batch-size`` is the global batch), as ``mimrec
-train`` does under torchrun; samples/s counts all ranks' samples, peak RSS is rank 0's.
+(gloo, one thread each, each rank its shard), as ``mimrec train`` does under torchrun; samples/s
+counts all ranks' samples, peak RSS is rank 0's. The same run first trains one process (one
+thread, ``--batch-size``) on the same artifact as the reference, then N ranks twice: with the
+same global batch (``--batch-size`` split over the ranks: strong scaling, the ``train_*`` keys)
+and with ``--batch-size`` rows on each rank (a global batch N times larger: weak scaling, the
+usual measure of data-parallel throughput, ``weak_*``), and prints both ratios to the
+reference.
 ``--ema`` also keeps the weight average of ``configs/movielens.toml`` (``ema_decay``), as
 ``fit`` does; without it the epoch trains the model alone.
 
@@ -142,8 +147,19 @@ def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
               "generate_seconds": time.perf_counter() - start}
     shutil.rmtree(run, ignore_errors=True)
     result |= in_child("data", str(data_dir), str(run))
-    result |= in_child("train", str(run), str(batch_size), str(int(sparse)), str(max_steps),
-                       str(int(ema)), ranks=ranks)
+    train = ("train", str(run), str(batch_size), str(int(sparse)), str(max_steps), str(int(ema)))
+    if ranks > 1:  # the reference: one process on the same artifact, in the same run
+        one = in_child(*train)
+        result["one_rank_samples_per_s"] = one["train_samples_per_s"]
+    result |= in_child(*train, ranks=ranks)
+    if ranks > 1:
+        weak = in_child("train", str(run), str(batch_size * ranks), str(int(sparse)),
+                        str(max_steps and max_steps // ranks), str(int(ema)), ranks=ranks)
+        result |= {"strong_scaling": result["train_samples_per_s"] / one["train_samples_per_s"],
+                   "weak_batch_size": batch_size * ranks,
+                   "weak_samples_per_s": weak["train_samples_per_s"],
+                   "weak_train_samples": weak["train_samples"],
+                   "weak_scaling": weak["train_samples_per_s"] / one["train_samples_per_s"]}
     if compare_dense:  # the same steps with dense updates, right after, on the same artifact
         dense = in_child("train", str(run), str(batch_size), "0", str(max_steps), str(int(ema)),
                          ranks=ranks)
@@ -168,7 +184,12 @@ def show(r: dict) -> str:
             f"{r['train_seconds']:7.1f} s  {r['train_samples_per_s']:,.0f} samples/s  "
             f"peak {r['train_peak_rss'] / gib:5.2f} GiB"
             + (f"  |  dense updates {r['dense_train_samples_per_s']:,.0f} samples/s, sparse / "
-               f"dense x{r['sparse_vs_dense']:.2f}" if "sparse_vs_dense" in r else ""))
+               f"dense x{r['sparse_vs_dense']:.2f}" if "sparse_vs_dense" in r else "")
+            + (f"\n{'':14s}{r['ranks']} ranks / 1 rank ({r['one_rank_samples_per_s']:,.0f} "
+               f"samples/s at batch {r['batch_size']:,}): same global batch "
+               f"x{r['strong_scaling']:.2f}; {r['batch_size']:,} rows a rank (global "
+               f"{r['weak_batch_size']:,}: {r['weak_samples_per_s']:,.0f} samples/s) "
+               f"x{r['weak_scaling']:.2f}" if "strong_scaling" in r else ""))
 
 
 def main() -> None:

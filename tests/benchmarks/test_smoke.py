@@ -360,6 +360,13 @@ def test_scale_benchmark_smoke(tmp_path):
     assert result["ranks"] == 2 and result["weight_average"] is True
     assert result["train_samples"] == 128  # the global batches' rows, over both ranks
     assert "(sparse updates, 2 ranks, weight average)" in r.stdout
+    # one process on the same artifact in the same run is the reference of both ratios
+    assert result["strong_scaling"] == pytest.approx(
+        result["train_samples_per_s"] / result["one_rank_samples_per_s"])
+    assert result["weak_batch_size"] == 128 and result["weak_train_samples"] == 128
+    assert result["weak_scaling"] == pytest.approx(
+        result["weak_samples_per_s"] / result["one_rank_samples_per_s"])
+    assert "2 ranks / 1 rank (" in r.stdout and "64 rows a rank (global 128" in r.stdout
 
 
 def test_make_bench_keeps_the_sections_measured_by_hand(tmp_path, monkeypatch):

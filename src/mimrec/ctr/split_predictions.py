@@ -1,5 +1,5 @@
 """The valid / test probabilities of a large split (more than
-:data:`~mimrec.eval.streaming.STREAM_ABOVE_ROWS` rows): written batch by batch into a
+:data:`~mimrec.eval.config.STREAM_ABOVE_ROWS` rows): written batch by batch into a
 memory-mapped ``.npy`` in the stage's temporary folder, so no whole copy is held in memory; the
 stage copies it into ``predictions.npz`` in chunks and scores it with the streaming metrics."""
 

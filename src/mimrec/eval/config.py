@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mimrec.eval.streaming import CHUNK_ROWS, STREAM_ABOVE_ROWS
 from mimrec.ranges import check_range
+
+CHUNK_ROWS = 1_000_000  # rows the streaming metrics (mimrec.eval.streaming) take at a time
+STREAM_ABOVE_ROWS = 2_000_000  # splits of more rows are streamed (predictions on disk)
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from mimrec.data.samples import BUCKETS
+from mimrec.eval.config import CHUNK_ROWS, STREAM_ABOVE_ROWS
 from mimrec.eval.metrics import auc, ctr_metrics, user_aucs
 
-CHUNK_ROWS = 1_000_000
-STREAM_ABOVE_ROWS = 2_000_000  # splits of more rows are streamed (predictions on disk)
 SAMPLE_PER_RANGE = 64  # strided score samples per range when choosing the cut points
 
 

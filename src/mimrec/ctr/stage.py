@@ -357,7 +357,8 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
                           f"gAUC {record['test']['gauc']:.4f}  "
                           f"({record['train_seconds']:.0f}s, {len(record['epochs'])} epochs)")
         lines.close()
-        _switch_off_content(cfg, data_cfg, data, tmp, index_dir, records, predictions, console)
+        _switch_off_content(cfg, data_cfg, data, test, tmp, index_dir, records, predictions,
+                            console)
         if board is not None:
             console.print(f"  TensorBoard: tensorboard --logdir {out.parent / TENSORBOARD}")
         np.savez(tmp / "predictions.npz", **predictions)  # memory maps are copied in chunks
@@ -370,20 +371,21 @@ def run_ctr(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact, out: Path,
 
 
 def _switch_off_content(cfg: CtrConfig, data_cfg: DataConfig, data: DataArtifact,
-                        folder: Path, index_dir: Path | None, records: dict, predictions: dict,
-                        console: Console) -> None:
+                        test: dict[str, np.ndarray], folder: Path, index_dir: Path | None,
+                        records: dict, predictions: dict, console: Console) -> None:
     """Switch off the content of each model trained here that did not beat its shuffled-content
     control on valid (:func:`~mimrec.eval.selection.to_switch_off`): every seed's weights
     become its start (``init_from``'s weights, content parts at zero, which computes exactly
     what that model computes), its predictions and test metrics are the start's, and its record
-    keeps what it scored as trained under ``content_off``."""
+    keeps what it scored as trained under ``content_off``. ``test``: the test split's samples
+    (scored as in :func:`run_ctr`)."""
     specs = {spec.name: spec for spec in model_specs(cfg, {r["model"] for r in records.values()})}
     chosen = {name: control for name, control in to_switch_off(records, cfg.select_margin).items()
               if name in specs}
     if not chosen:
         return
     scores = valid_scores(records, as_trained=True)
-    tables, splits, test = feature_tables(data, data_cfg), _splits(data), data.samples.subset(TEST)
+    tables, splits = feature_tables(data, data_cfg), _splits(data)
     for name, control in chosen.items():
         spec = specs[name]
         content, _ = _content_of(spec, data.items, index_dir)

@@ -259,7 +259,6 @@ class LiveWriter:
         self.unchecked = 0  # items not answered by every worker within the checker's tries
         self.checked_ms: list[float] = []  # per (item, worker): ack -> the checker's 200
         self.acks: list[tuple[float, int]] = []  # (acknowledged at, store version it named)
-        self.pids: set[int] = set()
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
 
@@ -330,7 +329,6 @@ class LiveWriter:
                     time.sleep(0.01)
                     continue
                 by_worker[pid] = conn
-                self.pids.add(pid)
             conn = by_worker[pid]
             try:
                 conn.request("GET", f"/v1/items/{item}")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mimrec.ctr.features import FeatureTables
-from mimrec.ctr.modules import BagEmbedding
+from mimrec.ctr.modules import BagEmbedding, take_rows
 
 
 class FeatureBag(nn.Module):
@@ -28,7 +28,7 @@ class FeatureBag(nn.Module):
         self.embedding = BagEmbedding(num_embeddings, dim)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.embedding(self.index[rows])
+        return self.embedding(take_rows(self.index, rows))
 
 
 class ColdId(nn.Module):

@@ -34,7 +34,7 @@ from mimrec.ctr.config import ModelConfig, ModelSpec
 from mimrec.ctr.content import ContentSimilarity, retrieve_top_k
 from mimrec.ctr.features import FeatureTables
 from mimrec.ctr.ids import ColdId, ItemVectors, UserVectors
-from mimrec.ctr.modules import MLP, one_sequence
+from mimrec.ctr.modules import MLP, one_sequence, take_rows
 
 
 class CiUBM(nn.Module):
@@ -175,7 +175,7 @@ class CiUBM(nn.Module):
             local_item = local[1:1 + len(item)]
             local_history = local[1 + len(item):].view_as(named).expand_as(history)
         tables = tables if tables is not None else self.catalogue_tables()
-        target = self.items.drop_target_ids(tables.vectors[local_item])  # (B, D)
+        target = self.items.drop_target_ids(take_rows(tables.vectors, local_item))  # (B, D)
         if self.training and self.spec.cold_dropout > 0:
             target = self._show_cold(target, item)
         mask = (history[:1] > 0).expand_as(history) if shared else history > 0  # (B, L)

@@ -19,6 +19,7 @@ from torch import nn
 from mimrec.ctr.config import TrainConfig
 from mimrec.ctr.data_parallel import DataParallel
 from mimrec.ctr.model import CiUBM
+from mimrec.ctr.modules import take_rows
 from mimrec.ctr.sparse_updates import add_row_l2, make_optimizer
 from mimrec.ctr.task import CtrTask
 from mimrec.ctr.weight_average import WeightAverage
@@ -44,13 +45,13 @@ class Histories:
         return len(self.end)
 
     def __getitem__(self, idx) -> torch.Tensor:
-        end, length = self.end[idx], self.length[idx]
+        end, length = take_rows(self.end, idx), take_rows(self.length, idx)
         steps = torch.arange(self.max_len, 0, -1)
         pos = end.unsqueeze(1) - steps  # (B, L)
         valid = steps <= length.unsqueeze(1)
         if not len(self.seq_items):
             return torch.zeros(pos.shape, dtype=torch.int64)
-        return torch.where(valid, self.seq_items[pos.clamp(min=0)] + 1, 0)
+        return torch.where(valid, take_rows(self.seq_items, pos.clamp(min=0)) + 1, 0)
 
 
 @dataclass
@@ -73,9 +74,12 @@ class Batchable:
         return len(self.label)
 
     def take(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
-        user, item = self.user[idx] + self.offset, self.item[idx] + self.offset
+        user = take_rows(self.user, idx) + self.offset
+        item = take_rows(self.item, idx) + self.offset
+        history = (self.history[idx] if isinstance(self.history, Histories)
+                   else take_rows(self.history, idx))
         return tuple(t.to(device, non_blocking=True)
-                     for t in (user, item, self.history[idx], self.label[idx]))
+                     for t in (user, item, history, take_rows(self.label, idx)))
 
     def model_items(self) -> torch.Tensor:
         """Every sample's target item, as a model index. Shapes: (N,)."""

@@ -16,12 +16,16 @@ same global batch (``--batch-size`` split over the ranks: strong scaling, the ``
 and with ``--batch-size`` rows on each rank (a global batch N times larger: weak scaling, the
 usual measure of data-parallel throughput, ``weak_*``), and prints both ratios to the
 reference.
+``--repeats K`` trains each size K times, the sizes in turn (1M, 100M, 1M, 100M, ...), after
+every size's data stage, and takes each size's median samples/s (every run's rate is in
+``train_samples_per_s_runs``): one run's rate moves by several per cent from run to run on this
+machine, as much as a ratio's margin, and alternating the sizes spreads a slow spell over them.
 ``--ema`` also keeps the weight average of ``configs/movielens.toml`` (``ema_decay``), as
 ``fit`` does; without it the epoch trains the model alone.
 
 Usage: python benchmarks/bench_scale.py --events 1000000 [10000000 ...] --json OUT.json
        [--work runs/scale] [--batch-size 1024] [--keep] [--dense-updates] [--max-steps N]
-       [--compare-dense] [--ranks N] [--ema]
+       [--compare-dense] [--ranks N] [--ema] [--repeats K]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -134,12 +139,22 @@ def in_child(*args: str, ranks: int = 1) -> dict:
     return json.loads(line[line.index("{"):])  # torchrun may prefix a rank's lines
 
 
+def folders(events: int, work: Path) -> tuple[Path, Path]:
+    """The synthetic tables' and the run's folder of one size."""
+    return work / f"synthetic-{events}", work / f"run-{events}"
+
+
+def train_args(run: Path, batch_size: int, sparse: bool, max_steps: int, ema: bool
+               ) -> tuple[str, ...]:
+    return ("train", str(run), str(batch_size), str(int(sparse)), str(max_steps), str(int(ema)))
+
+
 def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
             max_steps: int, compare_dense: bool = False, ranks: int = 1,
             ema: bool = False) -> dict:
     from make_scale_data import make_scale_data  # benchmarks/ is this script's folder
 
-    data_dir, run = work / f"synthetic-{events}", work / f"run-{events}"
+    data_dir, run = folders(events, work)
     users, items = max(100, events // 100), max(100, events // 200)
     start = time.perf_counter()
     make_scale_data(events, users, items, 0, data_dir)
@@ -147,29 +162,53 @@ def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
               "generate_seconds": time.perf_counter() - start}
     shutil.rmtree(run, ignore_errors=True)
     result |= in_child("data", str(data_dir), str(run))
-    train = ("train", str(run), str(batch_size), str(int(sparse)), str(max_steps), str(int(ema)))
+    train = train_args(run, batch_size, sparse, max_steps, ema)
     if ranks > 1:  # the reference: one process on the same artifact, in the same run
         one = in_child(*train)
         result["one_rank_samples_per_s"] = one["train_samples_per_s"]
     result |= in_child(*train, ranks=ranks)
     if ranks > 1:
-        weak = in_child("train", str(run), str(batch_size * ranks), str(int(sparse)),
-                        str(max_steps and max_steps // ranks), str(int(ema)), ranks=ranks)
+        weak = in_child(*train_args(run, batch_size * ranks, sparse,
+                                    max_steps and max_steps // ranks, ema), ranks=ranks)
         result |= {"strong_scaling": result["train_samples_per_s"] / one["train_samples_per_s"],
                    "weak_batch_size": batch_size * ranks,
                    "weak_samples_per_s": weak["train_samples_per_s"],
                    "weak_train_samples": weak["train_samples"],
                    "weak_scaling": weak["train_samples_per_s"] / one["train_samples_per_s"]}
     if compare_dense:  # the same steps with dense updates, right after, on the same artifact
-        dense = in_child("train", str(run), str(batch_size), "0", str(max_steps), str(int(ema)),
-                         ranks=ranks)
+        dense = in_child(*train_args(run, batch_size, False, max_steps, ema), ranks=ranks)
         result["dense_train_samples_per_s"] = dense["train_samples_per_s"]
         result["dense_train_peak_rss"] = dense["train_peak_rss"]
         result["sparse_vs_dense"] = result["train_samples_per_s"] / dense["train_samples_per_s"]
     if not keep:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(run, ignore_errors=True)
+        remove(events, work)
     return result
+
+
+def remove(events: int, work: Path) -> None:
+    for folder in folders(events, work):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def repeat_training(results: list[dict], work: Path, repeats: int, max_steps: int,
+                    ema: bool) -> None:
+    """Train every size ``repeats - 1`` more times, the sizes in turn, and set each size's
+    ``train_samples_per_s`` to the median of its runs (all of them in
+    ``train_samples_per_s_runs``) and ``train_peak_rss`` to the largest."""
+    for r in results:
+        r["train_samples_per_s_runs"] = [r["train_samples_per_s"]]
+    for round_ in range(2, repeats + 1):
+        for r in results:
+            again = in_child(*train_args(folders(r["events"], work)[1], r["batch_size"],
+                                         r["sparse_updates"], max_steps, ema))
+            r["train_samples_per_s_runs"].append(again["train_samples_per_s"])
+            r["train_peak_rss"] = max(r["train_peak_rss"], again["train_peak_rss"])
+            print(f"{r['events']:>12,} events  training run {round_} of {repeats}: "
+                  f"{again['train_samples_per_s']:,.0f} samples/s", flush=True)
+    for r in results:
+        runs = r["train_samples_per_s_runs"]
+        r["train_samples_per_s"] = statistics.median(runs)
+        r["train_seconds"] = r["train_samples"] / r["train_samples_per_s"]
 
 
 def show(r: dict) -> str:
@@ -218,13 +257,30 @@ def main() -> None:
                         help="train data-parallel under torchrun with this many ranks (gloo)")
     parser.add_argument("--ema", action="store_true",
                         help="also keep the weight average (ema_decay of the config), as fit does")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="train each size this many times, the sizes in turn, and report "
+                             "the median samples/s (one process only)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.repeats > 1 and (args.ranks > 1 or args.compare_dense):
+        parser.error("--repeats repeats one-process training; it does not combine with "
+                     "--ranks or --compare-dense")
     results = []
+    keep_all = args.keep or args.repeats > 1  # the artifacts are trained on again below
     for events in args.events:
-        results.append(measure(events, args.work, args.batch_size, args.keep,
+        results.append(measure(events, args.work, args.batch_size, keep_all,
                                not args.dense_updates, args.max_steps, args.compare_dense,
                                args.ranks, args.ema))
         print(show(results[-1]), flush=True)
+    if args.repeats > 1:
+        repeat_training(results, args.work, args.repeats, args.max_steps, args.ema)
+        for r in results:
+            print(show(r) + "  (median of " + ", ".join(
+                f"{x:,.0f}" for x in r["train_samples_per_s_runs"]) + ")", flush=True)
+        if not args.keep:
+            for r in results:
+                remove(r["events"], args.work)
     base = results[0]
     for r in results[1:]:
         r["data_time_ratio_vs_first"] = r["data_seconds"] / base["data_seconds"]

@@ -367,6 +367,18 @@ def test_scale_benchmark_smoke(tmp_path):
     assert result["weak_scaling"] == pytest.approx(
         result["weak_samples_per_s"] / result["one_rank_samples_per_s"])
     assert "2 ranks / 1 rank (" in r.stdout and "64 rows a rank (global 128" in r.stdout
+    # --repeats: every size trained again in turn; the median rate is the size's rate
+    r = run(sys.executable, "benchmarks/bench_scale.py", "--events", "5000", "6000", "--json",
+            str(out), "--work", str(tmp_path / "work"), "--max-steps", "2", "--batch-size", "64",
+            "--repeats", "3")
+    sizes = json.loads(out.read_text())["sizes"]
+    for size in sizes:
+        runs = size["train_samples_per_s_runs"]
+        assert len(runs) == 3 and size["train_samples_per_s"] == sorted(runs)[1]
+    assert sizes[1]["train_rate_ratio_vs_first"] == pytest.approx(
+        sizes[1]["train_samples_per_s"] / sizes[0]["train_samples_per_s"])
+    assert r.stdout.count("training run 3 of 3") == 2 and "(median of " in r.stdout
+    assert not (tmp_path / "work" / "synthetic-6000").exists()  # removed at the end
 
 
 def test_make_bench_keeps_the_sections_measured_by_hand(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Scale: the data stage and one DIN epoch on synthetic data of 1M, 10M, 100M events.
 
 For each ``--events`` size: write synthetic tables with ``benchmarks/make_scale_data.py`` (users =
-events / 100, items = events / 200; synthetic, said so in every table), run ``mimrec data`` on them
+events / 100, items = events / 200 unless ``--users`` / ``--items`` fix them for every size;
+synthetic, said so in every table), run ``mimrec data`` on them
 in a child process (wall seconds, peak RSS), then train one epoch of DIN (configs/movielens.toml's
 model, one torch thread, ``--batch-size``, sparse updates unless ``--dense-updates``; the whole
 epoch unless ``--max-steps``) on the train split in another child process (samples/s,
@@ -25,7 +26,7 @@ machine, as much as a ratio's margin, and alternating the sizes spreads a slow s
 
 Usage: python benchmarks/bench_scale.py --events 1000000 [10000000 ...] --json OUT.json
        [--work runs/scale] [--batch-size 1024] [--keep] [--dense-updates] [--max-steps N]
-       [--compare-dense] [--ranks N] [--ema] [--repeats K]
+       [--compare-dense] [--ranks N] [--ema] [--repeats K] [--users U] [--items I]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mimrec.runtime import end_process
@@ -149,13 +150,22 @@ def train_args(run: Path, batch_size: int, sparse: bool, max_steps: int, ema: bo
     return ("train", str(run), str(batch_size), str(int(sparse)), str(max_steps), str(int(ema)))
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """Users and items of the synthetic data; 0 = the default that grows with the events."""
+
+    users: int = 0
+    items: int = 0
+
+
 def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
             max_steps: int, compare_dense: bool = False, ranks: int = 1,
-            ema: bool = False) -> dict:
+            ema: bool = False, catalogue: Catalogue = Catalogue()) -> dict:
     from make_scale_data import make_scale_data  # benchmarks/ is this script's folder
 
     data_dir, run = folders(events, work)
-    users, items = max(100, events // 100), max(100, events // 200)
+    users = catalogue.users or max(100, events // 100)
+    items = catalogue.items or max(100, events // 200)
     start = time.perf_counter()
     make_scale_data(events, users, items, 0, data_dir)
     result = {"events": events, "users": users, "items": items, "synthetic": True,
@@ -217,7 +227,8 @@ def show(r: dict) -> str:
     updates = ("sparse" if r["sparse_updates"] else "dense") + " updates"
     updates += f", {r['ranks']} ranks" if r.get("ranks", 1) > 1 else ""
     updates += ", weight average" if r.get("weight_average") else ""
-    return (f"{r['events']:>12,} events  generate {r['generate_seconds']:7.1f} s  "
+    return (f"{r['events']:>12,} events ({r['users']:,} users, {r['items']:,} items)  "
+            f"generate {r['generate_seconds']:7.1f} s  "
             f"data {r['data_seconds']:7.1f} s  peak {r['data_peak_rss'] / gib:5.2f} GiB  |  "
             f"DIN {epoch} ({updates}) {r['train_samples']:,} samples "
             f"{r['train_seconds']:7.1f} s  {r['train_samples_per_s']:,.0f} samples/s  "
@@ -257,12 +268,20 @@ def main() -> None:
                         help="train data-parallel under torchrun with this many ranks (gloo)")
     parser.add_argument("--ema", action="store_true",
                         help="also keep the weight average (ema_decay of the config), as fit does")
+    parser.add_argument("--users", type=int, default=0,
+                        help="users of every size's synthetic data (default: events / 100)")
+    parser.add_argument("--items", type=int, default=0,
+                        help="items of every size's synthetic data (default: events / 200); "
+                             "with one catalogue for all sizes the rates compare event counts "
+                             "alone")
     parser.add_argument("--repeats", type=int, default=1,
                         help="train each size this many times, the sizes in turn, and report "
                              "the median samples/s (one process only)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if min(args.users, args.items) < 0:
+        parser.error("--users and --items must be >= 1 (or 0: the default)")
     if args.repeats > 1 and (args.ranks > 1 or args.compare_dense):
         parser.error("--repeats repeats one-process training; it does not combine with "
                      "--ranks or --compare-dense")
@@ -271,7 +290,7 @@ def main() -> None:
     for events in args.events:
         results.append(measure(events, args.work, args.batch_size, keep_all,
                                not args.dense_updates, args.max_steps, args.compare_dense,
-                               args.ranks, args.ema))
+                               args.ranks, args.ema, Catalogue(args.users, args.items)))
         print(show(results[-1]), flush=True)
     if args.repeats > 1:
         repeat_training(results, args.work, args.repeats, args.max_steps, args.ema)

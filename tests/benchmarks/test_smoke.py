@@ -379,6 +379,12 @@ def test_scale_benchmark_smoke(tmp_path):
         sizes[1]["train_samples_per_s"] / sizes[0]["train_samples_per_s"])
     assert r.stdout.count("training run 3 of 3") == 2 and "(median of " in r.stdout
     assert not (tmp_path / "work" / "synthetic-6000").exists()  # removed at the end
+    # --users / --items: one catalogue for every size
+    run(sys.executable, "benchmarks/bench_scale.py", "--events", "5000", "8000", "--json",
+        str(out), "--work", str(tmp_path / "work"), "--max-steps", "1", "--batch-size", "64",
+        "--users", "70", "--items", "90")
+    sizes = json.loads(out.read_text())["sizes"]
+    assert [(s["users"], s["items"]) for s in sizes] == [(70, 90), (70, 90)]
 
 
 def test_make_bench_keeps_the_sections_measured_by_hand(tmp_path, monkeypatch):

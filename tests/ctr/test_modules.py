@@ -12,6 +12,9 @@ def test_take_rows_equals_advanced_indexing(shape: tuple[int, ...]) -> None:
     for table in (torch.randn(50, 3, generator=gen), torch.arange(50), torch.randn(50, 2, 4)):
         index = torch.randint(0, 50, shape, generator=gen)
         assert torch.equal(take_rows(table, index), table[index])
+    table = torch.randn(50, 3, generator=gen)
+    for index in (slice(3, 9), slice(None, None, 7), 4, [5, 1, 5]):  # as indexing takes them
+        assert torch.equal(take_rows(table, index), table[index])
     weights = torch.randn(50, 8, requires_grad=True)
     index = torch.randint(0, 50, (6, 4), generator=gen)
     grad = torch.randn(6, 4, 8, generator=gen)
@@ -44,3 +47,16 @@ def test_bag_embedding_is_the_masked_mean_in_both_passes(width: int, sparse: boo
     assert torch.equal(ours, reference)
     assert torch.equal(our_grad, bag.embedding.weight.grad.to_dense())
     assert not bag.embedding.weight.grad.to_dense()[0].any()  # padding row: no gradient
+
+
+def test_histories_index_like_a_tensor_by_slice_or_rows() -> None:
+    from mimrec.ctr.train import Histories
+
+    seq = torch.arange(10, 30)  # catalogue rows of the stored sequences (model index = row + 1)
+    end = torch.tensor([0, 3, 5, 9, 20])
+    length = torch.tensor([0, 3, 2, 4, 3], dtype=torch.int32)
+    histories = Histories(seq, end, length, max_len=3)
+    by_rows = histories[torch.arange(1, 4)]
+    assert torch.equal(by_rows, torch.tensor([[11, 12, 13], [0, 14, 15], [17, 18, 19]]))
+    assert torch.equal(histories[1:4], by_rows)  # a slice, as benchmarks take a split's head
+    assert torch.equal(histories[[4]], torch.tensor([[28, 29, 30]]))

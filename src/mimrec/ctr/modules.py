@@ -13,11 +13,14 @@ def one_sequence(history: torch.Tensor) -> bool:
     return history.dim() == 2 and history.shape[0] > 1 and history.stride(0) == 0
 
 
-def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take_rows(table: torch.Tensor, index: torch.Tensor | slice | int | list[int]) -> torch.Tensor:
     """``table[index]`` for an integer ``index`` of any shape, through ``index_select``: the same
     values, but on the CPU several times faster than advanced indexing when ``table`` has more
     than one column (1.03 against 0.36 ms for 12,700 rows of a (500,001, 3) table) and about a
-    third faster on a 1-D one. Shapes: (N, ...), (...) -> (..., ...)."""
+    third faster on a 1-D one. Any other index (a slice, an int, a list) is ``table[index]``.
+    Shapes: (N, ...), (...) -> (..., ...)."""
+    if not isinstance(index, torch.Tensor):
+        return table[index]
     return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
 
 

@@ -80,13 +80,13 @@ class SharedWriter:
         return cls(Path(path), bytes.fromhex(os.environ.get(KEY_ENV, ""))) if path else None
 
 
-def _ready(conn: Connection, timeout: float, what: str) -> tuple[tuple[str, ...], bool]:
+def _ready(conn: Connection) -> tuple[tuple[str, ...], bool]:
     """Wait for the child's first message on ``conn``: its text fields and image tower."""
-    if not conn.poll(timeout):
-        raise MimrecError(f"{what} did not start within {timeout:.0f} s")
+    if not conn.poll(START_TIMEOUT_S):
+        raise MimrecError(f"the item writer process did not start within {START_TIMEOUT_S:.0f} s")
     kind, *rest = conn.recv()  # EOFError / OSError: the caller names the child's end
     if kind != "ready":
-        raise MimrecError(f"{what} could not start: {rest[0]}")
+        raise MimrecError(f"the item writer process could not start: {rest[0]}")
     return tuple(rest[0]), bool(rest[1])
 
 
@@ -109,6 +109,13 @@ def _answer(answer: tuple) -> WrittenItem:
         raise MimrecError(rest[0])
     log.error("item writer process: %s", rest[1])
     raise RuntimeError(f"the item writer process failed: {rest[0]}")
+
+
+def _close(conn: Connection | None) -> None:
+    """Close a connection to the child, if any (one the other end closed first included)."""
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 def _ended_during_add(code: int | None) -> RequestError:
@@ -157,8 +164,7 @@ class WriterProcess:
             theirs.close()
         self._conn = Connection(ours.detach())
         try:
-            self.text_fields, self.has_image_tower = _ready(self._conn, START_TIMEOUT_S,
-                                                            "the item writer process")
+            self.text_fields, self.has_image_tower = _ready(self._conn)
         except (EOFError, OSError):
             code = self._proc.wait()
             self._end_child()
@@ -219,10 +225,8 @@ class WriterProcess:
         self._end_child()
 
     def _end_child(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.close()
-            self._conn = None
+        _close(self._conn)
+        self._conn = None
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -261,8 +265,7 @@ class WriterClient:
                                       f"{self.path} (waited {within:.0f} s)") from None
                 time.sleep(0.1)
         try:
-            self.text_fields, self.has_image_tower = _ready(conn, START_TIMEOUT_S,
-                                                            "the item writer process")
+            self.text_fields, self.has_image_tower = _ready(conn)
         except (EOFError, OSError):
             conn.close()
             raise MimrecError("the item writer process ended while this worker connected") from None
@@ -289,10 +292,8 @@ class WriterClient:
         return _answer(answer)
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.close()
-            self._conn = None
+        _close(self._conn)
+        self._conn = None
 
 
 def lowest_cpu_priority() -> str:

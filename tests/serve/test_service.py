@@ -3,6 +3,7 @@
 import base64
 import io
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -259,6 +260,13 @@ def test_the_real_server_refuses_foreign_hosts_huge_heads_and_bad_ids(server):
     assert ok.status_code == 201, ok.text
 
 
+def _service_folders(pid: int) -> list[Path]:
+    """The private folders a multi-worker service of process ``pid`` made."""
+    import tempfile
+
+    return list(Path(tempfile.gettempdir()).glob(f"mimrec-serve-*.tmp-{pid}"))
+
+
 def _process_tree(pid: int) -> list[int]:
     """``pid`` and its child processes (uvicorn's workers)."""
     return [pid, *child_pids(pid)]
@@ -280,8 +288,11 @@ def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy, workers):
     from mimrec.store.center import RepresentationCenter
 
     acknowledged: list[str] = []
+    killed: list[int] = []  # the killed supervisors
     for round_ in range(2):
         s = Server(run_copy, TOKEN, "--workers", str(workers))
+        # a killed service's private folder (socket, metrics) is removed by the next start
+        assert [f for pid in killed for f in _service_folders(pid)] == []
         stop = threading.Event()
 
         def add(worker: int, url: str = s.url, stop: threading.Event = stop,
@@ -310,6 +321,8 @@ def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy, workers):
         for pid in _process_tree(s.proc.pid):
             os.kill(pid, signal.SIGKILL)
         s.proc.wait()
+        killed.append(s.proc.pid)
+        assert len(_service_folders(s.proc.pid)) == (workers > 1)  # left by the kill
         stop.set()
         for t in threads:
             t.join()

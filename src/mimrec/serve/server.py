@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mimrec.errors import MimrecError
+from mimrec.processes import remove_stale_temps
 
 if TYPE_CHECKING:
     from mimrec.serve.writer_process import WriterProcess
@@ -84,7 +85,7 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         keep_request_memory()
         uvicorn.run(app, **options)
         return
-    folder = Path(tempfile.mkdtemp(prefix="mimrec-serve-"))  # only this user can open it
+    folder = service_folder()
     metrics_dir = folder / "metrics"  # /metrics sums over the workers
     metrics_dir.mkdir()
     writer = None
@@ -99,6 +100,15 @@ def serve(run: Path, host: str = "127.0.0.1", port: int = 8000, model: str | Non
         if writer is not None:
             writer.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def service_folder() -> Path:
+    """A new private folder (mode 0700) for a multi-worker service's writer socket and metrics,
+    named ``mimrec-serve-*.tmp-<pid>`` in the system's temporary folder; the folders of services
+    that were killed (``kill -9`` leaves no chance to remove one) are removed first."""
+    tmp = Path(tempfile.gettempdir())
+    remove_stale_temps(tmp, "mimrec-serve-*.tmp-*")
+    return Path(tempfile.mkdtemp(prefix="mimrec-serve-", suffix=f".tmp-{os.getpid()}", dir=tmp))
 
 
 def start_shared_writer(run: Path, key: str, folder: Path) -> WriterProcess:

@@ -16,7 +16,11 @@ thread, ``--batch-size``) on the same artifact as the reference, then N ranks tw
 same global batch (``--batch-size`` split over the ranks: strong scaling, the ``train_*`` keys)
 and with ``--batch-size`` rows on each rank (a global batch N times larger: weak scaling, the
 usual measure of data-parallel throughput, ``weak_*``), and prints both ratios to the
-reference.
+reference. Last, N one-process trainings side by side, each on one rank's shard at the rank's
+share of the batch and with no communication (``apart_*``): the most N ranks could reach at the
+same global batch on this machine, the ceiling of the strong-scaling ratio. A rank's time in
+the step's gradient exchange (``DataParallel.reduce``: packing, the all-gather, waiting for the
+slower rank, merging the ranks' rows) is ``reduce_ms_per_step``.
 ``--repeats K`` trains each size K times, the sizes in turn (1M, 100M, 1M, 100M, ...), after
 every size's data stage, and takes each size's median samples/s (every run's rate is in
 ``train_samples_per_s_runs``): one run's rate moves by several per cent from run to run on this
@@ -67,8 +71,27 @@ def child_data(data_dir: Path, run: Path) -> dict:
             "data_build_seconds": manifest["metrics"]["build_seconds"]}
 
 
+def timed_calls(obj: object, name: str) -> list[float]:
+    """Wrap ``obj.name`` so that each call adds its wall seconds to the returned one-item
+    list."""
+    total, method = [0.0], getattr(obj, name)
+
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - start
+
+    setattr(obj, name, wrapper)
+    return total
+
+
 def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int,
-                ema: bool = False) -> dict:
+                ema: bool = False, apart: tuple[int, int] | None = None) -> dict:
+    """One DIN epoch (or ``max_steps`` batches) on ``run``'s train split; under torchrun each
+    rank on its shard. ``apart`` = (shard, shards): one process on that shard alone, no
+    communication (``max_steps`` and the rows drawn are the whole run's, as for the ranks)."""
     import torch
     import torch.distributed as dist
 
@@ -94,14 +117,18 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int,
     data = read_data(run / "data")
     tables = feature_tables(data, cfg.data)
     train = batchable(data.samples, TRAIN)
-    partial = 0 < max_steps * batch_size < len(train)
+    drawn = max_steps * batch_size * (apart[1] if apart else 1)  # global batches' rows
+    partial = 0 < drawn < len(train)
     if partial:  # max_steps batches of rows drawn at random: a partial epoch
         gen = torch.Generator().manual_seed(0)  # the same rows on every rank
-        keep = torch.randperm(len(train), generator=gen)[: max_steps * batch_size].sort().values
+        keep = torch.randperm(len(train), generator=gen)[:drawn].sort().values
         train = train.subset(keep)
     samples = len(train)
     if ranks > 1:
         train = train.shard(dist.get_rank(), ranks)
+    elif apart is not None:
+        train = train.shard(*apart)
+        samples = len(train)
     del data  # train is a view of the samples' arrays (or a copy of its partial rows)
     load_seconds = time.perf_counter() - start
     seed_everything(0, cfg.ctr.train.deterministic)
@@ -110,7 +137,9 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int,
     opt, sparse_tables = make_optimizer(model, train_cfg.lr, sparse)
     parallel = DataParallel.wrap(model, len(train), sparse_tables)
     average = WeightAverage(model, cfg.ctr.train.ema_decay, sparse_tables) if ema else None
+    reduce_seconds = [0.0]
     if parallel is not None:
+        reduce_seconds = timed_calls(parallel, "reduce")
         dist.barrier()
     start = time.perf_counter()
     loss = train_epoch(model, train, opt, train_cfg, None, 1, average, parallel)
@@ -123,21 +152,42 @@ def child_train(run: Path, batch_size: int, sparse: bool, max_steps: int,
             "train_seconds": seconds, "train_samples_per_s": samples / seconds,
             "train_loss": loss, "train_peak_rss": peak_rss(), "batch_size": batch_size,
             "sparse_updates": sparse, "partial_epoch": partial, "ranks": ranks,
-            "weight_average": ema}
+            "weight_average": ema,
+            "reduce_ms_per_step": 1000 * reduce_seconds[0] / max(1, -(-samples // batch_size))}
 
 
-def in_child(*args: str, ranks: int = 1) -> dict:
-    """Run this script's ``--child`` mode (under torchrun with ``ranks`` > 1); its last stdout
-    line is its JSON result (rank 0's)."""
+def start_child(*args: str, ranks: int = 1) -> subprocess.Popen:
+    """Start this script's ``--child`` mode (under torchrun with ``ranks`` > 1)."""
     launch = [sys.executable] if ranks == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={ranks}", "--local-ranks-filter=0"]
-    proc = subprocess.run([*launch, __file__, "--child", *args], capture_output=True,
-                          text=True, check=False)
+    return subprocess.Popen([*launch, __file__, "--child", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def child_result(proc: subprocess.Popen, what: str) -> dict:
+    """A started child's JSON result, its last stdout line (rank 0's under torchrun)."""
+    out, err = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"child {args[0]} failed: {proc.stderr[-3000:]}")
-    line = proc.stdout.strip().splitlines()[-1]
+        raise SystemExit(f"child {what} failed: {err[-3000:]}")
+    line = out.strip().splitlines()[-1]
     return json.loads(line[line.index("{"):])  # torchrun may prefix a rank's lines
+
+
+def in_child(*args: str, ranks: int = 1) -> dict:
+    """Run this script's ``--child`` mode (under torchrun with ``ranks`` > 1) to its end."""
+    return child_result(start_child(*args, ranks=ranks), args[0])
+
+
+def side_by_side(train: tuple[str, ...], ranks: int) -> dict:
+    """``ranks`` one-process trainings at once, each on one rank's shard at its share of the
+    batch, with no communication: the ceiling of data parallelism at the same global batch.
+    Samples/s: all of their samples over the slowest one's seconds."""
+    procs = [start_child(*train, str(r), str(ranks)) for r in range(ranks)]
+    runs = [child_result(p, "train") for p in procs]
+    samples = sum(r["train_samples"] for r in runs)
+    return {"apart_samples_per_s": samples / max(r["train_seconds"] for r in runs),
+            "apart_samples_per_s_each": [r["train_samples_per_s"] for r in runs]}
 
 
 def folders(events: int, work: Path) -> tuple[Path, Path]:
@@ -185,6 +235,10 @@ def measure(events: int, work: Path, batch_size: int, keep: bool, sparse: bool,
                    "weak_samples_per_s": weak["train_samples_per_s"],
                    "weak_train_samples": weak["train_samples"],
                    "weak_scaling": weak["train_samples_per_s"] / one["train_samples_per_s"]}
+        apart = side_by_side(train_args(run, batch_size // ranks, sparse, max_steps, ema),
+                             ranks)
+        result |= apart | {"apart_scaling": apart["apart_samples_per_s"]
+                           / one["train_samples_per_s"]}
     if compare_dense:  # the same steps with dense updates, right after, on the same artifact
         dense = in_child(*train_args(run, batch_size, False, max_steps, ema), ranks=ranks)
         result["dense_train_samples_per_s"] = dense["train_samples_per_s"]
@@ -239,7 +293,12 @@ def show(r: dict) -> str:
                f"samples/s at batch {r['batch_size']:,}): same global batch "
                f"x{r['strong_scaling']:.2f}; {r['batch_size']:,} rows a rank (global "
                f"{r['weak_batch_size']:,}: {r['weak_samples_per_s']:,.0f} samples/s) "
-               f"x{r['weak_scaling']:.2f}" if "strong_scaling" in r else ""))
+               f"x{r['weak_scaling']:.2f}" if "strong_scaling" in r else "")
+            + (f"\n{'':14s}{r['ranks']} processes apart (batch "
+               f"{r['batch_size'] // r['ranks']:,} each, one shard each, no communication: "
+               f"the ceiling at the same global batch) {r['apart_samples_per_s']:,.0f} samples/s"
+               f" x{r['apart_scaling']:.2f}; a rank's gradient exchange "
+               f"{r['reduce_ms_per_step']:.1f} ms a step" if "apart_scaling" in r else ""))
 
 
 def main() -> None:
@@ -247,7 +306,8 @@ def main() -> None:
         mode, args = sys.argv[2], sys.argv[3:]
         out = (child_data(Path(args[0]), Path(args[1])) if mode == "data"
                else child_train(Path(args[0]), int(args[1]), bool(int(args[2])), int(args[3]),
-                                bool(int(args[4])) if len(args) > 4 else False))
+                                bool(int(args[4])),
+                                (int(args[5]), int(args[6])) if len(args) > 6 else None))
         print(json.dumps(out))
         end_process(0)  # a torchrun rank ends without the interpreter's shutdown (see there)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -367,6 +367,13 @@ def test_scale_benchmark_smoke(tmp_path):
     assert result["weak_scaling"] == pytest.approx(
         result["weak_samples_per_s"] / result["one_rank_samples_per_s"])
     assert "2 ranks / 1 rank (" in r.stdout and "64 rows a rank (global 128" in r.stdout
+    # the ceiling: 2 processes side by side, each on one shard at 32 rows, no communication
+    assert len(result["apart_samples_per_s_each"]) == 2
+    assert result["apart_scaling"] == pytest.approx(
+        result["apart_samples_per_s"] / result["one_rank_samples_per_s"])
+    assert result["apart_samples_per_s"] <= sum(result["apart_samples_per_s_each"]) * 1.0001
+    assert result["reduce_ms_per_step"] > 0  # the ranks' gradient exchange, timed
+    assert "2 processes apart (batch 32 each" in r.stdout
     # --repeats: every size trained again in turn; the median rate is the size's rate
     r = run(sys.executable, "benchmarks/bench_scale.py", "--events", "5000", "6000", "--json",
             str(out), "--work", str(tmp_path / "work"), "--max-steps", "2", "--batch-size", "64",

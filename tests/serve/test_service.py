@@ -336,5 +336,9 @@ def test_kill_9_while_adding_loses_no_acknowledged_item(run_copy, workers):
         s.stop()
     center = RepresentationCenter(run_copy / "index" / "csft")
     assert len(set(center.ids)) == len(center.ids)
+    import shutil
+
+    for folder in _service_folders(killed[-1]):  # the last kill's (no 2-worker start after it)
+        shutil.rmtree(folder)
     print(f"kill -9 runs: 2 ({workers} worker(s)), acknowledged items: {len(acknowledged)}, "
           f"lost: {len(missing)}")

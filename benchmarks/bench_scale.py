@@ -184,7 +184,12 @@ def side_by_side(train: tuple[str, ...], ranks: int) -> dict:
     batch, with no communication: the ceiling of data parallelism at the same global batch.
     Samples/s: all of their samples over the slowest one's seconds."""
     procs = [start_child(*train, str(r), str(ranks)) for r in range(ranks)]
-    runs = [child_result(p, "train") for p in procs]
+    try:
+        runs = [child_result(p, "train") for p in procs]
+    finally:  # one failed: the others are not left training on their own
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     samples = sum(r["train_samples"] for r in runs)
     return {"apart_samples_per_s": samples / max(r["train_seconds"] for r in runs),
             "apart_samples_per_s_each": [r["train_samples_per_s"] for r in runs]}
